@@ -1,0 +1,29 @@
+# pingora-master build, test and benchmark entry points.
+GO      ?= go
+PREFIX  ?= /usr/local
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: build run test bench bench-reload install clean
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pingora-master ./cmd/pingora-master
+
+# The main job: the master in the foreground, two workers, on the embedded
+# default config (no root, no backend needed). Try: curl localhost:8080
+run: build
+	./bin/pingora-master
+
+# Every test. -race where it fits the CI budget (the engine and config);
+# the process tests build and run the real binary.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 8m ./config/... ./proxy/...
+	$(GO) test -count=1 -timeout 8m ./worker/... ./master/... ./cmd/... ./deploy/...
+
+install: build
+	install -D -m 0755 bin/pingora-master $(DESTDIR)$(PREFIX)/sbin/pingora-master
+
+clean:
+	rm -rf bin

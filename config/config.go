@@ -1,0 +1,158 @@
+// Package config loads, defaults and validates pingora-master's HCL
+// configuration. It knows nothing of processes or HTTP: it turns a file into
+// a typed, fully defaulted Config, or into HCL diagnostics that name the
+// file, line and column of every problem at once.
+//
+// The typed Config is also what the master hands to its workers (as JSON over
+// a pipe), so workers never open the config file or anything it names.
+package config
+
+import "time"
+
+// Config is a loaded, defaulted and validated configuration. Every field
+// holds its final value: consumers never apply defaults of their own.
+type Config struct {
+	// File is the absolute path the config was loaded from ("" for the
+	// embedded default).
+	File string `json:"file"`
+
+	PIDFile       string `json:"pid_file"`       // default /run/pingora/pingora.pid
+	LockFile      string `json:"lock_file"`      // default PIDFile + ".lock"
+	ControlSocket string `json:"control_socket"` // default dir(PIDFile)/pingora.sock
+
+	// User and Group the workers run as when the master is root.
+	// User defaults to "nobody"; Group to the user's primary group
+	// (resolved by the master, not here).
+	User  string `json:"user"`
+	Group string `json:"group"`
+
+	Workers       int `json:"workers"`        // default runtime.NumCPU()
+	WorkerThreads int `json:"worker_threads"` // GOMAXPROCS per worker; 0: CPUs / workers, at least 1
+
+	ShutdownTimeout time.Duration `json:"shutdown_timeout"` // default 30s
+	ReloadTimeout   time.Duration `json:"reload_timeout"`   // default 30s
+	UpgradeTimeout  time.Duration `json:"upgrade_timeout"`  // default 60s
+	Daemon          bool          `json:"daemon"`
+
+	Log       Log        `json:"log"`
+	AccessLog *AccessLog `json:"access_log,omitempty"` // nil: no access log
+	Limits    Limits     `json:"limits"`
+	Admin     *Admin     `json:"admin,omitempty"` // nil: no admin listener
+
+	Listeners []Listener `json:"listeners"`
+	Upstreams []Upstream `json:"upstreams"`
+	Routes    []Route    `json:"routes"`
+}
+
+// Log is where and how the master and workers write their own log.
+type Log struct {
+	File   string `json:"file"`   // "" : stderr
+	Level  string `json:"level"`  // trace debug info warn error; default info
+	Format string `json:"format"` // text or json; default text
+}
+
+// AccessLog is the per-request JSON log.
+type AccessLog struct {
+	File          string        `json:"file"`
+	BufferSize    int           `json:"buffer_size"`    // bytes; default 64 KiB
+	FlushInterval time.Duration `json:"flush_interval"` // default 1s
+}
+
+// Limits are the resource limits the master sets on itself before it
+// binds or spawns anything (workers inherit them).
+type Limits struct {
+	NoFile uint64 `json:"nofile"` // default 65535; 0: leave as inherited
+	Core   int64  `json:"core"`   // bytes; default 0 (no core dumps); -1: leave as inherited
+}
+
+// Admin is the master's own HTTP listener for metrics and status.
+type Admin struct {
+	Address string `json:"address"`
+}
+
+// Listener is one listening socket, bound by the master.
+type Listener struct {
+	Name    string `json:"name"`
+	Address string `json:"address"` // host:port
+
+	ClientHeaderTimeout time.Duration `json:"client_header_timeout"` // default 60s
+	ClientBodyTimeout   time.Duration `json:"client_body_timeout"`   // between body reads; default 60s
+	KeepaliveTimeout    time.Duration `json:"keepalive_timeout"`     // idle keep-alive; default 75s
+	KeepaliveRequests   int           `json:"keepalive_requests"`    // per connection; default 10000; 0: unlimited
+	MaxHeaderSize       int           `json:"max_header_size"`       // request line + headers, bytes; default 16 KiB
+	MaxBodySize         int64         `json:"max_body_size"`         // bytes; default 1 MiB; 0: unlimited
+}
+
+// Upstream is a named pool of servers a route can proxy to.
+type Upstream struct {
+	Name    string   `json:"name"`
+	Servers []Server `json:"servers"`
+	Balance string   `json:"balance"`  // round_robin (default), least_conn, random (two choices), hash (ketama ring), fnv (FNV-1a modulo)
+	HashKey string   `json:"hash_key"` // client_ip (default), uri, header:NAME; only for hash
+
+	ConnectTimeout        time.Duration `json:"connect_timeout"`         // default 5s
+	ResponseHeaderTimeout time.Duration `json:"response_header_timeout"` // default 60s
+	ReadTimeout           time.Duration `json:"read_timeout"`            // between body reads; default 60s
+	IdleTimeout           time.Duration `json:"idle_timeout"`            // pooled connection; default 60s
+	KeepaliveConns        int           `json:"keepalive_conns"`         // idle conns kept per server; default 64; 0: no reuse
+	Retries               int           `json:"retries"`                 // extra attempts; default 2
+
+	HealthCheck *HealthCheck `json:"health_check,omitempty"` // nil: passive only
+}
+
+// Server is one upstream server.
+type Server struct {
+	Address     string        `json:"address"`
+	Weight      int           `json:"weight"`       // default 1
+	MaxFails    int           `json:"max_fails"`    // default 1; 0: passive marking off
+	FailTimeout time.Duration `json:"fail_timeout"` // default 10s
+	Backup      bool          `json:"backup"`       // used only when no primary is healthy
+}
+
+// HealthCheck is an active HTTP check of every server of an upstream.
+type HealthCheck struct {
+	Path      string        `json:"path"`      // default "/"
+	Host      string        `json:"host"`      // Host header; default the server address
+	Interval  time.Duration `json:"interval"`  // default 5s
+	Timeout   time.Duration `json:"timeout"`   // default 2s
+	Healthy   int           `json:"healthy"`   // consecutive passes to mark up; default 2
+	Unhealthy int           `json:"unhealthy"` // consecutive failures to mark down; default 3
+	// ExpectStatus lists acceptable statuses; default 200-399.
+	ExpectStatus []int `json:"expect_status"`
+}
+
+// Route maps requests, by listener, host and path prefix, to an upstream or
+// to a fixed response.
+type Route struct {
+	Name       string   `json:"name"`
+	Listeners  []string `json:"listeners"`   // filled with every listener when absent
+	Host       string   `json:"host"`        // "" any; exact, or "*.example.com"
+	PathPrefix string   `json:"path_prefix"` // default "/"
+
+	Upstream string   `json:"upstream,omitempty"` // exactly one of Upstream and Respond
+	Respond  *Respond `json:"respond,omitempty"`
+
+	RequestHeaders        map[string]string `json:"request_headers,omitempty"`  // set on the way up
+	RemoveRequestHeaders  []string          `json:"remove_request_headers,omitempty"`
+	ResponseHeaders       map[string]string `json:"response_headers,omitempty"` // set on the way down
+	RemoveResponseHeaders []string          `json:"remove_response_headers,omitempty"`
+
+	// MaxBodySize overrides the listener's; -1: inherit.
+	MaxBodySize int64 `json:"max_body_size"`
+
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+}
+
+// Respond is a fixed answer a route gives by itself (nginx's return).
+type Respond struct {
+	Status int    `json:"status"` // default 200
+	Body   string `json:"body"`
+}
+
+// RateLimit is a token bucket per key.
+type RateLimit struct {
+	Requests int           `json:"requests"`
+	Per      time.Duration `json:"per"`   // default 1s
+	Burst    int           `json:"burst"` // default 0: no burst beyond the rate
+	Key      string        `json:"key"`   // client_ip (default) or header:NAME
+}
