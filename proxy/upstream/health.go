@@ -1,0 +1,211 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pingora-go/pingora/config"
+)
+
+// healthConfig is a config.HealthCheck with defaults applied and the
+// expected statuses as a bitmap.
+type healthConfig struct {
+	path      string
+	host      string
+	interval  time.Duration
+	timeout   time.Duration
+	healthy   int
+	unhealthy int
+	expect    [10]uint64 // bit n: status n passes (0..639)
+}
+
+func newHealthConfig(hc config.HealthCheck) (*healthConfig, error) {
+	c := &healthConfig{
+		path:      hc.Path,
+		host:      hc.Host,
+		interval:  hc.Interval,
+		timeout:   hc.Timeout,
+		healthy:   hc.Healthy,
+		unhealthy: hc.Unhealthy,
+	}
+	if c.path == "" {
+		c.path = defaultHCPath
+	}
+	if err := checkHeaderValue("path", c.path); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(c.path, "/") || strings.ContainsRune(c.path, ' ') {
+		return nil, fmt.Errorf("path %q must start with / and contain no space", c.path)
+	}
+	if err := checkHeaderValue("host", c.host); err != nil {
+		return nil, err
+	}
+	if c.interval <= 0 {
+		c.interval = defaultHCInterval
+	}
+	if c.timeout <= 0 {
+		c.timeout = defaultHCTimeout
+	}
+	if c.healthy <= 0 {
+		c.healthy = defaultHCHealthy
+	}
+	if c.unhealthy <= 0 {
+		c.unhealthy = defaultHCUnhealthy
+	}
+	if len(hc.ExpectStatus) == 0 {
+		for st := 200; st <= 399; st++ {
+			c.expect[st>>6] |= 1 << (st & 63)
+		}
+	}
+	for _, st := range hc.ExpectStatus {
+		if st < 100 || st > 599 {
+			return nil, fmt.Errorf("expect_status %d is not an HTTP status (100-599)", st)
+		}
+		c.expect[st>>6] |= 1 << (st & 63)
+	}
+	return c, nil
+}
+
+func (c *healthConfig) passes(status int) bool {
+	return status >= 0 && status < 640 && c.expect[status>>6]&(1<<(status&63)) != 0
+}
+
+// checker runs the active checks of one server.
+type checker struct {
+	cfg    *healthConfig
+	server *Server
+	log    hclog.Logger
+	req    []byte // the whole request, built once
+
+	passes, fails int // consecutive results, owned by run's goroutine
+}
+
+func newChecker(cfg *healthConfig, s *Server, log hclog.Logger) *checker {
+	host := cfg.host
+	if host == "" {
+		host = s.Addr
+	}
+	req := "GET " + cfg.path + " HTTP/1.1\r\n" +
+		"Host: " + host + "\r\n" +
+		"User-Agent: pingora-master-health-check\r\n" +
+		"Accept: */*\r\n" +
+		"Connection: close\r\n\r\n"
+	return &checker{cfg: cfg, server: s, log: log, req: []byte(req)}
+}
+
+// run checks at once, then every interval, until ctx is done.
+func (c *checker) run(ctx context.Context) {
+	t := time.NewTicker(c.cfg.interval)
+	defer t.Stop()
+	for {
+		c.record(c.probe(ctx))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// record applies one result to the consecutive counters and flips the
+// server's active state at the thresholds, logging each transition.
+func (c *checker) record(err error) {
+	s := c.server
+	if err == nil {
+		c.fails = 0
+		c.passes++
+		if s.activeDown.Load() && c.passes >= c.cfg.healthy {
+			s.activeDown.Store(false)
+			c.log.Info("server is up (active check)", "passes", c.passes)
+		}
+		return
+	}
+	c.passes = 0
+	c.fails++
+	if !s.activeDown.Load() && c.fails >= c.cfg.unhealthy {
+		s.activeDown.Store(true)
+		c.log.Warn("server is down (active check)", "fails", c.fails, "error", err)
+		return
+	}
+	c.log.Debug("health check failed", "fails", c.fails, "error", err)
+}
+
+// probe makes one check: connect, send GET path with Connection: close,
+// read the status line, all within timeout. It returns nil when the status
+// is expected. Only the status line is read; closing right after is fine
+// since the request asked for Connection: close.
+func (c *checker) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", c.server.Addr)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", c.server.Addr, err)
+	}
+	defer conn.Close()
+	// Cancellation (Close, or the timeout) unblocks reads and writes.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(c.req); err != nil {
+		return fmt.Errorf("send check to %s: %w", c.server.Addr, err)
+	}
+	br := bufio.NewReaderSize(conn, 256)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return fmt.Errorf("read status from %s: %w", c.server.Addr, err)
+	}
+	status, err := parseStatusLine(line)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", c.server.Addr, err)
+	}
+	if !c.cfg.passes(status) {
+		return fmt.Errorf("check %s: unexpected status %d", c.server.Addr, status)
+	}
+	return nil
+}
+
+// parseStatusLine returns the status of "HTTP/1.x NNN reason".
+func parseStatusLine(line []byte) (int, error) {
+	line = bytes.TrimRight(line, "\r\n")
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' ||
+		(len(line) > 12 && line[12] != ' ') {
+		return 0, fmt.Errorf("%w: %q", errNoStatus, truncate(line, 64))
+	}
+	st := 0
+	for _, b := range line[9:12] {
+		if b < '0' || b > '9' {
+			return 0, fmt.Errorf("%w: %q", errNoStatus, truncate(line, 64))
+		}
+		st = st*10 + int(b-'0')
+	}
+	return st, nil
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// checkHeaderValue rejects what would let a config value break out of the
+// health-check request line or header.
+func checkHeaderValue(what, v string) error {
+	if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("%s %q contains a control character", what, v)
+	}
+	return nil
+}
+
+var errNoStatus = errors.New("no HTTP status line")

@@ -1,0 +1,177 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pingora-go/pingora/config"
+)
+
+// Defaults applied when a config.Upstream was not run through config.Load
+// (tests, hand-built configs): a zero value means the documented default.
+const (
+	defaultFailTimeout = 10 * time.Second
+	defaultHCPath      = "/"
+	defaultHCInterval  = 5 * time.Second
+	defaultHCTimeout   = 2 * time.Second
+	defaultHCHealthy   = 2
+	defaultHCUnhealthy = 3
+)
+
+// Pool is the servers of one upstream with their balancer and health
+// checks. Pick is safe for concurrent use.
+type Pool struct {
+	name    string
+	balance string
+	servers []*Server
+	primary balancer
+	backup  balancer // nil when there are no backup servers
+	log     hclog.Logger
+
+	check *healthConfig // nil: no active checks
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// NewPool builds the pool for cfg. The balancer is cfg.Balance
+// (round_robin when empty). A nil log discards logs. Errors name the
+// upstream and the bad setting; the pool starts no goroutine until Start.
+func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	if len(cfg.Servers) == 0 {
+		return nil, fmt.Errorf("upstream %q: no servers", cfg.Name)
+	}
+	p := &Pool{
+		name:    cfg.Name,
+		balance: cfg.Balance,
+		log:     log,
+	}
+	if p.balance == "" {
+		p.balance = BalanceRoundRobin
+	}
+	var primary, backup []*Server
+	for i, sc := range cfg.Servers {
+		if sc.Address == "" {
+			return nil, fmt.Errorf("upstream %q: server %d: empty address", cfg.Name, i+1)
+		}
+		if sc.Weight < 0 {
+			return nil, fmt.Errorf("upstream %q: server %s: weight %d is negative", cfg.Name, sc.Address, sc.Weight)
+		}
+		if sc.MaxFails < 0 {
+			return nil, fmt.Errorf("upstream %q: server %s: max_fails %d is negative", cfg.Name, sc.Address, sc.MaxFails)
+		}
+		s := &Server{
+			Addr:        sc.Address,
+			Weight:      max(sc.Weight, 1),
+			Backup:      sc.Backup,
+			slot:        i + 1,
+			maxFails:    sc.MaxFails,
+			failTimeout: sc.FailTimeout,
+			log:         log.With("upstream", cfg.Name, "server", sc.Address),
+		}
+		if s.failTimeout <= 0 {
+			s.failTimeout = defaultFailTimeout
+		}
+		p.servers = append(p.servers, s)
+		if s.Backup {
+			backup = append(backup, s)
+		} else {
+			primary = append(primary, s)
+		}
+	}
+	if len(primary) == 0 {
+		return nil, fmt.Errorf("upstream %q: every server is a backup; at least one must not be", cfg.Name)
+	}
+	var err error
+	if p.primary, err = newBalancer(p.balance, primary); err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", cfg.Name, err)
+	}
+	if len(backup) > 0 {
+		if p.backup, err = newBalancer(p.balance, backup); err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", cfg.Name, err)
+		}
+	}
+	if cfg.HealthCheck != nil {
+		if p.check, err = newHealthConfig(*cfg.HealthCheck); err != nil {
+			return nil, fmt.Errorf("upstream %q: health_check: %w", cfg.Name, err)
+		}
+	}
+	return p, nil
+}
+
+// Name is the upstream's config name.
+func (p *Pool) Name() string { return p.name }
+
+// Balance is the balancing algorithm in use.
+func (p *Pool) Balance() string { return p.balance }
+
+// Servers returns every server, primaries and backups, in config order.
+// The slice is shared: do not modify it.
+func (p *Pool) Servers() []*Server { return p.servers }
+
+// Pick chooses the server for one attempt of a request: a usable (healthy,
+// not in tried) primary by the pool's balancer, else a usable backup, else
+// nil (the proxy answers 503). key matters only for hash and fnv; tried may
+// be nil. Pick does not add the server to tried or count it in flight: the
+// caller does, with tried.Add and Begin/End.
+func (p *Pool) Pick(key []byte, tried *Tried) *Server {
+	s := pickFrom(p.primary, key, tried)
+	if s == nil && p.backup != nil {
+		s = pickFrom(p.backup, key, tried)
+	}
+	if s != nil {
+		s.picks.Add(1)
+	}
+	return s
+}
+
+// Start launches active health checks, one goroutine per server, if the
+// upstream has a health_check block. Until checks fail, every server counts
+// as healthy (see doc-upstream): a fresh worker must serve at once, not wait
+// `healthy` intervals. Start is idempotent; after Close it does nothing.
+func (p *Pool) Start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.closed || p.check == nil {
+		return
+	}
+	p.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	hlog := p.log.Named("health")
+	hlog.Info("active health checks started; servers count as healthy until checks fail",
+		"upstream", p.name, "path", p.check.path, "interval", p.check.interval,
+		"healthy", p.check.healthy, "unhealthy", p.check.unhealthy)
+	for _, s := range p.servers {
+		c := newChecker(p.check, s, hlog.With("upstream", p.name, "server", s.Addr))
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			c.run(ctx)
+		}()
+	}
+}
+
+// Close stops the health checks and waits for their goroutines to end (an
+// in-progress check is cut short). The pool can still Pick afterwards, on
+// the last known health. Close is idempotent.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	cancel := p.cancel
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	p.wg.Wait()
+}
