@@ -27,7 +27,7 @@ type Config struct {
 	Group string `json:"group"`
 
 	Workers       int `json:"workers"`        // default runtime.NumCPU()
-	WorkerThreads int `json:"worker_threads"` // GOMAXPROCS per worker; 0: CPUs / workers, at least 1
+	WorkerThreads int `json:"worker_threads"` // GOMAXPROCS per worker; unset or 0 in the file: CPUs / workers, at least 1
 
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"` // default 30s
 	ReloadTimeout   time.Duration `json:"reload_timeout"`   // default 30s
@@ -42,6 +42,11 @@ type Config struct {
 	Listeners []Listener `json:"listeners"`
 	Upstreams []Upstream `json:"upstreams"`
 	Routes    []Route    `json:"routes"`
+
+	// Warnings are the problems that did not stop the load (an unused
+	// upstream, say), one line each as "file:line,col: summary: detail", for
+	// the master to log. They stay with the master: not sent to workers.
+	Warnings []string `json:"-"`
 }
 
 // Log is where and how the master and workers write their own log.
@@ -112,7 +117,7 @@ type Server struct {
 // HealthCheck is an active HTTP check of every server of an upstream.
 type HealthCheck struct {
 	Path      string        `json:"path"`      // default "/"
-	Host      string        `json:"host"`      // Host header; default the server address
+	Host      string        `json:"host"`      // Host header; "" (default): the server address
 	Interval  time.Duration `json:"interval"`  // default 5s
 	Timeout   time.Duration `json:"timeout"`   // default 2s
 	Healthy   int           `json:"healthy"`   // consecutive passes to mark up; default 2
@@ -126,13 +131,13 @@ type HealthCheck struct {
 type Route struct {
 	Name       string   `json:"name"`
 	Listeners  []string `json:"listeners"`   // filled with every listener when absent
-	Host       string   `json:"host"`        // "" any; exact, or "*.example.com"
+	Host       string   `json:"host"`        // "" any; exact, or "*.example.com"; lower case
 	PathPrefix string   `json:"path_prefix"` // default "/"
 
 	Upstream string   `json:"upstream,omitempty"` // exactly one of Upstream and Respond
 	Respond  *Respond `json:"respond,omitempty"`
 
-	RequestHeaders        map[string]string `json:"request_headers,omitempty"`  // set on the way up
+	RequestHeaders        map[string]string `json:"request_headers,omitempty"` // set on the way up
 	RemoveRequestHeaders  []string          `json:"remove_request_headers,omitempty"`
 	ResponseHeaders       map[string]string `json:"response_headers,omitempty"` // set on the way down
 	RemoveResponseHeaders []string          `json:"remove_response_headers,omitempty"`
