@@ -1,0 +1,167 @@
+package admin
+
+import (
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// unroutedRoute is the route label of responses given without a route (a
+// malformed request, no route matching). Prometheus treats an empty label
+// value as an absent label, hence a visible name.
+const unroutedRoute = "(none)"
+
+// classes are the status-class label values, by RouteSample.Responses slot.
+var classes = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// descs are the metrics' descriptions: fixed, so Describe can list them and
+// the registry checks every Collect against them.
+type descs struct {
+	requests, requestDuration, upstreamDuration            *prometheus.Desc
+	bytesReceived, bytesSent, activeConns, inFlight        *prometheus.Desc
+	serverHealthy, serverInFlight, serverRequests          *prometheus.Desc
+	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
+	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
+	workersReporting                                       *prometheus.Desc
+}
+
+func newDescs() *descs {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("pingora_"+name, help, labels, nil)
+	}
+	return &descs{
+		requests:         d("requests_total", "Requests answered, by route and status class, summed over every worker since the master started (retired workers included).", "route", "class"),
+		requestDuration:  d("request_duration_seconds", "Time from a request's first byte to its response's last byte."),
+		upstreamDuration: d("upstream_duration_seconds", "Time from sending a request upstream to receiving the response head, per attempt."),
+		bytesReceived:    d("bytes_received_total", "Request bytes read from clients (heads and bodies)."),
+		bytesSent:        d("bytes_sent_total", "Response bytes written to clients."),
+		activeConns:      d("active_connections", "Open client connections in live workers."),
+		inFlight:         d("in_flight_requests", "Requests being served by live workers."),
+		serverHealthy:    d("upstream_server_healthy", "Fraction of live workers whose balancer sees the server healthy (1: all, 0: none).", "upstream", "server"),
+		serverInFlight:   d("upstream_server_in_flight", "Requests in flight to the server from live workers.", "upstream", "server"),
+		serverRequests:   d("upstream_requests_total", "Attempts sent to the upstream server (retries included).", "upstream", "server"),
+		serverFailures:   d("upstream_failures_total", "Failed attempts to the upstream server (connect, reset, timeout, bad response).", "upstream", "server"),
+		rateLimited:      d("rate_limited_total", "Requests refused with 429 by a rate limit."),
+		upstreamErrors:   d("upstream_errors_total", "Failed upstream attempts, all upstreams."),
+		workerRestarts:   d("worker_restarts_total", "Workers replaced after dying unexpectedly."),
+		reloads:          d("reloads_total", "Config reloads by outcome (ok: the new generation serves; failed: bad config or not ready).", "outcome"),
+		upgrades:         d("upgrades_total", "Binary upgrades by outcome, as counted by this master.", "outcome"),
+		generation:       d("generation", "The serving generation's number."),
+		workers:          d("workers", "Worker processes by state.", "state"),
+		workersReporting: d("workers_reporting", "Live workers whose samples the figures include."),
+	}
+}
+
+// collector turns an aggregator snapshot into const metrics on each scrape:
+// nothing is kept between scrapes, so the figures are exactly the
+// aggregator's.
+type collector struct {
+	agg *Aggregator
+	d   *descs
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	d := c.d
+	for _, x := range []*prometheus.Desc{
+		d.requests, d.requestDuration, d.upstreamDuration, d.bytesReceived, d.bytesSent,
+		d.activeConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
+		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
+		d.upgrades, d.generation, d.workers, d.workersReporting,
+	} {
+		ch <- x
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.agg.snapshot()
+	d := c.d
+	t := &s.totals
+	// NewConstMetric, not MustNewConstMetric: a label value a worker sent
+	// (a route name, say) that Prometheus rejects becomes an error for
+	// that one series, never a panic in the master.
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- constMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- constMetric(desc, prometheus.GaugeValue, v, labels...)
+	}
+
+	names := make([]string, 0, len(t.routes))
+	for name := range t.routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for i, n := range t.routes[name] {
+			counter(d.requests, n, name, classes[i])
+		}
+	}
+	for i, n := range t.unrouted {
+		if n > 0 {
+			counter(d.requests, n, unroutedRoute, classes[i])
+		}
+	}
+	ch <- constHistogram(d.requestDuration, &t.requestLatency)
+	ch <- constHistogram(d.upstreamDuration, &t.upstreamLatency)
+	counter(d.bytesReceived, t.bytesIn)
+	counter(d.bytesSent, t.bytesOut)
+	counter(d.rateLimited, t.rateLimited)
+	counter(d.upstreamErrors, t.upstreamErrors)
+
+	active, inFlight, servers := s.gauges()
+	gauge(d.activeConns, float64(active))
+	gauge(d.inFlight, float64(inFlight))
+	for k, g := range servers {
+		gauge(d.serverHealthy, float64(g.healthy)/float64(g.workers), k.upstream, k.addr)
+		gauge(d.serverInFlight, float64(g.inFlight), k.upstream, k.addr)
+	}
+	for k, v := range t.servers {
+		counter(d.serverRequests, v.picks, k.upstream, k.addr)
+		counter(d.serverFailures, v.failures, k.upstream, k.addr)
+	}
+
+	counter(d.workerRestarts, s.restarts)
+	counter(d.reloads, s.reloads.OK, "ok")
+	counter(d.reloads, s.reloads.Failed, "failed")
+	counter(d.upgrades, s.upgrades.OK, "ok")
+	counter(d.upgrades, s.upgrades.Failed, "failed")
+	gauge(d.generation, float64(s.master.Generation))
+	states := make(map[string]int)
+	for _, w := range s.master.Workers {
+		states[w.State]++
+	}
+	for state, n := range states {
+		gauge(d.workers, float64(n), state)
+	}
+	gauge(d.workersReporting, float64(len(s.live)))
+}
+
+func constMetric(desc *prometheus.Desc, vt prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(desc, vt, v, labels...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(desc, err)
+	}
+	return m
+}
+
+// constHistogram turns a summed histogram into Prometheus' cumulative form.
+func constHistogram(desc *prometheus.Desc, h *hist) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(LatencyBuckets))
+	var cum uint64
+	for i, bound := range LatencyBuckets {
+		cum += h.counts[i]
+		buckets[bound] = cum
+	}
+	return prometheus.MustNewConstHistogram(desc, h.count(), h.sum, buckets)
+}
+
+// newRegistry is the admin listener's private registry: this package's
+// metrics plus the master process's own (process_*, go_*). Nothing is
+// registered globally.
+func newRegistry(agg *Aggregator) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{agg: agg, d: newDescs()})
+	reg.MustRegister(prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGoCollector())
+	return reg
+}
