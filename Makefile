@@ -22,6 +22,16 @@ test:
 	$(GO) test -race -count=1 -timeout 8m ./config/... ./proxy/...
 	$(GO) test -count=1 -timeout 8m ./worker/... ./master/... ./cmd/... ./deploy/...
 
+# CPU per request against nginx, HAProxy and Caddy on the same load
+# (../shared/bench/peers.sh), keep-alive and new-connection runs.
+bench: build
+	deploy/bench/bench.sh
+
+# SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
+# 20 runs each with 2 workers: median and max (needs root).
+bench-reload:
+	$(GO) test -count=1 -run '^$$' -bench 'Reload|Upgrade' -benchtime 20x ./cmd/pingora-master/
+
 install: build
 	install -D -m 0755 bin/pingora-master $(DESTDIR)$(PREFIX)/sbin/pingora-master
 
