@@ -1,0 +1,45 @@
+package master
+
+import (
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"github.com/hashicorp/go-hclog"
+	"github.com/pingora-go/pingora/config"
+)
+
+// Master is the running master process. Its state is owned by the loop
+// goroutine: other goroutines (signals, the control socket, worker
+// watchers, timers) send it closures on events or commands on cmds, so no
+// lock guards it and operations never interleave.
+type Master struct {
+	log    hclog.Logger
+	logOut *swapWriter
+	opts   Options
+
+	cfgPath string // absolute; "" for the embedded default
+	exe     string // this binary, resolved at start
+	cfg     *config.Config
+	ident   *identity
+	upg     *tableflip.Upgrader
+	lock    *Lock
+	lns     *listenerSet
+	spawn   *spawner
+	logs    *logTargets
+	ctl     *controlServer
+	notify  *notifier
+
+	gen     *generation   // the generation serving
+	gens    []*generation // every generation with live workers, gen included
+	nextGen int
+
+	events  chan func()
+	cmds    chan *command
+	pending []*command
+
+	started time.Time
+	// interrupted: a fast stop arrived while the loop waited on something.
+	interrupted bool
+	stopping    bool
+	upgrading   bool
+}

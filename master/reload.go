@@ -1,0 +1,188 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/pingora-go/pingora/config"
+)
+
+// startGeneration starts every worker of a new generation from cfg. It
+// does not wait for them: awaitGeneration does.
+func (m *Master) startGeneration(cfg *config.Config, logs *logTargets) (*generation, error) {
+	m.nextGen++
+	g := &generation{id: m.nextGen, cfg: cfg, logs: logs, started: time.Now()}
+	for i := 0; i < cfg.Workers; i++ {
+		g.slots = append(g.slots, &slot{index: i})
+	}
+	m.gens = append(m.gens, g)
+	for _, s := range g.slots {
+		if _, err := m.startWorker(g, s); err != nil {
+			g.failed = err.Error()
+			m.killGeneration(g)
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// awaitGeneration waits until every worker of g serves. On failure or
+// timeout the generation is killed and the reason returned; on success it
+// is promoted (crashes are then replaced, not fatal).
+func (m *Master) awaitGeneration(g *generation, timeout time.Duration) error {
+	ok := m.wait(timeout, func() bool { return g.failed != "" || g.allReady() })
+	var err error
+	switch {
+	case g.failed != "":
+		err = errors.New(g.failed)
+	case m.interrupted:
+		err = errors.New("interrupted by a stop")
+	case !ok:
+		err = fmt.Errorf("new workers not ready within %s", timeout)
+	}
+	if err != nil {
+		m.killGeneration(g)
+		return err
+	}
+	g.promoted = true
+	return nil
+}
+
+// reload reads and validates the config again and, if it is good, starts a
+// complete new generation, waits until it serves, then drains the old one.
+// On any failure nothing that serves is touched.
+func (m *Master) reload() error {
+	m.notify.reloading()
+	defer m.notify.ready()
+
+	cfg, err := m.loadConfig()
+	if err != nil {
+		return err
+	}
+	m.logWarnings(cfg)
+	m.keepFixed(cfg)
+
+	logs := m.logs
+	if !logs.sameAs(cfg) {
+		if logs, err = openLogTargets(cfg); err != nil {
+			return err
+		}
+	}
+	addrs := make([]string, 0, len(cfg.Listeners))
+	for _, l := range cfg.Listeners {
+		addrs = append(addrs, l.Address)
+	}
+	if err := m.lns.bindAll(addrs); err != nil {
+		if logs != m.logs {
+			logs.close()
+		}
+		return err
+	}
+	g, err := m.startGeneration(cfg, logs)
+	if err == nil {
+		err = m.awaitGeneration(g, cfg.ReloadTimeout)
+	}
+	if err != nil {
+		if g == nil {
+			m.collectListeners()
+		}
+		return err
+	}
+
+	old := m.gen
+	m.gen, m.cfg = g, cfg
+	if logs != m.logs {
+		m.logOut.Set(logs.errorLog())
+		m.logs = logs // the old targets close when the old generation is gone
+	}
+	m.log.SetLevel(logLevel(cfg.Log.Level))
+	deadline := time.Now().Add(cfg.ShutdownTimeout)
+	m.log.Info("new generation serving, draining the previous one",
+		"generation", g.id, "workers", pids(g), "previous", old.id, "deadline", cfg.ShutdownTimeout)
+	m.drainGeneration(old, deadline)
+	m.awaitNotAccepting(old)
+	return nil
+}
+
+// collectListeners closes listeners that no generation uses (after a
+// reload that bound some and then failed before starting any worker).
+func (m *Master) collectListeners() {
+	keep := make(map[string]bool)
+	for _, g := range m.gens {
+		for _, a := range g.addrs() {
+			keep[a] = true
+		}
+	}
+	for _, a := range m.lns.retain(keep) {
+		m.log.Info("listener closed", "address", a)
+	}
+}
+
+// loadConfig reads the master's config source again.
+func (m *Master) loadConfig() (*config.Config, error) {
+	if m.cfgPath == "" {
+		return config.Parse(config.DefaultSource(), config.DefaultFilename)
+	}
+	return config.Load(m.cfgPath)
+}
+
+func (m *Master) logWarnings(cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		m.log.Warn("config warning: " + w)
+	}
+}
+
+// keepFixed restores, in a reloaded config, the settings a reload cannot
+// change, and says so: they belong to the master process (its files, its
+// identity towards the system), not to a generation of workers. A restart
+// or a binary upgrade applies them.
+func (m *Master) keepFixed(cfg *config.Config) {
+	old := m.cfg
+	fixed := []struct {
+		name     string
+		old, new any
+		restore  func()
+	}{
+		{"pid_file", old.PIDFile, cfg.PIDFile, func() { cfg.PIDFile = old.PIDFile }},
+		{"lock_file", old.LockFile, cfg.LockFile, func() { cfg.LockFile = old.LockFile }},
+		{"control_socket", old.ControlSocket, cfg.ControlSocket, func() { cfg.ControlSocket = old.ControlSocket }},
+		{"user", old.User, cfg.User, func() { cfg.User = old.User }},
+		{"group", old.Group, cfg.Group, func() { cfg.Group = old.Group }},
+		{"daemon", old.Daemon, cfg.Daemon, func() { cfg.Daemon = old.Daemon }},
+		{"limits", old.Limits, cfg.Limits, func() { cfg.Limits = old.Limits }},
+		{"admin", old.Admin, cfg.Admin, func() { cfg.Admin = old.Admin }},
+		{"upgrade_timeout", old.UpgradeTimeout, cfg.UpgradeTimeout, func() { cfg.UpgradeTimeout = old.UpgradeTimeout }},
+		{"log.format", old.Log.Format, cfg.Log.Format, func() { cfg.Log.Format = old.Log.Format }},
+	}
+	for _, f := range fixed {
+		if !reflect.DeepEqual(f.old, f.new) {
+			m.log.Warn("setting cannot change by reload, keeping its value (restart or upgrade to apply)",
+				"setting", f.name, "value", fmt.Sprint(deref(f.old)), "ignored", fmt.Sprint(deref(f.new)))
+			f.restore()
+		}
+	}
+}
+
+func deref(v any) any {
+	if a, ok := v.(*config.Admin); ok {
+		if a == nil {
+			return "none"
+		}
+		return *a
+	}
+	return v
+}
+
+func pids(g *generation) []int {
+	var out []int
+	for _, w := range g.workers() {
+		out = append(out, w.pid)
+	}
+	return out
+}
+
+func reloadMessage(g *generation) string {
+	return fmt.Sprintf("reloaded: generation %d serving (%d workers)", g.id, len(g.slots))
+}

@@ -1,0 +1,93 @@
+package master
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Status is what `-s status` reports.
+type Status struct {
+	PID        int            `json:"pid"`
+	Started    time.Time      `json:"started"`
+	Binary     string         `json:"binary"`
+	Config     string         `json:"config"`
+	Generation int            `json:"generation"`
+	Workers    []WorkerStatus `json:"workers"`
+}
+
+// WorkerStatus is one worker in a Status.
+type WorkerStatus struct {
+	PID        int       `json:"pid"`
+	Generation int       `json:"generation"`
+	State      string    `json:"state"`
+	Started    time.Time `json:"started"`
+	Restarts   int       `json:"restarts"`
+}
+
+func (m *Master) status() *Status {
+	st := &Status{
+		PID:     os.Getpid(),
+		Started: m.started,
+		Binary:  m.exe,
+		Config:  m.cfgPath,
+	}
+	if m.gen != nil {
+		st.Generation = m.gen.id
+	}
+	for _, g := range m.gens {
+		for _, s := range g.slots {
+			if s.w == nil {
+				continue
+			}
+			state := string(s.w.state)
+			if !s.w.alive() {
+				if g.retiring {
+					continue
+				}
+				state = "restarting"
+			}
+			st.Workers = append(st.Workers, WorkerStatus{
+				PID:        s.w.pid,
+				Generation: g.id,
+				State:      state,
+				Started:    s.w.started,
+				Restarts:   s.restarts,
+			})
+		}
+	}
+	return st
+}
+
+// Write prints the status in its stable text form (see doc-process.md):
+//
+//	master pid: 1234
+//	uptime: 1h2m3s
+//	binary: /usr/local/sbin/pingora-master
+//	config: /etc/pingora/pingora.hcl
+//	generation: 3
+//	worker pid=1240 generation=3 state=ready uptime=5m2s restarts=0
+func (s *Status) Write(w io.Writer, now time.Time) {
+	cfg := s.Config
+	if cfg == "" {
+		cfg = "(embedded default)"
+	}
+	fmt.Fprintf(w, "master pid: %d\n", s.PID)
+	fmt.Fprintf(w, "uptime: %s\n", uptime(now, s.Started))
+	fmt.Fprintf(w, "binary: %s\n", s.Binary)
+	fmt.Fprintf(w, "config: %s\n", cfg)
+	fmt.Fprintf(w, "generation: %d\n", s.Generation)
+	for _, wk := range s.Workers {
+		fmt.Fprintf(w, "worker pid=%d generation=%d state=%s uptime=%s restarts=%d\n",
+			wk.PID, wk.Generation, wk.State, uptime(now, wk.Started), wk.Restarts)
+	}
+}
+
+func uptime(now, since time.Time) time.Duration {
+	d := now.Sub(since)
+	if d < 0 {
+		d = 0
+	}
+	return d.Round(time.Second)
+}

@@ -1,0 +1,87 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// fileUpgradeReport names the pipe, handed to the new master through
+// tableflip, on which a new master that fails to start writes why. Without
+// it the old master would only learn "exit status 1".
+const fileUpgradeReport = "pingora-upgrade-report"
+
+// envNextGeneration carries the generation counter to the new master, so
+// generation numbers keep growing across upgrades.
+const envNextGeneration = "PINGORA_NEXT_GENERATION"
+
+// upgrade starts the binary at the same path as a new master through
+// tableflip. The new master inherits the listeners and the instance lock,
+// starts its own workers, writes the PID file and reports ready; only then
+// does this return with its pid. tableflip allows one upgrade at a time and
+// kills a new master not ready within upgrade_timeout; either failure
+// leaves this master serving as before.
+func (m *Master) upgrade() (int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("report pipe: %w", err)
+	}
+	defer r.Close()
+	err = m.upg.AddFile(fileUpgradeReport, w)
+	w.Close()
+	if err != nil {
+		return 0, fmt.Errorf("report pipe: %w", err)
+	}
+	os.Setenv(envNextGeneration, strconv.Itoa(m.nextGen+1))
+
+	m.upgrading = true
+	defer func() { m.upgrading = false }()
+	var upgErr error
+	finished := false
+	go func() {
+		err := m.upg.Upgrade()
+		m.events <- func() { upgErr, finished = err, true }
+	}()
+	for !finished {
+		m.wait(0, func() bool { return finished })
+		if m.interrupted && !finished {
+			// A fast stop: tableflip kills the new master.
+			m.upg.Stop()
+			m.interrupted = false
+		}
+	}
+	if upgErr != nil {
+		if reason := readReport(r); reason != "" {
+			return 0, fmt.Errorf("%w: %s", upgErr, reason)
+		}
+		return 0, upgErr
+	}
+	pid, err := ReadPIDFile(m.cfg.PIDFile)
+	if err != nil {
+		pid = 0
+	}
+	m.log.Info("new master serving, draining this one", "new_master", pid)
+	return pid, nil
+}
+
+// readReport reads what a failed new master wrote, without blocking on a
+// pipe some process may still hold open.
+func readReport(r *os.File) string {
+	r.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && len(b) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func upgradeMessage(pid int) string {
+	if pid > 0 {
+		return fmt.Sprintf("upgraded: new master pid %d serving", pid)
+	}
+	return "upgraded: new master serving"
+}

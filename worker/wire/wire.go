@@ -1,0 +1,88 @@
+// Package wire is the protocol between the master and its workers: how a
+// worker is started (argv, environment, descriptor numbers), the handshake
+// the master writes on the config pipe, and the messages both sides
+// exchange over the control socket.
+//
+// It lives beside the worker because it is the worker's interface, and it
+// imports neither the proxy nor the master so that both ends can share it
+// without breaking the import rule (the master never imports the proxy).
+package wire
+
+import (
+	"github.com/pingora-go/pingora/config"
+)
+
+// How a worker process is recognised and what it finds at fixed
+// descriptor numbers. Workers are exec'd as "/proc/self/exe worker" with
+// EnvWorker set: both are needed, so a user typing "pingora-master worker"
+// gets the ordinary command line instead of a half-started worker.
+const (
+	ArgWorker   = "worker"
+	EnvWorker   = "PINGORA_WORKER"
+	WorkerValue = "1"
+
+	// ControlFD is the worker's end of the SOCK_SEQPACKET socket pair.
+	ControlFD = 3
+	// HandshakeFD is the read end of the pipe carrying the Handshake as
+	// JSON; the master closes its end once written, so EOF ends it.
+	HandshakeFD = 4
+	// FirstExtraFD is where the access log and listeners start; their
+	// numbers are in the Handshake.
+	FirstExtraFD = 5
+)
+
+// Handshake is everything a worker needs to serve, sent once at start.
+// The worker never opens the config file nor anything it names: log files
+// and listeners arrive as descriptors, the config as the already validated,
+// defaulted value.
+type Handshake struct {
+	Generation int `json:"generation"`
+	MasterPID  int `json:"master_pid"`
+	// Workers is how many workers the generation has (for GOMAXPROCS).
+	Workers int `json:"workers"`
+	// Unprivileged is set when the master is root and switched the worker
+	// to the configured user: the worker then refuses to run as root.
+	Unprivileged bool `json:"unprivileged"`
+	UID          int  `json:"uid"`
+	GID          int  `json:"gid"`
+	// Listeners maps config listener names to inherited descriptors.
+	Listeners map[string]int `json:"listeners"`
+	// AccessLogFD is the inherited access log, 0 when there is none.
+	AccessLogFD int `json:"access_log_fd"`
+	// ErrorLogIsFile says fd 2 is the configured error log (not the
+	// master's stderr), so a reopen will replace it.
+	ErrorLogIsFile bool `json:"error_log_is_file"`
+
+	Config *config.Config `json:"config"`
+}
+
+// Message types. Worker to master: Ready, Error, Reopened, Draining. Master to worker:
+// Drain, Stop, Reopen.
+const (
+	TypeReady    = "ready"    // the proxy accepts on every listener
+	TypeError    = "error"    // the worker cannot serve; Error says why; it exits next
+	TypeDrain    = "drain"    // stop accepting, finish in-flight work by Deadline, exit
+	TypeStop     = "stop"     // fast stop: close everything, exit
+	TypeReopen   = "reopen"   // new log descriptors attached, in the order of Files
+	TypeReopened = "reopened" // the worker writes to the new descriptors now
+	TypeDraining = "draining" // after Drain: the worker no longer accepts
+)
+
+// File names used in Message.Files for a reopen.
+const (
+	FileErrorLog  = "error_log"
+	FileAccessLog = "access_log"
+)
+
+// Message is one control-socket message. SOCK_SEQPACKET keeps message
+// boundaries, so each is one JSON document in one datagram, with any
+// descriptors attached as SCM_RIGHTS.
+type Message struct {
+	Type string `json:"type"`
+	// Deadline for a drain, in Unix nanoseconds (the master's clock; both
+	// ends share the host).
+	Deadline int64  `json:"deadline,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Files names the attached descriptors, in order.
+	Files []string `json:"files,omitempty"`
+}
