@@ -1,0 +1,457 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/pingora-go/pingora/proxy/upstream"
+)
+
+// This file forwards a request to its upstream: server choice, retries,
+// the upstream connection, and relaying the response back.
+
+// outcome is how one attempt at a server ended.
+type outcome uint8
+
+const (
+	outDone        outcome = iota // response relayed (or the client is gone): stop
+	outConnectFail                // no connection: next server, any method
+	outUpstreamErr                // failed before the response head: retry if idempotent and replayable
+	outBadResponse                // invalid response head: no retry
+	outAnswered                   // the attempt answered the client itself (400, 408, 413, 502 mid-body)
+)
+
+// attemptResult is an attempt's outcome with the status to answer when no
+// further attempt is made.
+type attemptResult struct {
+	out    outcome
+	status int
+	keep   bool
+	err    error
+}
+
+var (
+	errNoServer     = errors.New("no usable upstream server")
+	errBadResponse  = errors.New("invalid response from upstream")
+	errUpstreamGone = errors.New("upstream closed the connection before responding")
+)
+
+// proxyRequest forwards a request to rt's upstream, with retries, and
+// relays the response. It reports whether the client connection stays
+// open. The body is consumed (or the connection closes) when it returns.
+func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int, buffered, keep bool) bool {
+	p := cc.p
+	req := &cc.req
+	u := rt.up
+	ls := &cc.ls.cfg
+
+	if rt.limiter != nil {
+		key := cc.ip
+		if rt.limitHeader != nil {
+			key = findHeader(req, rt.limitHeader)
+		}
+		if key != nil {
+			if ok, wait := rt.limiter.Allow(key, ex.start); !ok {
+				p.stats.rateLimited.Add(1)
+				secs := int64((wait + time.Second - 1) / time.Second)
+				return cc.local(ex, 429, keep, buffered, headLen+bodyLen, max(secs, 1), errors.New("rate limited"))
+			}
+		}
+	}
+	maxBody := rt.maxBody
+	if maxBody < 0 {
+		maxBody = ls.MaxBodySize
+	}
+	if maxBody > 0 && (req.contentLength > maxBody || (req.chunked && buffered && cc.chunk.total > maxBody)) {
+		return cc.local(ex, 413, keep, buffered, headLen+bodyLen, 0, errBodyTooLarge)
+	}
+
+	cc.uh.clientIP = cc.ip
+	cc.uh.reqID = nil
+	if req.reqID == nil {
+		cc.uh.reqID = p.newRequestID(cc.reqIDBuf[:0])
+		cc.setLogRequestID(ex, cc.uh.reqID)
+	}
+	cc.uh.upgrade = req.connUpgrade && req.upgrade != nil
+
+	if req.expect100 && !buffered {
+		// The client waits for our go-ahead before sending the body.
+		cc.ensureWriteDeadline()
+		cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if cc.bw.Flush() != nil {
+			return false
+		}
+	}
+
+	key := cc.hashKey(u, req)
+	var tried upstream.Tried
+	res := attemptResult{out: outConnectFail, status: 503, err: errNoServer}
+	for attempt := 0; attempt <= u.retries; attempt++ {
+		srv := u.pool.Pick(key, &tried)
+		if srv == nil {
+			break
+		}
+		tried.Add(srv)
+		ss := u.state(srv)
+		ex.upstream = srv.Addr
+		srv.Begin()
+		res = cc.attempt(ex, rt, ss, headLen, bodyLen, buffered, maxBody, keep)
+		srv.End()
+		if cc.cutDown.Load() {
+			return false // Close or the drain deadline: not the server's fault
+		}
+		switch res.out {
+		case outDone, outAnswered:
+			return res.keep
+		case outConnectFail:
+			p.stats.upstreamErr.Add(1)
+			srv.Fail(cc.now)
+			cc.logAttempt(ex, res)
+			continue
+		case outUpstreamErr:
+			p.stats.upstreamErr.Add(1)
+			srv.Fail(cc.now)
+			cc.logAttempt(ex, res)
+			if req.idempotent && buffered {
+				continue
+			}
+		case outBadResponse:
+			p.stats.upstreamErr.Add(1)
+			srv.Fail(cc.now)
+		}
+		break
+	}
+	if !buffered {
+		keep = false // the body was not read
+	}
+	return cc.local(ex, res.status, keep, buffered, headLen+bodyLen, 0, res.err)
+}
+
+// logAttempt notes a failed attempt that will be retried (or answered).
+func (cc *clientConn) logAttempt(ex *exchange, res attemptResult) {
+	if log := cc.p.log; log.IsDebug() {
+		route := ""
+		if ex.rt != nil {
+			route = ex.rt.name
+		}
+		log.Debug("upstream attempt failed", "route", route, "upstream", ex.upstream, "error", res.err)
+	}
+}
+
+// findHeader returns the value of the first header named name, or nil.
+func findHeader(req *request, name []byte) []byte {
+	for i := range req.headers {
+		if equalFold(req.headers[i].name, name) {
+			return req.headers[i].value
+		}
+	}
+	return nil
+}
+
+// hashKey is the balancing key of the request (hash and fnv only).
+func (cc *clientConn) hashKey(u *upstreamState, req *request) []byte {
+	switch u.hashKey {
+	case hashClientIP:
+		return cc.ip
+	case hashURI:
+		return req.target
+	case hashHeader:
+		return findHeader(req, u.hashHeader)
+	}
+	return nil
+}
+
+// newRequestID appends a fresh X-Request-Id: the proxy's random prefix and
+// a counter, 32 hex digits.
+func (p *Proxy) newRequestID(dst []byte) []byte {
+	seq := p.reqIDSeq.Add(1)
+	dst = append(dst, p.reqIDPrefix[:]...)
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, hexDigits[seq>>uint(shift)&0xf])
+	}
+	return dst
+}
+
+// attempt sends the request to one server and relays the response. A
+// pooled connection that turns out dead before anything of the response
+// arrived is replaced by a fresh one to the same server, for any method,
+// as long as nothing of the client's input was consumed yet.
+func (cc *clientConn) attempt(ex *exchange, rt *route, ss *serverState, headLen, bodyLen int, buffered bool, maxBody int64, keep bool) attemptResult {
+	uc := ss.get(cc.now)
+	for {
+		if uc == nil {
+			var err error
+			uc, err = cc.p.dial(ss)
+			if err != nil {
+				status := 502
+				if isTimeout(err) || isNetTimeout(err) {
+					status = 504
+				}
+				return attemptResult{out: outConnectFail, status: status, err: fmt.Errorf("connect %s: %w", ss.srv.Addr, err)}
+			}
+		}
+		if !cc.setUpstream(uc) {
+			uc.release()
+			return attemptResult{out: outDone}
+		}
+		res, stale := cc.exchangeWith(ex, rt, uc, headLen, bodyLen, buffered, maxBody, keep)
+		cc.setUpstream(nil)
+		if stale {
+			uc.release()
+			uc = nil
+			continue
+		}
+		return res
+	}
+}
+
+func isNetTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// exchangeWith runs the request over one upstream connection. stale
+// reports a reused connection found dead before any response byte while
+// the request can still be replayed: the caller retries on a fresh one.
+func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen, bodyLen int, buffered bool, maxBody int64, keep bool) (res attemptResult, stale bool) {
+	req := &cc.req
+	u := rt.up
+	ls := &cc.ls.cfg
+	attemptStart := cc.now
+	setDeadlines(uc.c, &uc.rdl, &uc.wdl, cc.now.Add(u.responseHeaderTimeout), u.responseHeaderTimeout)
+
+	cc.uh.host = uc.ss.host
+	writeUpstreamHead(uc.bw, rt, req, &cc.uh)
+	if buffered && bodyLen > 0 {
+		all, _ := cc.br.Peek(headLen + bodyLen)
+		uc.bw.Write(all[headLen:])
+	}
+	if err := uc.bw.Flush(); err != nil {
+		if uc.reused {
+			return res, true
+		}
+		uc.release()
+		return attemptResult{out: outUpstreamErr, status: upstreamStatus(err), err: fmt.Errorf("send to %s: %w", uc.ss.srv.Addr, err)}, false
+	}
+	if !buffered {
+		// Stream the body: from here on the client's input is consumed
+		// and the request cannot be replayed.
+		cc.br.Discard(headLen)
+		pp := pipe{src: cc.br, srcConn: cc.c, srcTimeout: ls.ClientBodyTimeout,
+			dst: uc.bw, dstConn: uc.c, dstTimeout: u.readTimeout, now: &cc.now, srcRdl: &cc.rdl, dstWdl: &uc.wdl}
+		var side int
+		var err error
+		if req.chunked {
+			cc.chunk.reset()
+			side, err = pp.copyChunked(&cc.chunk, false, maxBody)
+		} else {
+			side, err = pp.copyFixed(req.contentLength)
+		}
+		ex.bytesIn += pp.moved
+		if side == sideNone {
+			if err = uc.bw.Flush(); err != nil {
+				side = sideWrite
+			}
+		}
+		if side != sideNone {
+			uc.release()
+			switch side {
+			case sideRead:
+				if isTimeout(err) {
+					return cc.answered(ex, 408, fmt.Errorf("reading request body: %w", err)), false
+				}
+				return attemptResult{out: outDone, keep: false}, false // the client went away
+			case sideFraming:
+				return cc.answered(ex, stBad, fmt.Errorf("request body: %w", err)), false
+			case sideLimit:
+				return cc.answered(ex, 413, err), false
+			}
+			return cc.answered(ex, upstreamStatus(err), fmt.Errorf("send body to %s: %w", uc.ss.srv.Addr, err)), false
+		}
+		now := time.Now()
+		cc.now = now
+		uc.rdl = now.Add(u.responseHeaderTimeout)
+		uc.c.SetReadDeadline(uc.rdl)
+	}
+
+	// The response head; interim 1xx responses (other than 101) are
+	// dropped: Expect was answered here.
+	resp := &cc.resp
+	var head []byte
+	if uc.br.Buffered() == 0 {
+		yieldBeforeRead()
+	}
+	for interim := 0; ; interim++ {
+		var err error
+		var got bool
+		head, got, err = readResponseHead(uc.br)
+		if err != nil {
+			if !got && uc.reused && buffered && interim == 0 && !isTimeout(err) {
+				return res, true
+			}
+			uc.release()
+			if errors.Is(err, errHeadTooLarge) {
+				return attemptResult{out: outBadResponse, status: 502, err: fmt.Errorf("response from %s: %w", uc.ss.srv.Addr, err)}, false
+			}
+			if !got && errors.Is(err, io.EOF) {
+				err = errUpstreamGone
+			}
+			return attemptResult{out: outUpstreamErr, status: upstreamStatus(err), err: fmt.Errorf("response from %s: %w", uc.ss.srv.Addr, err)}, false
+		}
+		if parseResponse(resp, head) != stOK || (resp.status == 101 && !cc.uh.upgrade) {
+			uc.release()
+			return attemptResult{out: outBadResponse, status: 502, err: fmt.Errorf("%w %s", errBadResponse, uc.ss.srv.Addr)}, false
+		}
+		if resp.status >= 200 || resp.status == 101 {
+			break
+		}
+		if interim == 8 {
+			uc.release()
+			return attemptResult{out: outBadResponse, status: 502, err: fmt.Errorf("%w %s: too many interim responses", errBadResponse, uc.ss.srv.Addr)}, false
+		}
+		uc.br.Discard(len(head))
+	}
+	uc.ss.srv.Succeed()
+	if buffered {
+		cc.br.Discard(headLen + bodyLen)
+	}
+	now := time.Now()
+	cc.now = now
+	ex.upDur = now.Sub(attemptStart)
+	ex.status = resp.status
+	return cc.relay(ex, rt, uc, len(head), keep), false
+}
+
+// answered writes an error response from inside an attempt (the body
+// could not be read or forwarded); the connection closes after it.
+func (cc *clientConn) answered(ex *exchange, status int, err error) attemptResult {
+	cc.answer(ex, status, false, 0, err)
+	return attemptResult{out: outAnswered, status: status, keep: false}
+}
+
+// upstreamStatus maps an upstream failure to the status to answer.
+func upstreamStatus(err error) int {
+	if isTimeout(err) || isNetTimeout(err) {
+		return 504
+	}
+	return 502
+}
+
+var errHeadTooLarge = errors.New("response head too large")
+
+// readResponseHead waits for a complete response head in br. got reports
+// whether any byte arrived.
+func readResponseHead(br *bufio.Reader) (head []byte, got bool, err error) {
+	scanned := 0
+	for {
+		n := br.Buffered()
+		if n > 0 {
+			buf, _ := br.Peek(n)
+			from := max0(scanned - 3)
+			if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
+				return buf[:from+i+4], true, nil
+			}
+			if n >= br.Size() {
+				return nil, true, errHeadTooLarge
+			}
+			scanned = n
+		}
+		if _, err := br.Peek(n + 1); err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return nil, true, errHeadTooLarge
+			}
+			return nil, n > 0, err
+		}
+	}
+}
+
+// relay sends the response head and body to the client, then pools the
+// upstream connection when it can be reused.
+func (cc *clientConn) relay(ex *exchange, rt *route, uc *upConn, headLen int, keep bool) attemptResult {
+	req, resp := &cc.req, &cc.resp
+	ls := &cc.ls.cfg
+	upgraded := resp.status == 101
+	body := bodyNone
+	switch {
+	case req.isHead || resp.status == 204 || resp.status == 304 || resp.status < 200:
+	case resp.chunked:
+		body = bodyChunked
+		if req.minor == 0 {
+			body = bodyDechunk
+		}
+	case resp.contentLength >= 0:
+		body = bodyFixed
+	default:
+		body = bodyRechunk
+		if req.minor == 0 {
+			body = bodyToClose
+		}
+	}
+	if body == bodyDechunk || body == bodyToClose || upgraded {
+		keep = false
+	}
+	reuse := resp.keepAlive() && body != bodyRechunk && body != bodyToClose && !upgraded
+	if cc.p.draining.Load() {
+		keep = false
+	}
+
+	cc.ensureWriteDeadline()
+	writeClientHead(cc.bw, rt, resp, body, cc.connMode(keep), upgraded)
+	uc.br.Discard(headLen)
+	if upgraded {
+		return cc.tunnel(ex, uc)
+	}
+
+	pp := pipe{src: uc.br, srcConn: uc.c, srcTimeout: rt.up.readTimeout,
+		dst: cc.bw, dstConn: cc.c, dstTimeout: ls.ClientBodyTimeout, now: &cc.now, srcRdl: &uc.rdl, dstWdl: &cc.wdl}
+	side, err := sideNone, error(nil)
+	switch body {
+	case bodyFixed:
+		side, err = pp.copyFixed(resp.contentLength)
+	case bodyChunked, bodyDechunk:
+		cc.chunk.reset()
+		side, err = pp.copyChunked(&cc.chunk, body == bodyDechunk, 0)
+		if side == sideNone && body == bodyDechunk {
+			cc.chunk.reset()
+		}
+	case bodyRechunk, bodyToClose:
+		side, err = pp.copyToEOF(body == bodyRechunk)
+	}
+	if side == sideNone {
+		if err = cc.bw.Flush(); err != nil {
+			side = sideWrite
+		}
+	}
+	if side != sideNone {
+		// The response is cut short: the client learns it from the
+		// closed connection (a status was already sent).
+		uc.release()
+		if side == sideRead || side == sideFraming {
+			cc.p.stats.upstreamErr.Add(1)
+			cc.logError(ex, ex.status, fmt.Errorf("response body from %s: %w", uc.ss.srv.Addr, err))
+		}
+		return attemptResult{out: outDone, keep: false}
+	}
+	if reuse && uc.br.Buffered() == 0 && uc.ss.up.keepalive > 0 && !cc.p.closing.Load() {
+		uc.ss.put(uc, cc.now)
+	} else {
+		uc.release()
+	}
+	return attemptResult{out: outDone, keep: keep}
+}
+
+// isEOF reports a clean end of stream.
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// unexpectedEOF turns EOF inside a body into io.ErrUnexpectedEOF.
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

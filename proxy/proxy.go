@@ -1,0 +1,478 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pingora-go/pingora/config"
+)
+
+// Options are the process-side inputs of a Proxy that are not configuration.
+type Options struct {
+	Logger    hclog.Logger // nil: null logger
+	AccessLog io.Writer    // nil: no access log; the proxy buffers writes itself
+}
+
+// Proxy serves one configuration on the listeners handed to Serve. Its
+// zero value is not usable: build it with New.
+type Proxy struct {
+	log hclog.Logger
+
+	listeners map[string]*listenerState // by config name
+	routes    []*route
+	upstreams []*upstreamState
+	alog      atomic.Pointer[accessLog] // nil: no access log
+
+	upBufs *bufPools       // upstream connection buffers
+	cliW   *bufPools       // client writers (readers are per listener)
+	ctx    context.Context // cancelled by Close: aborts dials
+	cancel context.CancelFunc
+
+	reqIDPrefix [16]byte
+	reqIDSeq    atomic.Uint64
+
+	// lifecycle
+	ready      chan struct{}
+	stopped    chan struct{} // closed when Serve returns
+	idle       chan struct{} // closed when draining and no connection is left
+	mu         sync.Mutex
+	lns        []net.Listener
+	conns      map[*clientConn]struct{}
+	acceptors  []*rawAcceptor
+	ccPool     sync.Pool        // *clientConn, buffers and all
+	work       chan *clientConn // hands connections to idle worker goroutines
+	waitIdle   bool             // close idle when the last connection ends
+	idleClosed bool
+	serveOnce  sync.Once
+	drainOnce  sync.Once
+	closeOnce  sync.Once
+	finOnce    sync.Once
+	acceptWG   sync.WaitGroup
+	draining   atomic.Bool
+	closing    atomic.Bool
+	serveErr   error
+
+	stats counters
+}
+
+// listenerState is one config listener: its timeouts, route table and
+// read buffers (sized for its max_header_size).
+type listenerState struct {
+	cfg     config.Listener
+	table   *routeTable
+	readers *bufPools
+}
+
+// Buffer sizes. The client read buffer must hold a whole request head;
+// upstream reads are larger because bodies stream through them.
+const (
+	minClientReadBuf = 4 << 10
+	clientWriteBuf   = 8 << 10
+	upstreamReadBuf  = 32 << 10
+	upstreamWriteBuf = 8 << 10
+)
+
+// New builds a proxy from a validated, defaulted configuration. It starts
+// nothing but the access log flusher and the rate limiters' janitors
+// (Close stops them): Serve starts serving.
+func New(cfg *config.Config, opts Options) (*Proxy, error) {
+	if cfg == nil {
+		return nil, errors.New("proxy: nil config")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	p := &Proxy{
+		log:       log,
+		listeners: map[string]*listenerState{},
+		upBufs:    newBufPools(upstreamReadBuf, upstreamWriteBuf),
+		cliW:      newBufPools(0, clientWriteBuf),
+		ready:     make(chan struct{}),
+		stopped:   make(chan struct{}),
+		idle:      make(chan struct{}),
+		conns:     map[*clientConn]struct{}{},
+		work:      make(chan *clientConn),
+	}
+	ups := map[string]*upstreamState{}
+	for _, uc := range cfg.Upstreams {
+		if _, dup := ups[uc.Name]; dup {
+			p.closeUpstreams()
+			return nil, fmt.Errorf("proxy: upstream %q defined twice", uc.Name)
+		}
+		u, err := newUpstreamState(uc, log)
+		if err != nil {
+			p.closeUpstreams()
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		ups[uc.Name] = u
+		p.upstreams = append(p.upstreams, u)
+	}
+	routes, tables, err := buildRoutes(cfg, ups)
+	if err != nil {
+		p.closeUpstreams()
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p.routes = routes
+	for _, l := range cfg.Listeners {
+		lc := l
+		lc.ClientHeaderTimeout = orDefault(lc.ClientHeaderTimeout, 60*time.Second)
+		lc.ClientBodyTimeout = orDefault(lc.ClientBodyTimeout, 60*time.Second)
+		lc.KeepaliveTimeout = orDefault(lc.KeepaliveTimeout, 75*time.Second)
+		if lc.MaxHeaderSize <= 0 {
+			lc.MaxHeaderSize = 16 << 10
+		}
+		p.listeners[l.Name] = &listenerState{
+			cfg:     lc,
+			table:   tables[l.Name],
+			readers: newBufPools(max(lc.MaxHeaderSize, minClientReadBuf), 0),
+		}
+	}
+	if _, err := rand.Read(p.reqIDPrefix[:8]); err != nil {
+		p.closeUpstreams()
+		return nil, fmt.Errorf("proxy: request id seed: %w", err)
+	}
+	hex.Encode(p.reqIDPrefix[:], p.reqIDPrefix[:8])
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if opts.AccessLog != nil {
+		size, interval := 64<<10, time.Second
+		if cfg.AccessLog != nil {
+			size, interval = cfg.AccessLog.BufferSize, cfg.AccessLog.FlushInterval
+		}
+		alog := log.Named("access_log")
+		a := newAccessLog(opts.AccessLog, size, interval, func(err error) {
+			alog.Error("write failed", "error", err)
+		})
+		p.alog.Store(a)
+		go a.run()
+	}
+	return p, nil
+}
+
+func (p *Proxy) closeUpstreams() {
+	for _, u := range p.upstreams {
+		u.pool.Close()
+	}
+	for _, rt := range p.routes {
+		if rt.limiter != nil {
+			rt.limiter.Close()
+		}
+	}
+}
+
+// Serve accepts on listeners keyed by config listener name and blocks
+// until the proxy has stopped: after Drain, when every connection is done
+// or the deadline passed; after Close, at once. Ready is closed once every
+// accept loop runs. Config listeners missing from the map are not served;
+// a name that is not a config listener is an error. Serve owns the
+// listeners: stop it with Drain or Close (it accepts on a duplicate of
+// each TCP listening socket, so closing a listener from outside does not
+// stop it accepting).
+func (p *Proxy) Serve(listeners map[string]net.Listener) error {
+	first := false
+	p.serveOnce.Do(func() { first = true })
+	if !first {
+		return errors.New("proxy: Serve called twice")
+	}
+	for name := range listeners {
+		if p.listeners[name] == nil {
+			return fmt.Errorf("proxy: listener %q is not in the config", name)
+		}
+	}
+	p.mu.Lock()
+	if p.draining.Load() {
+		p.mu.Unlock()
+		close(p.ready)
+		<-p.stopped
+		return p.serveErr
+	}
+	for name, ln := range listeners {
+		p.lns = append(p.lns, ln)
+		ls := p.listeners[name]
+		p.acceptWG.Add(1)
+		go p.acceptLoop(ls, ln)
+	}
+	p.mu.Unlock()
+	for _, u := range p.upstreams {
+		u.pool.Start()
+	}
+	go p.janitor()
+	p.log.Info("serving", "listeners", len(listeners), "routes", len(p.routes))
+	close(p.ready)
+	<-p.stopped
+	p.mu.Lock()
+	err := p.serveErr
+	p.mu.Unlock()
+	return err
+}
+
+// Ready is closed once every accept loop runs.
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener) {
+	defer p.acceptWG.Done()
+	var backoff time.Duration
+	ra := p.acceptorFor(ln)
+	for {
+		var c net.Conn
+		var err error
+		if ra != nil {
+			c, err = ra.accept()
+		} else {
+			c, err = ln.Accept()
+		}
+		if err != nil {
+			if p.draining.Load() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAccept(err) {
+				// Out of file descriptors or a connection aborted in the
+				// queue: back off as net/http does, keep serving.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				p.log.Warn("accept failed; retrying", "listener", ls.cfg.Name, "error", err, "delay", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			p.log.Error("accept failed; draining", "listener", ls.cfg.Name, "error", err)
+			p.mu.Lock()
+			if p.serveErr == nil {
+				p.serveErr = fmt.Errorf("accept on listener %q: %w", ls.cfg.Name, err)
+			}
+			p.mu.Unlock()
+			go p.Drain(time.Now().Add(30 * time.Second))
+			return
+		}
+		backoff = 0
+		cc := p.newClientConn(ls, c)
+		if cc == nil {
+			continue
+		}
+		select {
+		case p.work <- cc: // an idle worker goroutine takes it
+		default:
+			go p.worker(cc)
+		}
+	}
+}
+
+// Worker goroutines outlive their connection for a while and take the
+// next one: a new connection then costs no goroutine creation and no
+// stack growth (measured: a few percent of the CPU of a request on a new
+// connection).
+const workerIdle = 10 * time.Second
+
+func (p *Proxy) worker(cc *clientConn) {
+	var t *time.Timer
+	for {
+		cc.serve()
+		if t == nil {
+			t = time.NewTimer(workerIdle)
+		} else {
+			t.Reset(workerIdle)
+		}
+		select {
+		case cc = <-p.work:
+		case <-t.C:
+			return
+		case <-p.stopped:
+			return
+		}
+	}
+}
+
+// Drain stops accepting (closing this process's listeners; the sockets stay
+// open in the master, so queued connections go to other workers) and
+// finishes what is in flight. Each connection's next response says
+// "Connection: close" and the connection is closed after it; an idle
+// keep-alive connection is left alone (a request may be on its way) until
+// its next response or its keep-alive timeout. At the deadline whatever
+// is left is cut. Drain returns at once; Serve returns when done.
+func (p *Proxy) Drain(deadline time.Time) {
+	p.drainOnce.Do(func() {
+		p.draining.Store(true)
+		p.closeListeners()
+		p.log.Info("draining", "deadline", deadline.Format(time.RFC3339), "connections", p.stats.active.Load())
+		go p.drainWait(deadline)
+	})
+}
+
+func (p *Proxy) drainWait(deadline time.Time) {
+	p.acceptWG.Wait() // no connection can be added after this
+	p.mu.Lock()
+	if len(p.conns) == 0 {
+		p.mu.Unlock()
+		p.finish()
+		return
+	}
+	p.waitIdle = true
+	p.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-p.idle:
+		p.log.Info("drained: no connection left")
+	case <-t.C:
+		p.mu.Lock()
+		n := len(p.conns)
+		p.mu.Unlock()
+		p.log.Warn("drain deadline reached; cutting connections", "connections", n)
+		p.cutAll()
+	case <-p.stopped:
+		return
+	}
+	p.finish()
+}
+
+// Close stops at once: listeners and every connection are closed.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.closing.Store(true)
+		p.draining.Store(true)
+		p.closeListeners()
+		p.cutAll()
+		// The cut connections fail fast: give them a moment to write
+		// their access log lines (a client may already have its answer).
+		p.mu.Lock()
+		if len(p.conns) > 0 && !p.idleClosed {
+			p.waitIdle = true
+		}
+		wait := p.waitIdle
+		p.mu.Unlock()
+		if wait {
+			t := time.NewTimer(time.Second)
+			select {
+			case <-p.idle:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		p.finish()
+	})
+	return nil
+}
+
+// acceptorFor returns the raw acceptor of a listener (see accept.go), or
+// nil to use ln.Accept. The acceptor is closed with the listeners.
+func (p *Proxy) acceptorFor(ln net.Listener) *rawAcceptor {
+	ra := newRawAcceptor(ln)
+	if ra == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.draining.Load() {
+		ra.close()
+		return nil
+	}
+	p.acceptors = append(p.acceptors, ra)
+	return ra
+}
+
+// closeListeners closes this process's listeners. It does not hold p.mu
+// while closing: a Close can wait for an accept in progress, and nothing
+// else may stall behind it.
+func (p *Proxy) closeListeners() {
+	p.mu.Lock()
+	lns, acc := p.lns, p.acceptors
+	p.lns, p.acceptors = nil, nil
+	p.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, a := range acc {
+		a.close()
+	}
+}
+
+// cutAll closes every client connection and the upstream connection it is
+// using; their goroutines then fail fast and clean up.
+func (p *Proxy) cutAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for cc := range p.conns {
+		cc.cut()
+	}
+}
+
+// finish flushes the access log, closes upstream pools and limiters, and
+// lets Serve return.
+func (p *Proxy) finish() {
+	p.finOnce.Do(func() {
+		p.closing.Store(true)
+		p.cancel()
+		for _, u := range p.upstreams {
+			for _, ss := range u.servers {
+				ss.closeIdle()
+			}
+		}
+		p.closeUpstreams()
+		if a := p.alog.Load(); a != nil {
+			a.close()
+		}
+		close(p.stopped)
+	})
+}
+
+// janitor closes expired idle upstream connections now and then, so an
+// idle proxy does not hold them (Get closes expired ones lazily too).
+func (p *Proxy) janitor() {
+	every := 5 * time.Second
+	for _, u := range p.upstreams {
+		every = min(every, max(u.idleTimeout/2, 100*time.Millisecond))
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			for _, u := range p.upstreams {
+				for _, ss := range u.servers {
+					ss.sweep(now)
+				}
+			}
+		case <-p.stopped:
+			return
+		}
+	}
+}
+
+// SetAccessLog flushes the access log to the old writer and switches to w
+// (nil: stop logging). The caller closes the old writer afterwards. A
+// proxy built without an access log starts one.
+func (p *Proxy) SetAccessLog(w io.Writer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.alog.Load()
+	if a != nil {
+		a.swap(w)
+		return
+	}
+	if w == nil {
+		return
+	}
+	alog := p.log.Named("access_log")
+	a = newAccessLog(w, 64<<10, time.Second, func(err error) {
+		alog.Error("write failed", "error", err)
+	})
+	p.alog.Store(a)
+	go a.run()
+}
+
+// isTemporaryAccept reports accept errors that say nothing about the
+// listener itself.
+func isTemporaryAccept(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM)
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"bufio"
+	"strconv"
+)
+
+// This file writes the responses the proxy makes itself: a route's fixed
+// respond block and the short text/plain error responses. Both are
+// rendered once (at New or package init) so that answering costs a few
+// buffered writes and no allocation.
+
+// connMode is what a response says about the client connection.
+type connMode uint8
+
+const (
+	connDefault   connMode = iota // HTTP/1.1 keep-alive: nothing to say
+	connClose                     // "Connection: close": closed after this response
+	connKeepAlive                 // "Connection: keep-alive" to an HTTP/1.0 client
+)
+
+var connHeaderLines = [...]string{
+	connDefault:   "",
+	connClose:     "Connection: close\r\n",
+	connKeepAlive: "Connection: keep-alive\r\n",
+}
+
+// fixedResponse is a route's respond block, pre-rendered.
+type fixedResponse struct {
+	status  int
+	line    []byte // status line
+	headers []byte // Content-Type (unless set), Content-Length, route headers
+	body    []byte
+}
+
+func newFixedResponse(status int, body string, set []setHeader) *fixedResponse {
+	if status == 0 {
+		status = 200
+	}
+	f := &fixedResponse{status: status, line: statusLine(status), body: []byte(body)}
+	hasType := false
+	for _, h := range set {
+		if equalFoldString(h.name, "content-type") {
+			hasType = true
+		}
+		f.headers = append(f.headers, h.name...)
+		f.headers = append(f.headers, ": "...)
+		f.headers = append(f.headers, h.value...)
+		f.headers = append(f.headers, "\r\n"...)
+	}
+	if !hasType && len(body) > 0 {
+		f.headers = append(f.headers, "Content-Type: text/plain; charset=utf-8\r\n"...)
+	}
+	if status >= 200 && status != 204 && status != 304 {
+		f.headers = append(f.headers, "Content-Length: "...)
+		f.headers = strconv.AppendInt(f.headers, int64(len(body)), 10)
+		f.headers = append(f.headers, "\r\n"...)
+	} else {
+		f.body = nil
+	}
+	return f
+}
+
+// write sends the response and returns the bytes written.
+func (f *fixedResponse) write(bw *bufio.Writer, mode connMode, head bool) int {
+	n, _ := bw.Write(f.line)
+	m, _ := bw.Write(f.headers)
+	n += m
+	m, _ = bw.WriteString(connHeaderLines[mode])
+	n += m
+	m, _ = bw.WriteString("\r\n")
+	n += m
+	if !head {
+		m, _ = bw.Write(f.body)
+		n += m
+	}
+	return n
+}
+
+// errorResponse is one pre-rendered error status.
+type errorResponse struct {
+	line    []byte // "HTTP/1.1 502 Bad Gateway\r\n"
+	headers []byte // Content-Type and Content-Length
+	body    []byte // "502 Bad Gateway\n"
+}
+
+var errorResponses = func() map[int]*errorResponse {
+	m := map[int]*errorResponse{}
+	for code := range statusTexts {
+		if code < 400 {
+			continue
+		}
+		body := strconv.Itoa(code) + " " + statusTexts[code] + "\n"
+		m[code] = &errorResponse{
+			line:    statusLine(code),
+			headers: []byte("Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"),
+			body:    []byte(body),
+		}
+	}
+	return m
+}()
+
+// writeError sends an error response; retryAfter > 0 adds Retry-After
+// (seconds). It returns the bytes written.
+func writeError(bw *bufio.Writer, status int, mode connMode, retryAfter int64, head bool) int {
+	e := errorResponses[status]
+	if e == nil {
+		e = errorResponses[500]
+	}
+	n, _ := bw.Write(e.line)
+	m, _ := bw.Write(e.headers)
+	n += m
+	if retryAfter > 0 {
+		m, _ = bw.WriteString("Retry-After: ")
+		n += m
+		n += writeInt(bw, retryAfter, 10)
+		m, _ = bw.WriteString("\r\n")
+		n += m
+	}
+	m, _ = bw.WriteString(connHeaderLines[mode])
+	n += m
+	m, _ = bw.WriteString("\r\n")
+	n += m
+	if !head {
+		m, _ = bw.Write(e.body)
+		n += m
+	}
+	return n
+}
+
+func statusLine(code int) []byte {
+	text := statusTexts[code]
+	if text == "" {
+		text = "Status " + strconv.Itoa(code)
+	}
+	return []byte("HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n")
+}
+
+var statusTexts = map[int]string{
+	100: "Continue", 101: "Switching Protocols",
+	200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+	301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+	307: "Temporary Redirect", 308: "Permanent Redirect",
+	400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+	405: "Method Not Allowed", 408: "Request Timeout", 410: "Gone",
+	413: "Content Too Large", 417: "Expectation Failed", 421: "Misdirected Request",
+	429: "Too Many Requests", 431: "Request Header Fields Too Large",
+	500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+	503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}

@@ -1,0 +1,321 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingora-go/pingora/config"
+	"github.com/pingora-go/pingora/proxy/ratelimit"
+)
+
+// route is one config route, resolved for the request path: header edits
+// as byte slices, its upstream, its limiter, its counters.
+type route struct {
+	idx     int
+	name    string
+	prefix  []byte
+	maxBody int64 // -1: the listener's
+
+	up      *upstreamState // nil for a respond route
+	respond *fixedResponse // nil for a proxy route
+
+	reqSet     []setHeader
+	reqDrop    [][]byte // lower-case names removed from requests (removals and names set)
+	respSet    []setHeader
+	respDrop   [][]byte // lower-case names removed from responses
+	respSetRaw []byte   // respSet rendered as header lines
+
+	// the route sets these itself, so the proxy does not add its own
+	setsXFF, setsXFProto, setsXFHost, setsReqID, setsHost bool
+	dropsXFF                                              bool // incoming X-Forwarded-For is not kept
+
+	limiter     *ratelimit.Limiter
+	limitHeader []byte // nil: key on the client IP
+
+	// responses by status class (1xx..5xx), for Stats
+	responses [5]atomic.Uint64
+}
+
+// setHeader is a header a route sets.
+type setHeader struct {
+	name, value []byte
+}
+
+// dropsRequest reports whether the route removes (or replaces) a request
+// header by this name.
+func (rt *route) dropsRequest(name []byte) bool {
+	for _, d := range rt.reqDrop {
+		if equalFold(name, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (rt *route) dropsResponse(name []byte) bool {
+	for _, d := range rt.respDrop {
+		if equalFold(name, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// routeTable finds the route of a request on one listener. Precedence, as
+// nginx's server_name: routes for the exact host, then for the longest
+// matching "*.suffix", then routes without a host; within each group the
+// longest path prefix wins. A group that has no matching prefix falls
+// through to the next one.
+type routeTable struct {
+	exact map[string][]*route // lower-case host without port
+	wild  []wildRoutes        // longest suffix first
+	any   []*route
+}
+
+type wildRoutes struct {
+	suffix []byte // ".example.com"
+	routes []*route
+}
+
+var slashPath = []byte("/")
+
+// match returns the route for a request, or nil.
+func (t *routeTable) match(host, path []byte) *route {
+	if len(path) == 0 {
+		path = slashPath // OPTIONS *
+	}
+	var buf [256]byte
+	h := normalizeHost(buf[:0], host)
+	if len(h) > 0 {
+		if rs, ok := t.exact[string(h)]; ok {
+			if rt := byPrefix(rs, path); rt != nil {
+				return rt
+			}
+		}
+		for i := range t.wild {
+			w := &t.wild[i]
+			if len(h) > len(w.suffix) && bytes.HasSuffix(h, w.suffix) {
+				if rt := byPrefix(w.routes, path); rt != nil {
+					return rt
+				}
+			}
+		}
+	}
+	return byPrefix(t.any, path)
+}
+
+// byPrefix returns the first route (they are sorted longest prefix first)
+// whose prefix starts path.
+func byPrefix(rs []*route, path []byte) *route {
+	for _, rt := range rs {
+		if bytes.HasPrefix(path, rt.prefix) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// normalizeHost appends host to dst lower-cased, without its port and a
+// trailing dot. It returns nil for a host that does not fit dst's capacity.
+func normalizeHost(dst, host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			host = host[:i+1]
+		}
+	} else if i := bytes.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
+	}
+	if len(host) > 0 && host[len(host)-1] == '.' {
+		host = host[:len(host)-1]
+	}
+	if len(host) > cap(dst)-len(dst) {
+		return nil
+	}
+	for _, c := range host {
+		dst = append(dst, lowerTable[c])
+	}
+	return dst
+}
+
+// buildRoutes resolves every config route and the table of each listener.
+func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, map[string]*routeTable, error) {
+	routes := make([]*route, 0, len(cfg.Routes))
+	tables := make(map[string]*routeTable, len(cfg.Listeners))
+	for _, l := range cfg.Listeners {
+		tables[l.Name] = &routeTable{exact: map[string][]*route{}}
+	}
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		rt, err := buildRoute(i, rc, ups)
+		if err != nil {
+			return nil, nil, fmt.Errorf("route %q: %w", rc.Name, err)
+		}
+		routes = append(routes, rt)
+		names := rc.Listeners
+		if len(names) == 0 {
+			for _, l := range cfg.Listeners {
+				names = append(names, l.Name)
+			}
+		}
+		host := strings.ToLower(strings.TrimSuffix(rc.Host, "."))
+		for _, ln := range names {
+			t := tables[ln]
+			if t == nil {
+				return nil, nil, fmt.Errorf("route %q: unknown listener %q", rc.Name, ln)
+			}
+			switch {
+			case host == "":
+				t.any = append(t.any, rt)
+			case strings.HasPrefix(host, "*."):
+				suffix := []byte(host[1:])
+				k := slices.IndexFunc(t.wild, func(w wildRoutes) bool { return bytes.Equal(w.suffix, suffix) })
+				if k < 0 {
+					t.wild = append(t.wild, wildRoutes{suffix: suffix})
+					k = len(t.wild) - 1
+				}
+				t.wild[k].routes = append(t.wild[k].routes, rt)
+			case strings.Contains(host, "*"):
+				return nil, nil, fmt.Errorf("route %q: host %q: a wildcard is only allowed as a leading \"*.\"", rc.Name, rc.Host)
+			default:
+				t.exact[host] = append(t.exact[host], rt)
+			}
+		}
+	}
+	longestFirst := func(rs []*route) {
+		sort.SliceStable(rs, func(a, b int) bool { return len(rs[a].prefix) > len(rs[b].prefix) })
+	}
+	for _, t := range tables {
+		for _, rs := range t.exact {
+			longestFirst(rs)
+		}
+		for _, w := range t.wild {
+			longestFirst(w.routes)
+		}
+		longestFirst(t.any)
+		sort.SliceStable(t.wild, func(a, b int) bool { return len(t.wild[a].suffix) > len(t.wild[b].suffix) })
+	}
+	return routes, tables, nil
+}
+
+func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState) (*route, error) {
+	rt := &route{idx: idx, name: rc.Name, prefix: []byte(rc.PathPrefix), maxBody: rc.MaxBodySize}
+	if len(rt.prefix) == 0 {
+		rt.prefix = slashPath
+	}
+	var err error
+	if rt.reqSet, err = headerSet(rc.RequestHeaders); err != nil {
+		return nil, fmt.Errorf("request_headers: %w", err)
+	}
+	if rt.respSet, err = headerSet(rc.ResponseHeaders); err != nil {
+		return nil, fmt.Errorf("response_headers: %w", err)
+	}
+	if rt.reqDrop, err = dropList(rc.RemoveRequestHeaders, rt.reqSet); err != nil {
+		return nil, fmt.Errorf("remove_request_headers: %w", err)
+	}
+	if rt.respDrop, err = dropList(rc.RemoveResponseHeaders, rt.respSet); err != nil {
+		return nil, fmt.Errorf("remove_response_headers: %w", err)
+	}
+	for _, h := range rt.reqSet {
+		switch classify(h.name) {
+		case hdrXForwardedFor:
+			rt.setsXFF = true
+		case hdrXForwardedProto:
+			rt.setsXFProto = true
+		case hdrXForwardedHost:
+			rt.setsXFHost = true
+		case hdrXRequestID:
+			rt.setsReqID = true
+		case hdrHost:
+			rt.setsHost = true
+		}
+	}
+	rt.dropsXFF = rt.setsXFF || rt.dropsRequest([]byte("x-forwarded-for"))
+	for _, h := range rt.respSet {
+		rt.respSetRaw = append(rt.respSetRaw, h.name...)
+		rt.respSetRaw = append(rt.respSetRaw, ": "...)
+		rt.respSetRaw = append(rt.respSetRaw, h.value...)
+		rt.respSetRaw = append(rt.respSetRaw, "\r\n"...)
+	}
+	switch {
+	case rc.Respond != nil:
+		rt.respond = newFixedResponse(rc.Respond.Status, rc.Respond.Body, rt.respSet)
+	case rc.Upstream != "":
+		rt.up = ups[rc.Upstream]
+		if rt.up == nil {
+			return nil, fmt.Errorf("unknown upstream %q", rc.Upstream)
+		}
+	default:
+		return nil, fmt.Errorf("neither upstream nor respond is set")
+	}
+	if rl := rc.RateLimit; rl != nil {
+		switch {
+		case rl.Key == "" || rl.Key == "client_ip":
+		case strings.HasPrefix(rl.Key, "header:") && validName(rl.Key[len("header:"):]):
+			rt.limitHeader = []byte(rl.Key[len("header:"):])
+		default:
+			return nil, fmt.Errorf("rate_limit: key %q: want client_ip or header:NAME", rl.Key)
+		}
+		per := rl.Per
+		if per <= 0 {
+			per = time.Second
+		}
+		rt.limiter = ratelimit.New(rl.Requests, per, rl.Burst)
+	}
+	return rt, nil
+}
+
+// headerSet turns a config map into sorted header lines, refusing what
+// would break the head (a CR or LF in a value, a bad name).
+func headerSet(m map[string]string) ([]setHeader, error) {
+	out := make([]setHeader, 0, len(m))
+	for name, value := range m {
+		if !validName(name) {
+			return nil, fmt.Errorf("invalid header name %q", name)
+		}
+		switch classify([]byte(name)) {
+		case hdrContentLength, hdrTransferEncoding, hdrConnection, hdrHopByHop, hdrUpgrade, hdrExpect:
+			return nil, fmt.Errorf("header %q is managed by the proxy and cannot be set", name)
+		}
+		for i := 0; i < len(value); i++ {
+			if !valueTable[value[i]] {
+				return nil, fmt.Errorf("header %q: value contains a control character", name)
+			}
+		}
+		out = append(out, setHeader{name: []byte(name), value: []byte(strings.TrimSpace(value))})
+	}
+	sort.Slice(out, func(a, b int) bool { return bytes.Compare(out[a].name, out[b].name) < 0 })
+	return out, nil
+}
+
+// dropList is the lower-case names removed: those listed plus those set
+// (set replaces).
+func dropList(remove []string, set []setHeader) ([][]byte, error) {
+	var out [][]byte
+	for _, n := range remove {
+		if !validName(n) {
+			return nil, fmt.Errorf("invalid header name %q", n)
+		}
+		out = append(out, []byte(strings.ToLower(n)))
+	}
+	for _, h := range set {
+		out = append(out, bytes.ToLower(h.name))
+	}
+	return out, nil
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tcharTable[s[i]] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/pingora-go/pingora/proxy/upstream"
+)
+
+// Stats is a snapshot of a proxy's counters, for status pages and /metrics.
+type Stats struct {
+	Routes      []RouteStats // one per configured route, in config order
+	Unrouted    [5]uint64    // responses given before or without a route (400, 404, 431...), by status class
+	Requests    uint64       // requests answered (all statuses)
+	BytesIn     uint64       // request bytes read from clients (heads and bodies)
+	BytesOut    uint64       // response bytes written to clients
+	ActiveConns int64        // open client connections
+	InFlight    int64        // requests being served (tunnels included)
+	RateLimited uint64       // requests answered 429
+	UpstreamErr uint64       // failed upstream attempts (connect, reset, timeout, bad response)
+
+	// RequestLatency is from the request head to the end of the response;
+	// UpstreamLatency from the start of the attempt that answered to its
+	// response head.
+	RequestLatency  Histogram
+	UpstreamLatency Histogram
+
+	Upstreams []upstream.PoolStats // balancer and health view of every upstream
+}
+
+// LatencyBounds are the upper bounds of the latency histogram buckets
+// (the last bucket, beyond them, counts the rest).
+var LatencyBounds = [...]time.Duration{
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// Histogram is a latency distribution: Counts[i] counts observations in
+// (LatencyBounds[i-1], LatencyBounds[i]] (not cumulative), the last slot
+// those above every bound.
+type Histogram struct {
+	Counts [len(LatencyBounds) + 1]uint64
+	Sum    time.Duration
+}
+
+type histogram struct {
+	counts [len(LatencyBounds) + 1]atomic.Uint64
+	sum    atomic.Int64
+}
+
+func (h *histogram) observe(d time.Duration) {
+	i := 0
+	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+func (h *histogram) snapshot() Histogram {
+	var s Histogram
+	for i := range h.counts {
+		s.Counts[i] = h.counts[i].Load()
+	}
+	s.Sum = time.Duration(h.sum.Load())
+	return s
+}
+
+// RouteStats counts one route's responses by status class: Responses[0] is
+// 1xx, Responses[4] is 5xx.
+type RouteStats struct {
+	Name      string
+	Responses [5]uint64
+}
+
+// counters are the live counters behind Stats: plain atomics, resolved to
+// fixed slots at New, so counting costs a few uncontended atomic adds.
+type counters struct {
+	unrouted    [5]atomic.Uint64
+	requests    atomic.Uint64
+	bytesIn     atomic.Uint64
+	bytesOut    atomic.Uint64
+	active      atomic.Int64
+	inFlight    atomic.Int64
+	rateLimited atomic.Uint64
+	upstreamErr atomic.Uint64
+	reqLatency  histogram
+	upLatency   histogram
+}
+
+// statusClass maps a status to its slot (1xx -> 0 ... 5xx -> 4).
+func statusClass(status int) int {
+	c := status/100 - 1
+	if c < 0 || c > 4 {
+		return 4
+	}
+	return c
+}
+
+// Stats returns a snapshot of the proxy's counters.
+func (p *Proxy) Stats() Stats {
+	s := Stats{
+		Requests:    p.stats.requests.Load(),
+		BytesIn:     p.stats.bytesIn.Load(),
+		BytesOut:    p.stats.bytesOut.Load(),
+		ActiveConns: p.stats.active.Load(),
+		InFlight:    p.stats.inFlight.Load(),
+		RateLimited: p.stats.rateLimited.Load(),
+		UpstreamErr: p.stats.upstreamErr.Load(),
+		Routes:      make([]RouteStats, len(p.routes)),
+	}
+	s.RequestLatency = p.stats.reqLatency.snapshot()
+	s.UpstreamLatency = p.stats.upLatency.snapshot()
+	for _, u := range p.upstreams {
+		s.Upstreams = append(s.Upstreams, u.pool.Snapshot())
+	}
+	for i := range s.Unrouted {
+		s.Unrouted[i] = p.stats.unrouted[i].Load()
+	}
+	for i, rt := range p.routes {
+		s.Routes[i].Name = rt.name
+		for k := range rt.responses {
+			s.Routes[i].Responses[k] = rt.responses[k].Load()
+		}
+	}
+	return s
+}

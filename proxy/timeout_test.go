@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClientTimeouts(t *testing.T) {
+	be := newBackend(t, nil)
+	cfg := testConfig(be.addr())
+	l := &cfg.Listeners[0]
+	l.KeepaliveTimeout = 300 * time.Millisecond
+	l.ClientHeaderTimeout = 300 * time.Millisecond
+	l.ClientBodyTimeout = 300 * time.Millisecond
+	r := start(t, cfg, Options{})
+
+	t.Run("keep-alive idle", func(t *testing.T) {
+		c := dial(t, r.addr)
+		if resp, _ := c.do(get("/")); resp.StatusCode != 200 {
+			t.Fatal(resp.StatusCode)
+		}
+		began := time.Now()
+		if !c.closed() {
+			t.Fatal("idle keep-alive connection not closed")
+		}
+		if d := time.Since(began); d < 200*time.Millisecond || d > 2*time.Second {
+			t.Fatalf("closed after %v, want about 300ms", d)
+		}
+	})
+	t.Run("header", func(t *testing.T) {
+		c := dial(t, r.addr)
+		c.send("GET / HTTP/1.1\r\nHost: h\r\n")
+		resp, _ := c.read("GET")
+		if resp.StatusCode != 408 || !c.closed() {
+			t.Fatalf("partial head: %d", resp.StatusCode)
+		}
+	})
+	t.Run("body", func(t *testing.T) {
+		c := dial(t, r.addr)
+		c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+		resp, _ := c.read("POST")
+		if resp.StatusCode != 408 || !c.closed() {
+			t.Fatalf("partial body: %d", resp.StatusCode)
+		}
+	})
+}
+
+// TestUpstreamReadTimeout: an upstream that stalls in the middle of a body
+// gets the client connection cut (the status was already sent).
+func TestUpstreamReadTimeout(t *testing.T) {
+	addr := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		http.ReadRequest(bytesReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+		time.Sleep(3 * time.Second)
+	})
+	cfg := testConfig(addr)
+	cfg.Upstreams[0].ReadTimeout = 300 * time.Millisecond
+	r := start(t, cfg, Options{})
+	c := dial(t, r.addr)
+	c.send(get("/"))
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v %v", resp, err)
+	}
+	began := time.Now()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil || string(b) != "only part" || time.Since(began) > 2*time.Second {
+		t.Fatalf("body %q err %v after %v", b, err, time.Since(began))
+	}
+}
+
+// TestBadUpstreamResponses: a response that could be read two ways is a
+// 502, never relayed.
+func TestBadUpstreamResponses(t *testing.T) {
+	for name, raw := range map[string]string{
+		"CL and TE":    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"CL differ":    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+		"obs-fold":     "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+		"not HTTP":     "SSH-2.0-OpenSSH\r\n\r\n",
+		"TE gzip":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"head too big": "HTTP/1.1 200 OK\r\nX-A: " + strings.Repeat("a", 40<<10) + "\r\n\r\n",
+	} {
+		addr := rawBackend(t, func(c net.Conn) {
+			defer c.Close()
+			http.ReadRequest(bytesReader(c))
+			io.WriteString(c, raw)
+		})
+		cfg := testConfig(addr)
+		cfg.Upstreams[0].Retries = 0
+		r := start(t, cfg, Options{})
+		resp, _ := dial(t, r.addr).do(get("/"))
+		if resp.StatusCode != 502 {
+			t.Errorf("%s: %d", name, resp.StatusCode)
+		}
+	}
+	// A chunked body with a bad chunk size is cut, not passed on.
+	addr := rawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		http.ReadRequest(bytesReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbad\r\n0\r\n\r\n")
+	})
+	r := start(t, testConfig(addr), Options{})
+	c := dial(t, r.addr)
+	c.send(get("/"))
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("bad chunked response relayed whole: %q", b)
+	}
+}

@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pingora-go/pingora/config"
+	"github.com/pingora-go/pingora/proxy/upstream"
+)
+
+// upstreamState is one config upstream as the request path sees it: the
+// balancing pool, the timeouts, and a keep-alive pool per server.
+type upstreamState struct {
+	name    string
+	pool    *upstream.Pool
+	servers []*serverState
+	dialer  net.Dialer
+
+	connectTimeout        time.Duration
+	responseHeaderTimeout time.Duration
+	readTimeout           time.Duration
+	idleTimeout           time.Duration
+	keepalive             int
+	retries               int
+
+	hashKey    uint8  // hashNone, hashClientIP, hashURI, hashHeader
+	hashHeader []byte // for hashHeader
+}
+
+const (
+	hashNone = iota
+	hashClientIP
+	hashURI
+	hashHeader
+)
+
+// serverState is one upstream server with its idle keep-alive connections,
+// kept as a LIFO stack: the most recently used connection is the most
+// likely to be alive, and the oldest ones expire at the bottom.
+type serverState struct {
+	srv  *upstream.Server
+	host []byte // Host header for requests that have none
+	up   *upstreamState
+
+	mu     sync.Mutex
+	idle   []*upConn
+	closed bool
+}
+
+// upConn is one connection to an upstream server with its buffers.
+type upConn struct {
+	c         net.Conn
+	raw       syscall.RawConn // nil when the conn is not a socket
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	ss        *serverState
+	bufs      *bufPools
+	idleSince time.Time
+	rdl, wdl  time.Time // deadlines as set
+	reused    bool      // came from the keep-alive pool
+}
+
+// Liveness is probed only for connections idle longer than this: a
+// connection used a moment ago is as good as certainly alive, so the hot
+// path pays nothing.
+const probeAfterIdle = time.Second
+
+func newUpstreamState(cfg config.Upstream, log hclog.Logger) (*upstreamState, error) {
+	pool, err := upstream.NewPool(cfg, log.Named("upstream").With("upstream", cfg.Name))
+	if err != nil {
+		return nil, err
+	}
+	u := &upstreamState{
+		name:                  cfg.Name,
+		pool:                  pool,
+		connectTimeout:        orDefault(cfg.ConnectTimeout, 5*time.Second),
+		responseHeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, 60*time.Second),
+		readTimeout:           orDefault(cfg.ReadTimeout, 60*time.Second),
+		idleTimeout:           orDefault(cfg.IdleTimeout, 60*time.Second),
+		keepalive:             cfg.KeepaliveConns,
+		retries:               max(cfg.Retries, 0),
+	}
+	u.dialer = net.Dialer{Timeout: u.connectTimeout, KeepAlive: 30 * time.Second}
+	if cfg.Balance == "hash" || cfg.Balance == "fnv" {
+		switch k := cfg.HashKey; {
+		case k == "" || k == "client_ip":
+			u.hashKey = hashClientIP
+		case k == "uri":
+			u.hashKey = hashURI
+		case len(k) > len("header:") && k[:len("header:")] == "header:" && validName(k[len("header:"):]):
+			u.hashKey = hashHeader
+			u.hashHeader = []byte(k[len("header:"):])
+		default:
+			pool.Close()
+			return nil, fmt.Errorf("upstream %q: hash_key %q: want client_ip, uri or header:NAME", cfg.Name, k)
+		}
+	}
+	for _, s := range pool.Servers() {
+		u.servers = append(u.servers, &serverState{srv: s, up: u, host: []byte(s.Addr)})
+	}
+	return u, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// state finds the serverState of a server Pick returned (a short linear
+// scan: pools are small, and this beats a map lookup).
+func (u *upstreamState) state(s *upstream.Server) *serverState {
+	for _, ss := range u.servers {
+		if ss.srv == s {
+			return ss
+		}
+	}
+	return nil
+}
+
+// get pops an idle connection that is still usable, or returns nil.
+// Expired connections met on the way are closed.
+func (ss *serverState) get(now time.Time) *upConn {
+	for {
+		ss.mu.Lock()
+		n := len(ss.idle)
+		if n == 0 {
+			ss.mu.Unlock()
+			return nil
+		}
+		uc := ss.idle[n-1]
+		ss.idle[n-1] = nil
+		ss.idle = ss.idle[:n-1]
+		ss.mu.Unlock()
+		idle := now.Sub(uc.idleSince)
+		if idle > ss.up.idleTimeout || (idle > probeAfterIdle && !uc.alive()) {
+			uc.release()
+			continue
+		}
+		uc.reused = true
+		return uc
+	}
+}
+
+// put returns a connection to the idle stack, or closes it when the stack
+// is full or the pool is closed.
+func (ss *serverState) put(uc *upConn, now time.Time) {
+	ss.mu.Lock()
+	if ss.closed || len(ss.idle) >= ss.up.keepalive {
+		ss.mu.Unlock()
+		uc.release()
+		return
+	}
+	uc.idleSince = now
+	ss.idle = append(ss.idle, uc)
+	ss.mu.Unlock()
+}
+
+// sweep closes the idle connections that expired (they are at the bottom
+// of the stack).
+func (ss *serverState) sweep(now time.Time) {
+	ss.mu.Lock()
+	k := 0
+	for k < len(ss.idle) && now.Sub(ss.idle[k].idleSince) > ss.up.idleTimeout {
+		k++
+	}
+	expired := make([]*upConn, k)
+	copy(expired, ss.idle[:k])
+	ss.idle = append(ss.idle[:0], ss.idle[k:]...)
+	clear(ss.idle[len(ss.idle):cap(ss.idle)])
+	ss.mu.Unlock()
+	for _, uc := range expired {
+		uc.release()
+	}
+}
+
+// closeIdle closes every idle connection and refuses new ones.
+func (ss *serverState) closeIdle() {
+	ss.mu.Lock()
+	idle := ss.idle
+	ss.idle = nil
+	ss.closed = true
+	ss.mu.Unlock()
+	for _, uc := range idle {
+		uc.release()
+	}
+}
+
+// alive peeks at the socket without blocking: an idle keep-alive
+// connection must have nothing to read. EOF (the server closed it) or
+// stray bytes (a late or unsolicited response) make it unusable.
+func (uc *upConn) alive() bool {
+	if uc.raw == nil {
+		return true
+	}
+	var buf [1]byte
+	var err error
+	rerr := uc.raw.Read(func(fd uintptr) bool {
+		_, _, err = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	})
+	if rerr != nil {
+		return false
+	}
+	return err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+}
+
+// release closes the connection and returns its buffers. Only the
+// goroutine that owns the connection may call it; others only close c.
+func (uc *upConn) release() {
+	uc.c.Close()
+	if uc.br != nil {
+		uc.bufs.putReader(uc.br)
+		uc.bufs.putWriter(uc.bw)
+		uc.br, uc.bw = nil, nil
+	}
+}
+
+// dial opens a new connection to a server.
+func (p *Proxy) dial(ss *serverState) (*upConn, error) {
+	c, err := ss.up.dialer.DialContext(p.ctx, "tcp", ss.srv.Addr)
+	if err != nil {
+		return nil, err
+	}
+	uc := &upConn{c: c, ss: ss, bufs: p.upBufs}
+	if sc, ok := c.(syscall.Conn); ok {
+		uc.raw, _ = sc.SyscallConn()
+	}
+	sio := newSockIO(c)
+	uc.br = p.upBufs.getReader(sio)
+	uc.bw = p.upBufs.getWriter(sio)
+	return uc, nil
+}
