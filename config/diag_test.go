@@ -255,6 +255,11 @@ route "p" {
   request_headers = { »"X-A" = "1\r\nInjected: yes" }
   respond {}
 }`, []string{"Invalid header value", `route "p" request_headers: the value of "X-A" has a control character`}},
+		{"framing header set", base + `route "p" {
+  path_prefix      = "/p/"
+  response_headers = { »"Content-Length" = "5" }
+  respond {}
+}`, []string{"Header managed by the proxy", `route "p" response_headers: "Content-Length" cannot be set`}},
 		{"remove header name", base + `route "p" {
   path_prefix             = "/p/"
   remove_response_headers = ["Server", »"X:Y"]

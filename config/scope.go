@@ -181,6 +181,9 @@ func (s scope) headerMap(attr string, m map[string]string) map[string]string {
 		if !validToken(k) {
 			s.b.errorf(keyRange(s.body, attr, k), "Invalid header name", "%s: %q is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", s.name(attr), k)
 		}
+		if proxyManagedHeader(k) {
+			s.b.errorf(keyRange(s.body, attr, k), "Header managed by the proxy", "%s: %q cannot be set: the proxy owns message framing and hop-by-hop headers (Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, Trailer, Upgrade, Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, Expect)", s.name(attr), k)
+		}
 		if !validHeaderValue(m[k]) {
 			s.b.errorf(keyRange(s.body, attr, k), "Invalid header value", "%s: the value of %q has a control character (a newline, say), which would break the header block", s.name(attr), k)
 		}

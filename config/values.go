@@ -211,3 +211,15 @@ func quoteList(names []string) string {
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
+
+// proxyManagedHeader reports whether a header is one the proxy writes or
+// strips itself (framing and hop-by-hop), so a route may not set it: a
+// configured Content-Length or Connection would corrupt the message.
+func proxyManagedHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer",
+		"upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization", "expect":
+		return true
+	}
+	return false
+}

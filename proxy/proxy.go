@@ -302,6 +302,11 @@ func (p *Proxy) Drain(deadline time.Time) {
 	p.drainOnce.Do(func() {
 		p.draining.Store(true)
 		p.closeListeners()
+		// Pooled upstream connections go now: a draining proxy sends each
+		// request at most once more, and an idle pooled connection would
+		// otherwise hold its upstream (itself, in the embedded default) in
+		// a keep-alive wait until the deadline.
+		p.closeIdleUpstreams()
 		p.log.Info("draining", "deadline", deadline.Format(time.RFC3339), "connections", p.stats.active.Load())
 		go p.drainWait(deadline)
 	})
@@ -411,17 +416,23 @@ func (p *Proxy) finish() {
 	p.finOnce.Do(func() {
 		p.closing.Store(true)
 		p.cancel()
-		for _, u := range p.upstreams {
-			for _, ss := range u.servers {
-				ss.closeIdle()
-			}
-		}
+		p.closeIdleUpstreams()
 		p.closeUpstreams()
 		if a := p.alog.Load(); a != nil {
 			a.close()
 		}
 		close(p.stopped)
 	})
+}
+
+// closeIdleUpstreams closes every pooled upstream connection and stops
+// pooling new ones.
+func (p *Proxy) closeIdleUpstreams() {
+	for _, u := range p.upstreams {
+		for _, ss := range u.servers {
+			ss.closeIdle()
+		}
+	}
 }
 
 // janitor closes expired idle upstream connections now and then, so an
