@@ -39,6 +39,9 @@ type worker struct {
 	// notAccepting: the worker confirmed a drain, its listeners are closed.
 	notAccepting bool
 	killer       *time.Timer
+	// statsAsked is when the master asked for a sample still unanswered
+	// (zero: none outstanding); see requestSamples.
+	statsAsked time.Time
 }
 
 func (w *worker) alive() bool { return w.state != stateExited }

@@ -56,22 +56,9 @@ func (s *listenerSet) bindAll(addrs []string) error {
 }
 
 func (s *listenerSet) bind(addr string) (*boundListener, error) {
-	ln, err := s.fds.Listen("tcp", addr)
+	ln, err := listenTCP(s.fds, addr)
 	if err != nil {
-		return nil, fmt.Errorf("bind %s: %w", addr, err)
-	}
-	if !listening(ln) {
-		// Inherited from a master that had closed (shut down) this
-		// listener after a reload removed it: bind a fresh one in its place.
-		ln.Close()
-		ln, err = (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("bind %s: %w", addr, err)
-		}
-		if err := s.fds.AddListener("tcp", addr, ln.(tableflip.Listener)); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("bind %s: %w", addr, err)
-		}
+		return nil, err
 	}
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
@@ -84,6 +71,30 @@ func (s *listenerSet) bind(addr string) (*boundListener, error) {
 		return nil, fmt.Errorf("bind %s: %w", addr, err)
 	}
 	return &boundListener{addr: addr, ln: ln, file: f}, nil
+}
+
+// listenTCP binds addr through tableflip's Fds: the socket a previous
+// master handed over if there is one, a new one otherwise; either way it
+// is handed over to the next master of a binary upgrade.
+func listenTCP(fds *tableflip.Fds, addr string) (net.Listener, error) {
+	ln, err := fds.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("bind %s: %w", addr, err)
+	}
+	if !listening(ln) {
+		// Inherited from a master that had closed (shut down) this
+		// listener after a reload removed it: bind a fresh one in its place.
+		ln.Close()
+		ln, err = (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("bind %s: %w", addr, err)
+		}
+		if err := fds.AddListener("tcp", addr, ln.(tableflip.Listener)); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("bind %s: %w", addr, err)
+		}
+	}
+	return ln, nil
 }
 
 // dupListener duplicates the listener's descriptor for workers. Not with

@@ -38,6 +38,7 @@ func (m *Master) loop() int {
 			select {
 			case fn := <-m.events:
 				fn()
+				m.publishAdmin()
 				continue
 			case c = <-m.cmds:
 			}
@@ -45,6 +46,7 @@ func (m *Master) loop() int {
 		if code, done := m.run(c); done {
 			return code
 		}
+		m.publishAdmin()
 	}
 }
 
@@ -56,7 +58,9 @@ func (m *Master) run(c *command) (code int, done bool) {
 		c.respond(Response{OK: true, Status: m.status()})
 	case cmdReload:
 		m.log.Info("reloading", "requested_by", c.source)
-		if err := m.reload(); err != nil {
+		err := m.reload()
+		m.countReload(err == nil)
+		if err != nil {
 			m.log.Error("reload failed, still serving the previous configuration", "generation", m.gen.id, "error", err)
 			c.respond(Response{Error: "reload failed: " + err.Error()})
 		} else {
@@ -75,9 +79,13 @@ func (m *Master) run(c *command) (code int, done bool) {
 		pid, err := m.upgrade()
 		if err != nil {
 			m.log.Error("binary upgrade failed, still serving", "error", err)
+			m.countUpgrade(false)
 			c.respond(Response{Error: "upgrade failed: " + err.Error()})
 			return 0, false
 		}
+		// The new master serves the admin address on the same socket (and
+		// counts the upgrade): scrapes from now on must reach it only.
+		m.stopAdmin()
 		// Drain now, and answer once the old workers stopped accepting.
 		deadline := time.Now().Add(m.cfg.ShutdownTimeout)
 		gens := append([]*generation(nil), m.gens...)
@@ -119,6 +127,7 @@ func (m *Master) wait(timeout time.Duration, done func() bool) bool {
 		select {
 		case fn := <-m.events:
 			fn()
+			m.publishAdmin()
 		case c := <-m.cmds:
 			m.deferCommand(c)
 		case <-timer:

@@ -28,6 +28,7 @@ type Master struct {
 	logs    *logTargets
 	ctl     *controlServer
 	notify  *notifier
+	adm     *adminListener // nil without an admin block
 
 	gen     *generation   // the generation serving
 	gens    []*generation // every generation with live workers, gen included

@@ -93,6 +93,7 @@ func (m *Master) reload() error {
 
 	old := m.gen
 	m.gen, m.cfg = g, cfg
+	m.publishAdmin()
 	if logs != m.logs {
 		m.logOut.Set(logs.errorLog())
 		m.logs = logs // the old targets close when the old generation is gone

@@ -95,6 +95,12 @@ func Run(opts Options) int {
 	if err := upg.Ready(); err != nil {
 		m.log.Warn("cannot tell the previous master we are ready", "error", err)
 	}
+	if upg.HasParent() {
+		// The old master's counters end with it: a successful upgrade is
+		// counted by the master it made.
+		m.countUpgrade(true)
+	}
+	m.serveAdmin()
 	m.log.Info("serving", "generation", m.gen.id, "workers", pids(m.gen))
 	return m.loop()
 }
@@ -166,6 +172,9 @@ func (m *Master) start() error {
 	if err := m.lns.bindAll(addrs); err != nil {
 		return err
 	}
+	if err := m.bindAdmin(); err != nil {
+		return err
+	}
 	m.spawn = newSpawner()
 	m.watchSignals()
 	if n, err := strconv.Atoi(os.Getenv(envNextGeneration)); err == nil && n > 0 {
@@ -181,6 +190,7 @@ func (m *Master) start() error {
 		return fmt.Errorf("workers: %w", err)
 	}
 	m.gen = g
+	m.publishAdmin()
 
 	if m.ctl, err = listenControl(cfg.ControlSocket, m.cmds, m.log); err != nil {
 		return err
@@ -208,6 +218,7 @@ func (m *Master) abortStart() {
 	if m.ctl != nil {
 		m.ctl.close()
 	}
+	m.stopAdmin()
 	if m.lns != nil {
 		m.lns.closeAll()
 	}

@@ -151,6 +151,7 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	}
 	s.w = w
 	m.watchWorker(w)
+	m.publishAdmin()
 	return w, nil
 }
 

@@ -56,6 +56,7 @@ func (m *Master) shutdown(graceful, handover bool, c *command) int {
 		break
 	}
 	m.refusePending()
+	m.stopAdmin()
 	m.lns.closeAll()
 	if !handover {
 		if err := RemovePIDFile(m.cfg.PIDFile, os.Getpid()); err != nil {

@@ -33,6 +33,8 @@ func (m *Master) onWorkerMessage(w *worker, msg wire.Message, files []*os.File) 
 		w.reopened = true
 	case wire.TypeDraining:
 		w.notAccepting = true
+	case wire.TypeSample:
+		m.onSample(w, msg.Sample)
 	default:
 		log.Warn("unexpected message from worker", "type", msg.Type)
 	}
@@ -40,6 +42,8 @@ func (m *Master) onWorkerMessage(w *worker, msg wire.Message, files []*os.File) 
 
 func (m *Master) onWorkerExit(w *worker, waitErr error) {
 	w.state = stateExited
+	// Its final sample, if it sent one, was handled before this event.
+	m.retireWorker(w)
 	if w.killer != nil {
 		w.killer.Stop()
 	}
@@ -74,6 +78,7 @@ func (m *Master) onWorkerExit(w *worker, waitErr error) {
 		args = append(args, "error", w.errMsg)
 	}
 	log.Error("worker died unexpectedly", args...)
+	m.countRestart()
 	m.scheduleRestart(g, s, delay)
 }
 
@@ -141,6 +146,7 @@ func (m *Master) drainGeneration(g *generation, deadline time.Time) {
 	if g.gone() {
 		m.generationGone(g)
 	}
+	m.publishAdmin()
 }
 
 func (m *Master) drainWorker(w *worker, deadline time.Time) {
@@ -190,6 +196,7 @@ func (m *Master) stopGeneration(g *generation) {
 	if g.gone() {
 		m.generationGone(g)
 	}
+	m.publishAdmin()
 }
 
 // killGeneration kills a generation that failed to start.

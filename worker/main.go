@@ -36,6 +36,7 @@ func IsWorker(args []string) bool {
 
 // Main runs a worker and returns its exit code.
 func Main() int {
+	started := time.Now()
 	os.Unsetenv(wire.EnvWorker)
 	hsFile := os.NewFile(wire.HandshakeFD, "handshake")
 	var hs wire.Handshake
@@ -52,15 +53,16 @@ func Main() int {
 		fmt.Fprintf(os.Stderr, "pingora-master worker: %v\n", err)
 		return 2
 	}
-	w := &worker{hs: &hs, conn: conn, log: newLogger(&hs)}
+	w := &worker{hs: &hs, conn: conn, log: newLogger(&hs), stats: newSampler(&hs, started)}
 	return w.run()
 }
 
 type worker struct {
-	hs   *wire.Handshake
-	conn *wire.Conn
-	log  hclog.Logger
-	acc  *os.File
+	hs    *wire.Handshake
+	conn  *wire.Conn
+	log   hclog.Logger
+	acc   *os.File
+	stats *sampler
 }
 
 type incoming struct {
@@ -176,6 +178,12 @@ func (w *worker) run() int {
 				exitBy(time.Second)
 			case wire.TypeReopen:
 				w.reopen(p, in.msg, in.files)
+			case wire.TypeStats:
+				// Answered from this loop, so samples go out in order and
+				// none can follow the final one.
+				if err := w.stats.send(w.conn, p); err != nil {
+					w.log.Warn("cannot send counters to the master", "error", err)
+				}
 			default:
 				w.log.Warn("unexpected message from master", "type", in.msg.Type)
 			}
@@ -194,6 +202,7 @@ func (w *worker) run() int {
 			exitBy(orphanExit)
 		case err := <-serveErr:
 			w.closeAccessLog()
+			w.finalSample(p)
 			if err != nil && !stopping {
 				w.log.Error("proxy stopped", "error", err)
 				return 1
@@ -204,6 +213,7 @@ func (w *worker) run() int {
 			w.log.Warn("exiting with requests still in flight")
 			go p.Close()
 			w.closeAccessLog()
+			w.finalSample(p)
 			return 0
 		}
 	}
@@ -215,6 +225,16 @@ func (w *worker) orphaned(p *proxy.Proxy, stopping bool) {
 	w.log.Warn("master is gone: stop accepting, exiting")
 	if !stopping {
 		go p.Drain(time.Now().Add(orphanDrain))
+	}
+}
+
+// finalSample sends the counters one last time before the worker exits,
+// so the master's totals include everything it counted. It fails only
+// when the master is gone (an orphaned worker): not worth more than a
+// debug line.
+func (w *worker) finalSample(p *proxy.Proxy) {
+	if err := w.stats.send(w.conn, p); err != nil {
+		w.log.Debug("cannot send final counters to the master", "error", err)
 	}
 }
 

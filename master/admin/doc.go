@@ -3,11 +3,12 @@
 // self-refreshing HTML status page on /, in the spirit of HAProxy's stats
 // page. It runs in the master only; workers never serve it.
 //
-// The master never imports the proxy, so this package defines its own plain
-// data types for what workers report (WorkerSample and the types inside it,
-// all with JSON tags: a worker sends one as JSON over its control channel).
-// It imports no other package of this module except config, so a worker may
-// import it for those types without pulling in the master.
+// The master never imports the proxy, so what workers report is a set of
+// plain data types (WorkerSample and the types inside it, all with JSON
+// tags: a worker sends one as JSON over its control channel). They are
+// defined in worker/wire, the protocol package both processes share, and
+// aliased here under the same names; a worker needs only wire, never this
+// package.
 //
 // # Input API (what the master calls)
 //
@@ -32,8 +33,10 @@
 //   - CountReload(ok), CountUpgrade(ok), CountWorkerRestart(): outcome
 //     counters, one call per event.
 //
-// Then New(logger, aggregator) makes the Server; Serve(listener) serves the
-// admin address until Shutdown(ctx).
+// Then New(logger, aggregator) makes the Server; SetRefresh(fn), optional,
+// lets the master fetch fresh samples before each page, /status or scrape
+// is rendered; Serve(listener) serves the admin address until
+// Shutdown(ctx).
 //
 // Gauges (active connections, in-flight requests, upstream server health
 // and in-flight) come only from live workers; counters are retired totals

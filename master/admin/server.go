@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,6 +23,38 @@ type Server struct {
 	agg  *Aggregator
 	http *http.Server
 	now  func() time.Time
+	// refresh, when set, runs before each view is rendered (SetRefresh).
+	refresh atomic.Pointer[func(context.Context)]
+}
+
+// refreshTimeout bounds how long a view waits for fresh samples: a worker
+// that does not answer in time shows its previous sample.
+const refreshTimeout = 500 * time.Millisecond
+
+// SetRefresh sets fn to be called before /metrics, /status and the page
+// are rendered, with a context that ends after at most half a second. The
+// master passes a function that asks every live worker for a fresh sample
+// and returns once they are all in (or the context ended), so a scrape
+// shows the counters as of the scrape, not as of the last periodic sample.
+// A nil fn turns it off.
+func (s *Server) SetRefresh(fn func(context.Context)) {
+	if fn == nil {
+		s.refresh.Store(nil)
+		return
+	}
+	s.refresh.Store(&fn)
+}
+
+// refreshed runs the refresh function, if any, before h.
+func (s *Server) refreshed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fn := s.refresh.Load(); fn != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), refreshTimeout)
+			(*fn)(ctx)
+			cancel()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // New returns a Server showing agg; a nil agg is a fresh, empty one (see
@@ -81,9 +114,9 @@ func (s *Server) Handler() http.Handler {
 		Timeout:             10 * time.Second,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics)
-	mux.HandleFunc("GET /status", s.serveStatus)
-	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.Handle("GET /metrics", s.refreshed(metrics))
+	mux.Handle("GET /status", s.refreshed(http.HandlerFunc(s.serveStatus)))
+	mux.Handle("GET /{$}", s.refreshed(http.HandlerFunc(s.servePage)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")

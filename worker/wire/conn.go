@@ -8,13 +8,21 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// MaxMessage bounds one control message. Messages are small (no config
-// travels this way), so a larger one is a protocol error.
-const MaxMessage = 64 << 10
+// MaxMessage bounds one control message. No config travels this way; the
+// largest message is a worker's Sample, a few dozen bytes per route and per
+// upstream server, so this leaves room for thousands of them. A larger
+// message is refused by Send. (On SOCK_SEQPACKET one message must fit in
+// the sender's socket buffer: Pair sizes both ends for it.)
+const MaxMessage = 256 << 10
+
+// sockBuf is the send buffer Pair asks for on both ends: room for one
+// maximal message and its kernel overhead.
+const sockBuf = 2 * MaxMessage
 
 // maxFiles bounds the descriptors one message may carry.
 const maxFiles = 8
@@ -35,6 +43,14 @@ func Pair() (*Conn, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("control socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		// Best effort: the kernel caps SO_SNDBUF at net.core.wmem_max
+		// (doubled); root may go past it. Its default already fits
+		// messages of about 200 KiB.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf) != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+		}
 	}
 	mine := os.NewFile(uintptr(fds[0]), "control")
 	theirs := os.NewFile(uintptr(fds[1]), "control-worker")
@@ -64,6 +80,18 @@ func FileConn(f *os.File) (*Conn, error) {
 // Send writes one message with files attached. The files stay open: the
 // caller closes its copies.
 func (c *Conn) Send(m Message, files ...*os.File) error {
+	return c.send(m, time.Time{}, files)
+}
+
+// SendTimeout is Send, giving up after d if the peer does not read (its
+// socket buffer is full): for messages that must not hold up the sender,
+// like a worker's samples. A SOCK_SEQPACKET message is sent whole or not
+// at all, so a timeout never leaves half a message behind.
+func (c *Conn) SendTimeout(m Message, d time.Duration, files ...*os.File) error {
+	return c.send(m, time.Now().Add(d), files)
+}
+
+func (c *Conn) send(m Message, deadline time.Time, files []*os.File) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s message: %w", m.Type, err)
@@ -84,6 +112,10 @@ func (c *Conn) Send(m Message, files ...*os.File) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if !deadline.IsZero() {
+		c.c.SetWriteDeadline(deadline)
+		defer c.c.SetWriteDeadline(time.Time{})
+	}
 	if _, _, err := c.c.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("send %s message: %w", m.Type, err)
 	}

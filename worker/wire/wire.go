@@ -1,7 +1,8 @@
 // Package wire is the protocol between the master and its workers: how a
 // worker is started (argv, environment, descriptor numbers), the handshake
-// the master writes on the config pipe, and the messages both sides
-// exchange over the control socket.
+// the master writes on the config pipe, the messages both sides exchange
+// over the control socket, and the counters a worker reports in them for
+// the master's admin listener (WorkerSample).
 //
 // It lives beside the worker because it is the worker's interface, and it
 // imports neither the proxy nor the master so that both ends can share it
@@ -56,8 +57,8 @@ type Handshake struct {
 	Config *config.Config `json:"config"`
 }
 
-// Message types. Worker to master: Ready, Error, Reopened, Draining. Master to worker:
-// Drain, Stop, Reopen.
+// Message types. Worker to master: Ready, Error, Reopened, Draining,
+// Sample. Master to worker: Drain, Stop, Reopen, Stats.
 const (
 	TypeReady    = "ready"    // the proxy accepts on every listener
 	TypeError    = "error"    // the worker cannot serve; Error says why; it exits next
@@ -66,6 +67,13 @@ const (
 	TypeReopen   = "reopen"   // new log descriptors attached, in the order of Files
 	TypeReopened = "reopened" // the worker writes to the new descriptors now
 	TypeDraining = "draining" // after Drain: the worker no longer accepts
+	// TypeStats asks a serving worker for a Sample. The master sends it
+	// only when an admin listener is configured.
+	TypeStats = "stats"
+	// TypeSample carries the worker's counters in Sample: the answer to
+	// Stats, and, unasked, the final one a worker that served sends just
+	// before it exits (so the master's retired totals are exact).
+	TypeSample = "sample"
 )
 
 // File names used in Message.Files for a reopen.
@@ -85,4 +93,6 @@ type Message struct {
 	Error    string `json:"error,omitempty"`
 	// Files names the attached descriptors, in order.
 	Files []string `json:"files,omitempty"`
+	// Sample is set on a TypeSample message.
+	Sample *WorkerSample `json:"sample,omitempty"`
 }

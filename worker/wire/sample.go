@@ -1,0 +1,112 @@
+package wire
+
+import (
+	"sort"
+	"time"
+)
+
+// The types below are what a worker reports to the master for the admin
+// listener (/metrics, /status, the status page). They live here, in the
+// protocol package both ends import, because the worker builds them from
+// the proxy's counters and the master's admin package sums them, and the
+// master must never import the proxy. master/admin re-exports them under
+// the same names.
+
+// WorkerSample is one worker's cumulative counters since it started, plus
+// its current gauges. A worker sends it as JSON in a Message of type
+// TypeSample; every counter only grows during the worker's life.
+type WorkerSample struct {
+	PID        int `json:"pid"`
+	Generation int `json:"generation"`
+	// Started is when the worker process started. With PID it identifies
+	// the process, so a late sample from a retired worker is not mistaken
+	// for a new worker that reused its pid.
+	Started time.Time `json:"started"`
+
+	Requests       uint64 `json:"requests"`        // requests answered, any status
+	BytesIn        uint64 `json:"bytes_in"`        // request bytes read from clients
+	BytesOut       uint64 `json:"bytes_out"`       // response bytes written to clients
+	RateLimited    uint64 `json:"rate_limited"`    // requests answered 429 by a rate limit
+	UpstreamErrors uint64 `json:"upstream_errors"` // failed upstream attempts
+
+	ActiveConns int64 `json:"active_connections"` // gauge: open client connections
+	InFlight    int64 `json:"in_flight"`          // gauge: requests being served
+
+	Routes []RouteSample `json:"routes"`
+	// Unrouted counts responses given before or without a route (400, 404,
+	// 431...), by status class like RouteSample.Responses.
+	Unrouted [5]uint64 `json:"unrouted"`
+
+	RequestLatency  Histogram `json:"request_latency"`  // first byte read to last byte written
+	UpstreamLatency Histogram `json:"upstream_latency"` // upstream attempt to response head
+
+	Upstreams []UpstreamSample `json:"upstreams"`
+}
+
+// RouteSample counts one route's responses by status class: Responses[0]
+// is 1xx, Responses[4] is 5xx.
+type RouteSample struct {
+	Name      string    `json:"name"`
+	Responses [5]uint64 `json:"responses"`
+}
+
+// UpstreamSample is one upstream pool as one worker sees it.
+type UpstreamSample struct {
+	Name    string         `json:"name"`
+	Servers []ServerSample `json:"servers"`
+}
+
+// ServerSample is one upstream server as one worker sees it. Health is
+// per worker (passive marking happens in each worker), so the admin page
+// shows how many live workers consider the server healthy.
+type ServerSample struct {
+	Addr     string `json:"addr"`
+	Healthy  bool   `json:"healthy"`   // gauge: what the worker's balancer sees now
+	InFlight int64  `json:"in_flight"` // gauge
+	Picks    uint64 `json:"picks"`     // counter: attempts sent to this server
+	Failures uint64 `json:"failures"`  // counter: failed attempts
+}
+
+// LatencyBuckets are the fixed upper bounds, in seconds, of every latency
+// Histogram. Workers and master agree on them by convention, not by
+// negotiation: a worker counts into these buckets.
+var LatencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Histogram is a latency distribution over LatencyBuckets. Counts is NOT
+// cumulative: Counts[i] is the number of observations v with
+// LatencyBuckets[i-1] < v <= LatencyBuckets[i], and the last element,
+// Counts[len(LatencyBuckets)], counts those above the largest bound (+Inf).
+// So a worker counts an observation with one add into one slot
+// (BucketIndex). The total count is the sum of Counts. Sum is in seconds.
+// A nil Counts is an empty histogram; a Counts of another length is
+// tolerated (extra slots count as +Inf).
+type Histogram struct {
+	Counts []uint64 `json:"counts"`
+	Sum    float64  `json:"sum"`
+}
+
+// BucketIndex returns the Counts slot an observation of seconds belongs to.
+func BucketIndex(seconds float64) int {
+	return sort.SearchFloat64s(LatencyBuckets, seconds)
+}
+
+// Observe counts one observation into h, for workers that keep a plain
+// (not concurrently updated) Histogram, and for tests.
+func (h *Histogram) Observe(seconds float64) {
+	if len(h.Counts) != len(LatencyBuckets)+1 {
+		c := make([]uint64, len(LatencyBuckets)+1)
+		copy(c, h.Counts)
+		h.Counts = c
+	}
+	h.Counts[BucketIndex(seconds)]++
+	h.Sum += seconds
+}
+
+// Count is the number of observations.
+func (h Histogram) Count() uint64 {
+	var n uint64
+	for _, c := range h.Counts {
+		n += c
+	}
+	return n
+}
