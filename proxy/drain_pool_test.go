@@ -1,0 +1,43 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestDrainClosesPooledUpstreamConns: a draining proxy lets go of its idle
+// upstream keep-alive connections at once. Otherwise the upstream (another
+// listener of this same daemon, in the embedded default) keeps waiting on
+// them as idle keep-alive clients and the drain lasts until its deadline.
+func TestDrainClosesPooledUpstreamConns(t *testing.T) {
+	var open atomic.Int64
+	be := newBackend(t, nil)
+	be.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	r := start(t, testConfig(be.addr()), Options{})
+
+	c := dial(t, r.addr)
+	if resp, _ := c.do(get("/")); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	c.c.Close()
+	if open.Load() != 1 {
+		t.Fatalf("backend sees %d connections, want the 1 pooled", open.Load())
+	}
+	r.p.Drain(time.Now().Add(time.Minute))
+	waitFor(t, func() bool { return open.Load() == 0 })
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return once nothing was left")
+	}
+}
