@@ -29,12 +29,19 @@ func TestDrainClosesPooledUpstreamConns(t *testing.T) {
 	if resp, _ := c.do(get("/")); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	c.c.Close()
 	if open.Load() != 1 {
 		t.Fatalf("backend sees %d connections, want the 1 pooled", open.Load())
 	}
+	// The client stays connected (idle keep-alive), so the drain goes on;
+	// the pooled upstream connection must not wait for it.
 	r.p.Drain(time.Now().Add(time.Minute))
 	waitFor(t, func() bool { return open.Load() == 0 })
+	select {
+	case <-r.done:
+		t.Fatal("Serve returned with a client connection still open")
+	default:
+	}
+	c.c.Close()
 	select {
 	case <-r.done:
 	case <-time.After(5 * time.Second):
