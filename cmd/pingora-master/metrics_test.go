@@ -310,6 +310,12 @@ func TestMetricsSpanReload(t *testing.T) {
 		t.Errorf("route app 2xx = %g, want %d (every answer was a 200): %s", got, first+m, series)
 	}
 
+	// Latency is counted once per answered request, across generations too.
+	all, _ := after.sum("pingora_requests_total")
+	if got := after.value(t, "pingora_request_duration_seconds_count"); got != all {
+		t.Errorf("pingora_request_duration_seconds_count = %g, want one per answered request (%g)", got, all)
+	}
+
 	st, body := getStatus(t, admin)
 	if st.PID != master || st.Generation != 2 {
 		t.Errorf("/status: pid %d generation %d; want master %d, generation 2", st.PID, st.Generation, master)
