@@ -101,3 +101,30 @@ func TestFixedSettingNotReloaded(t *testing.T) {
 		t.Errorf("no master line about pid_file not changing by reload in the log:\n%s", tail(in.ErrLog, 15))
 	}
 }
+
+// TestReloadTimeoutKeepsOldGeneration: a new generation that is not ready
+// within reload_timeout is killed and the old one keeps serving, same pids;
+// `-s reload` exits 1 saying why. (A 1ms reload_timeout is too short for any
+// worker to start, which makes the timeout path certain without a broken
+// binary.)
+func TestReloadTimeoutKeepsOldGeneration(t *testing.T) {
+	in := newInstance(t, 2)
+	in.Start()
+	master := in.MustMasterPID()
+	workers := in.WaitWorkers(master, 2, nil, 5*time.Second)
+
+	p := in.Params
+	p.Gen = 1
+	p.Extra = "reload_timeout = \"1ms\"\n"
+	in.WriteConfigText(in.ConfigText(p))
+	r := in.Ctl("reload")
+	if r.Code != 1 || !strings.Contains(r.Output(), "not ready within 1ms") {
+		t.Fatalf("-s reload whose workers cannot be ready in time: want exit 1 naming the timeout\n%s", r)
+	}
+	in.assertUnchanged(master, workers, 0)
+	// The half-started generation is gone: only the old workers remain.
+	waitFor(t, 5*time.Second, "only the old workers left", func() (bool, string) {
+		now := in.Workers(master)
+		return sameInts(now, workers), fmt.Sprintf("workers %v, want %v", now, workers)
+	})
+}
