@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"syscall"
@@ -16,8 +17,8 @@ import (
 // switch). Measured with a new connection per request, that was the bulk
 // of the gap to nginx. The accepted socket is wrapped in an *os.File,
 // which registers it with the same poller net.Conn uses (deadlines
-// included); TCP_NODELAY is set with a raw call, keep-alive probes are
-// left off (as nginx's default).
+// included); TCP_NODELAY is set with a raw call (lazily: see accept),
+// keep-alive probes are left off (as nginx's default).
 
 // rawAcceptor accepts on one TCP listener's socket, through a duplicate
 // of its descriptor opened as an *os.File (a listener's own RawConn
@@ -28,9 +29,12 @@ type rawAcceptor struct {
 	raw syscall.RawConn
 	fn  func(fd uintptr) bool
 
-	nfd int
-	sa  syscall.Sockaddr
-	err error
+	// The peer address is read into rsa (reused: no allocation per
+	// connection, where syscall.Accept4 allocates a Sockaddr).
+	rsa    syscall.RawSockaddrAny
+	rsaLen uint32
+	nfd    int
+	err    error
 }
 
 func newRawAcceptor(ln net.Listener) *rawAcceptor {
@@ -73,25 +77,33 @@ func (a *rawAcceptor) close() { a.f.Close() }
 
 func (a *rawAcceptor) acceptFD(fd uintptr) bool {
 	for {
+		a.rsaLen = syscall.SizeofSockaddrAny
 		// A Go-managed call, not a raw one: should the listening socket
-		// ever be in blocking mode, accept4 would block, and must not
-		// hold the scheduler's P while it does.
-		nfd, sa, err := syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-		switch err {
-		case nil:
-			a.nfd, a.sa, a.err = nfd, sa, nil
+		// ever be in blocking mode (O_NONBLOCK belongs to the open file
+		// description, shared with the master and every other worker),
+		// accept4 would block, and must not hold the scheduler's P while
+		// it does.
+		nfd, _, e := syscall.Syscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&a.rsa)),
+			uintptr(unsafe.Pointer(&a.rsaLen)), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+		switch e {
+		case 0:
+			a.nfd, a.err = int(nfd), nil
 			return true
 		case syscall.EINTR, syscall.ECONNABORTED:
 			continue
 		case syscall.EAGAIN:
 			return false
 		}
-		a.err = os.NewSyscallError("accept4", err)
+		a.err = os.NewSyscallError("accept4", e)
 		return true
 	}
 }
 
-// accept returns the next connection.
+// accept returns the next connection. TCP_NODELAY is not set here but
+// before the connection's second send (see sockIO): a connection that
+// gets a one-write response and is closed (a client sending
+// "Connection: close") then saves the setsockopt(2), and Nagle's
+// algorithm never holds back a first send (nothing is in flight yet).
 func (a *rawAcceptor) accept() (net.Conn, error) {
 	if err := a.raw.Read(a.fn); err != nil {
 		return nil, err
@@ -100,41 +112,50 @@ func (a *rawAcceptor) accept() (net.Conn, error) {
 		return nil, a.err
 	}
 	fd := a.nfd
-	one := 1
-	// Raw: a setsockopt on a fresh socket cannot block.
-	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
-		uintptr(unsafe.Pointer(&one)), 4, 0)
 	f := os.NewFile(uintptr(fd), "")
 	if f == nil {
 		syscall.Close(fd)
 		return nil, os.NewSyscallError("accept4", syscall.EBADF)
 	}
-	return &fileConn{File: f, remote: sockaddrToTCP(a.sa)}, nil
+	return &fileConn{File: f, remote: rawToAddrPort(&a.rsa)}, nil
 }
 
-func sockaddrToTCP(sa syscall.Sockaddr) *net.TCPAddr {
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
-	case *syscall.SockaddrInet6:
-		zone := ""
-		if sa.ZoneId != 0 {
-			zone = strconv.Itoa(int(sa.ZoneId))
+// rawToAddrPort decodes an accepted peer address (IPv4 clients of a
+// dual-stack socket shown as IPv4).
+func rawToAddrPort(rsa *syscall.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case syscall.AF_INET:
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), ntohs(sa.Port))
+	case syscall.AF_INET6:
+		sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		ip := netip.AddrFrom16(sa.Addr).Unmap()
+		if sa.Scope_id != 0 && ip.Is6() {
+			ip = ip.WithZone(strconv.Itoa(int(sa.Scope_id)))
 		}
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port, Zone: zone}
+		return netip.AddrPortFrom(ip, ntohs(sa.Port))
 	}
-	return &net.TCPAddr{}
+	return netip.AddrPort{}
+}
+
+// ntohs reads a port as the kernel stores it (network byte order).
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // fileConn is an accepted TCP socket as a net.Conn. Deadlines come from
 // *os.File, which supports them for sockets registered with the poller.
 type fileConn struct {
 	*os.File
-	remote *net.TCPAddr
+	remote netip.AddrPort
 }
 
 func (c *fileConn) LocalAddr() net.Addr  { return &net.TCPAddr{} }
-func (c *fileConn) RemoteAddr() net.Addr { return c.remote }
+func (c *fileConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
+
+// remoteAddrPort is RemoteAddr without the allocation.
+func (c *fileConn) remoteAddrPort() netip.AddrPort { return c.remote }
 
 // CloseWrite shuts the sending side down (for lingering closes).
 func (c *fileConn) CloseWrite() error {

@@ -107,7 +107,11 @@ func (p *Proxy) newClientConn(ls *listenerState, c net.Conn) *clientConn {
 		cc.resp.headers = make([]header, 0, 32)
 	}
 	cc.reset(ls, c)
-	if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+	if fc, ok := c.(*fileConn); ok {
+		a := fc.remoteAddrPort()
+		cc.remote = a.AppendTo(cc.remote[:0])
+		cc.ip = a.Addr().AppendTo(cc.ip[:0])
+	} else if ap, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		a := netipUnmap(ap.AddrPort())
 		cc.remote = a.AppendTo(cc.remote[:0])
 		cc.ip = a.Addr().AppendTo(cc.ip[:0])

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +17,11 @@ import (
 // them as idle keep-alive clients and the drain lasts until its deadline.
 func TestDrainClosesPooledUpstreamConns(t *testing.T) {
 	var open atomic.Int64
-	be := newBackend(t, nil)
+	// ConnState is set before the server starts: setting it on a running
+	// server races with its accept loop.
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
 	be.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		switch s {
 		case http.StateNew:
@@ -23,7 +30,9 @@ func TestDrainClosesPooledUpstreamConns(t *testing.T) {
 			open.Add(-1)
 		}
 	}
-	r := start(t, testConfig(be.addr()), Options{})
+	be.Start()
+	t.Cleanup(be.Close)
+	r := start(t, testConfig(strings.TrimPrefix(be.URL, "http://")), Options{})
 
 	c := dial(t, r.addr)
 	if resp, _ := c.do(get("/")); resp.StatusCode != 200 {

@@ -423,7 +423,12 @@ func (cc *clientConn) relay(ex *exchange, rt *route, uc *upConn, headLen int, ke
 		side, err = pp.copyToEOF(body == bodyRechunk)
 	}
 	if side == sideNone {
-		if err = cc.bw.Flush(); err != nil {
+		if keep {
+			err = cc.bw.Flush()
+		} else {
+			err = cc.io.flushLast(cc.bw) // nothing follows: FIN with the data
+		}
+		if err != nil {
 			side = sideWrite
 		}
 	}

@@ -375,12 +375,19 @@ func (p *Proxy) acceptorFor(ln net.Listener) *rawAcceptor {
 		return nil
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.draining.Load() {
+		p.mu.Unlock()
 		ra.close()
 		return nil
 	}
 	p.acceptors = append(p.acceptors, ra)
+	p.mu.Unlock()
+	// The listener's own descriptor is not used any more. Closed, it
+	// leaves the poller: while it was registered, every incoming
+	// connection fired two poller entries (the listener's and the
+	// duplicate's). The socket stays open through the duplicate (and the
+	// master's copy); closeListeners closes ln again, harmlessly.
+	ln.Close()
 	return ra
 }
 

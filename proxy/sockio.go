@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"os"
@@ -29,6 +30,20 @@ type sockIO struct {
 	rn, wn   int
 	rerr     syscall.Errno
 	werr     syscall.Errno
+
+	// noDelayDue: TCP_NODELAY is still to be set, before the socket's
+	// second send (accepted sockets: see rawAcceptor.accept). sent: a
+	// send went out on this socket.
+	noDelayDue bool
+	sent       bool
+
+	// finNext: the next Write is the connection's last. Its data goes
+	// out with MSG_MORE and the sending side is shut down right after
+	// it, so the FIN rides on the final data segment instead of a
+	// segment of its own sent by close(2): one loopback or network
+	// segment less per closed connection (the receiving side's work on a
+	// loopback segment runs on the sender's CPU, too).
+	finNext bool
 }
 
 func newSockIO(c net.Conn) *sockIO {
@@ -42,6 +57,8 @@ func newSockIO(c net.Conn) *sockIO {
 func (s *sockIO) reset(c net.Conn) {
 	s.c, s.raw = c, nil
 	s.rp, s.wp = nil, nil
+	_, s.noDelayDue = c.(*fileConn)
+	s.sent, s.finNext = false, false
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
@@ -72,11 +89,31 @@ func (s *sockIO) readFD(fd uintptr) bool {
 
 func (s *sockIO) writeFD(fd uintptr) bool {
 	for len(s.wp) > 0 {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.wp[0])), uintptr(len(s.wp)), 0, 0, 0)
+		if s.noDelayDue && s.sent {
+			// Before a second send, whatever the first one was (the
+			// first part of a response, the previous response): from
+			// here on Nagle's algorithm could hold a small segment back
+			// until the peer's (possibly delayed) ACK.
+			setNoDelay(fd)
+			s.noDelayDue = false
+		}
+		flags := uintptr(0)
+		if s.finNext {
+			// Held back only until the shutdown below (or, should the
+			// send buffer be full, the next call, when writable).
+			flags = syscall.MSG_MORE
+		}
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.wp[0])), uintptr(len(s.wp)), flags, 0, 0)
 		switch e {
 		case 0:
+			s.sent = true
 			s.wn += int(n)
 			s.wp = s.wp[n:]
+			if len(s.wp) == 0 && s.finNext {
+				// Pushes what MSG_MORE held, with the FIN. Raw: shutdown
+				// does not block.
+				syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, syscall.SHUT_WR, 0)
+			}
 			continue
 		case syscall.EINTR:
 			continue
@@ -124,6 +161,7 @@ func (s *sockIO) Write(p []byte) (int, error) {
 	err := s.raw.Write(s.wfn)
 	n := s.wn
 	s.wp = nil
+	s.finNext = false
 	if err != nil {
 		return n, err
 	}
@@ -131,6 +169,34 @@ func (s *sockIO) Write(p []byte) (int, error) {
 		return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", s.werr)}
 	}
 	return n, nil
+}
+
+// flushLast flushes bw, whose data is the last to go out on the
+// connection, with the FIN on its final segment (see finNext). The
+// caller closes the connection next.
+func (s *sockIO) flushLast(bw *bufio.Writer) error {
+	s.finNext = s.raw != nil
+	err := bw.Flush()
+	s.finNext = false
+	return err
+}
+
+// setNoDelay turns Nagle's algorithm off (raw: a setsockopt on a socket
+// cannot block). Setting it also pushes out anything Nagle held back.
+func setNoDelay(fd uintptr) {
+	one := int32(1)
+	syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
+}
+
+// noDelay sets TCP_NODELAY now if it is still due: before the socket is
+// written other than through s (a tunnel's copy loop).
+func (s *sockIO) noDelay() {
+	if !s.noDelayDue || s.raw == nil {
+		return
+	}
+	s.noDelayDue = false
+	s.raw.Control(func(fd uintptr) { setNoDelay(fd) })
 }
 
 // yieldBeforeRead lets the other goroutines run before a read that would

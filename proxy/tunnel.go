@@ -17,6 +17,9 @@ func (cc *clientConn) tunnel(ex *exchange, uc *upConn) attemptResult {
 	}
 	cc.c.SetDeadline(time.Time{})
 	uc.c.SetDeadline(time.Time{})
+	// The copy loops below write to the client socket directly, not
+	// through cc.io, which would set TCP_NODELAY before a second send.
+	cc.io.noDelay()
 	// Whatever either side sent early is already in our read buffers.
 	if n := cc.br.Buffered(); n > 0 {
 		b, _ := cc.br.Peek(n)
