@@ -70,6 +70,7 @@ func (s *listenerSet) bind(addr string) (*boundListener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("bind %s: %w", addr, err)
 	}
+	unpoll(f) // every descriptor of the socket, tableflip's and ln's included
 	return &boundListener{addr: addr, ln: ln, file: f}, nil
 }
 
