@@ -189,6 +189,13 @@ func (p *Proxy) Serve(listeners map[string]net.Listener) error {
 			return fmt.Errorf("proxy: listener %q is not in the config", name)
 		}
 	}
+	// The raw acceptors are set up before Ready, so that a ready proxy
+	// holds exactly its duplicates of the listening sockets (acceptorFor
+	// closes the listener's own descriptor).
+	acceptors := make(map[string]*rawAcceptor, len(listeners))
+	for name, ln := range listeners {
+		acceptors[name] = p.acceptorFor(ln)
+	}
 	p.mu.Lock()
 	if p.draining.Load() {
 		p.mu.Unlock()
@@ -200,7 +207,7 @@ func (p *Proxy) Serve(listeners map[string]net.Listener) error {
 		p.lns = append(p.lns, ln)
 		ls := p.listeners[name]
 		p.acceptWG.Add(1)
-		go p.acceptLoop(ls, ln)
+		go p.acceptLoop(ls, ln, acceptors[name])
 	}
 	p.mu.Unlock()
 	for _, u := range p.upstreams {
@@ -219,10 +226,11 @@ func (p *Proxy) Serve(listeners map[string]net.Listener) error {
 // Ready is closed once every accept loop runs.
 func (p *Proxy) Ready() <-chan struct{} { return p.ready }
 
-func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener) {
+// acceptLoop accepts on ra, the raw acceptor of ln, or on ln itself when
+// it has none (a listener that is not a TCP socket).
+func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) {
 	defer p.acceptWG.Done()
 	var backoff time.Duration
-	ra := p.acceptorFor(ln)
 	for {
 		var c net.Conn
 		var err error
