@@ -62,9 +62,10 @@ func binary(t *testing.T) string {
 // output and exit code.
 func run(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
+	bin := binary(t) // built first: a cold build must not eat the run's 30 s
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(testEnv(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
