@@ -177,9 +177,6 @@ func (cc *clientConn) serve() {
 			wait = ls.ClientHeaderTimeout
 		}
 		setDeadlines(cc.c, &cc.rdl, &cc.wdl, cc.now.Add(wait), wait)
-		if cc.nreq > 0 && cc.br.Buffered() == 0 {
-			yieldBeforeRead()
-		}
 		head, st := cc.readHead()
 		if head == nil {
 			if st != 0 {

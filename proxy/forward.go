@@ -283,9 +283,6 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 	// dropped: Expect was answered here.
 	resp := &cc.resp
 	var head []byte
-	if uc.br.Buffered() == 0 {
-		yieldBeforeRead()
-	}
 	for interim := 0; ; interim++ {
 		var err error
 		var got bool

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"syscall"
 	"unsafe"
 )
@@ -198,10 +197,3 @@ func (s *sockIO) noDelay() {
 	s.noDelayDue = false
 	s.raw.Control(func(fd uintptr) { setNoDelay(fd) })
 }
-
-// yieldBeforeRead lets the other goroutines run before a read that would
-// most likely find nothing yet (the peer has just been sent something).
-// Reading at once costs a read(2) returning EAGAIN and a park; after the
-// others had their turn the answer has usually arrived. Purely a CPU
-// heuristic: the read that follows is an ordinary one.
-func yieldBeforeRead() { runtime.Gosched() }
