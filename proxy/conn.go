@@ -384,7 +384,7 @@ func (cc *clientConn) local(ex *exchange, status int, keep, buffered bool, consu
 		rt := ex.rt
 		cc.ensureWriteDeadline()
 		mode := cc.connMode(keep)
-		rt.respond.write(cc.bw, mode, cc.req.isHead)
+		rt.respond.write(cc.bw, mode, cc.req.isHead, 0)
 		ex.status = rt.respond.status
 		if err := cc.bw.Flush(); err != nil {
 			return false

@@ -61,54 +61,11 @@ func newFixedResponse(status int, body string, set []setHeader) *fixedResponse {
 	return f
 }
 
-// write sends the response and returns the bytes written.
-func (f *fixedResponse) write(bw *bufio.Writer, mode connMode, head bool) int {
+// write sends the response and returns the bytes written; retryAfter > 0
+// adds Retry-After (seconds).
+func (f *fixedResponse) write(bw *bufio.Writer, mode connMode, head bool, retryAfter int64) int {
 	n, _ := bw.Write(f.line)
 	m, _ := bw.Write(f.headers)
-	n += m
-	m, _ = bw.WriteString(connHeaderLines[mode])
-	n += m
-	m, _ = bw.WriteString("\r\n")
-	n += m
-	if !head {
-		m, _ = bw.Write(f.body)
-		n += m
-	}
-	return n
-}
-
-// errorResponse is one pre-rendered error status.
-type errorResponse struct {
-	line    []byte // "HTTP/1.1 502 Bad Gateway\r\n"
-	headers []byte // Content-Type and Content-Length
-	body    []byte // "502 Bad Gateway\n"
-}
-
-var errorResponses = func() map[int]*errorResponse {
-	m := map[int]*errorResponse{}
-	for code := range statusTexts {
-		if code < 400 {
-			continue
-		}
-		body := strconv.Itoa(code) + " " + statusTexts[code] + "\n"
-		m[code] = &errorResponse{
-			line:    statusLine(code),
-			headers: []byte("Content-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"),
-			body:    []byte(body),
-		}
-	}
-	return m
-}()
-
-// writeError sends an error response; retryAfter > 0 adds Retry-After
-// (seconds). It returns the bytes written.
-func writeError(bw *bufio.Writer, status int, mode connMode, retryAfter int64, head bool) int {
-	e := errorResponses[status]
-	if e == nil {
-		e = errorResponses[500]
-	}
-	n, _ := bw.Write(e.line)
-	m, _ := bw.Write(e.headers)
 	n += m
 	if retryAfter > 0 {
 		m, _ = bw.WriteString("Retry-After: ")
@@ -122,10 +79,32 @@ func writeError(bw *bufio.Writer, status int, mode connMode, retryAfter int64, h
 	m, _ = bw.WriteString("\r\n")
 	n += m
 	if !head {
-		m, _ = bw.Write(e.body)
+		m, _ = bw.Write(f.body)
 		n += m
 	}
 	return n
+}
+
+// errorResponses are the error statuses, pre-rendered like a respond block:
+// "502 Bad Gateway\n" as text/plain.
+var errorResponses = func() map[int]*fixedResponse {
+	m := map[int]*fixedResponse{}
+	for code := range statusTexts {
+		if code >= 400 {
+			m[code] = newFixedResponse(code, strconv.Itoa(code)+" "+statusTexts[code]+"\n", nil)
+		}
+	}
+	return m
+}()
+
+// writeError sends an error response; retryAfter > 0 adds Retry-After
+// (seconds). It returns the bytes written.
+func writeError(bw *bufio.Writer, status int, mode connMode, retryAfter int64, head bool) int {
+	e := errorResponses[status]
+	if e == nil {
+		e = errorResponses[500]
+	}
+	return e.write(bw, mode, head, retryAfter)
 }
 
 func statusLine(code int) []byte {
