@@ -204,7 +204,7 @@ func (cc *clientConn) finish(linger bool) {
 	if linger && !cc.cutDown.Load() {
 		lingerClose(cc.c)
 	}
-	cc.c.Close()
+	cc.p.closer.close(cc.c)
 	cc.ls.readers.putReader(cc.br)
 	cc.p.cliW.putWriter(cc.bw)
 	cc.br, cc.bw = nil, nil

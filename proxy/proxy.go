@@ -50,6 +50,7 @@ type Proxy struct {
 	conns      map[*clientConn]struct{}
 	acceptors  []*rawAcceptor
 	ccPool     sync.Pool        // *clientConn, buffers and all
+	closer     fileCloser       // client sockets (see fdclose.go)
 	work       chan *clientConn // hands connections to idle worker goroutines
 	waitIdle   bool             // close idle when the last connection ends
 	idleClosed bool
@@ -192,6 +193,7 @@ func (p *Proxy) Serve(listeners map[string]net.Listener) error {
 	// The raw acceptors are set up before Ready, so that a ready proxy
 	// holds exactly its duplicates of the listening sockets (acceptorFor
 	// closes the listener's own descriptor).
+	p.closer.open()
 	acceptors := make(map[string]*rawAcceptor, len(listeners))
 	for name, ln := range listeners {
 		acceptors[name] = p.acceptorFor(ln)
@@ -433,6 +435,7 @@ func (p *Proxy) finish() {
 		p.cancel()
 		p.closeIdleUpstreams()
 		p.closeUpstreams()
+		p.closer.shut()
 		if a := p.alog.Load(); a != nil {
 			a.close()
 		}
@@ -462,6 +465,9 @@ func (p *Proxy) janitor() {
 	for {
 		select {
 		case now := <-t.C:
+			// Closed sockets' files wait for a full batch; when the
+			// traffic stops they would wait forever.
+			p.closer.flush()
 			for _, u := range p.upstreams {
 				for _, ss := range u.servers {
 					ss.sweep(now)
