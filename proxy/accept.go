@@ -76,15 +76,27 @@ func newRawAcceptor(ln net.Listener) *rawAcceptor {
 func (a *rawAcceptor) close() { a.f.Close() }
 
 func (a *rawAcceptor) acceptFD(fd uintptr) bool {
+	// accept4 is a raw call, outside the scheduler's syscall state (which
+	// costs a wake-up of the runtime's monitor thread per connection; see
+	// fdclose.go), as long as it cannot block: O_NONBLOCK belongs to the
+	// socket's open file description, shared with the master and every
+	// other worker, and should anything ever clear it, a raw accept4 on an
+	// empty queue would hold the worker's only P, freezing every
+	// connection. So the flag is read (a raw fcntl, cheap) each time the
+	// poller hands the socket over, and without it the call is a managed
+	// one, which merely parks a thread.
+	fl, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+	blocking := e != 0 || fl&syscall.O_NONBLOCK == 0
 	for {
 		a.rsaLen = syscall.SizeofSockaddrAny
-		// A Go-managed call, not a raw one: should the listening socket
-		// ever be in blocking mode (O_NONBLOCK belongs to the open file
-		// description, shared with the master and every other worker),
-		// accept4 would block, and must not hold the scheduler's P while
-		// it does.
-		nfd, _, e := syscall.Syscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&a.rsa)),
-			uintptr(unsafe.Pointer(&a.rsaLen)), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+		var nfd uintptr
+		if blocking {
+			nfd, _, e = syscall.Syscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&a.rsa)),
+				uintptr(unsafe.Pointer(&a.rsaLen)), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+		} else {
+			nfd, _, e = syscall.RawSyscall6(syscall.SYS_ACCEPT4, fd, uintptr(unsafe.Pointer(&a.rsa)),
+				uintptr(unsafe.Pointer(&a.rsaLen)), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+		}
 		switch e {
 		case 0:
 			a.nfd, a.err = int(nfd), nil
