@@ -140,6 +140,9 @@ func (b *builder) listener(r *rawListener) Listener {
 	l.KeepaliveRequests = s.integer("keepalive_requests", r.KeepaliveRequests, 10000, 0, math.MaxInt32)
 	l.MaxHeaderSize = int(s.size("max_header_size", r.MaxHeaderSize, 16<<10, 1<<10, 1<<20))
 	l.MaxBodySize = s.size("max_body_size", r.MaxBodySize, 1<<20, 0, math.MaxInt64)
+	if r.DeferAccept != nil {
+		l.DeferAccept = *r.DeferAccept
+	}
 	return l
 }
 

@@ -86,6 +86,14 @@ type Listener struct {
 	KeepaliveRequests   int           `json:"keepalive_requests"`    // per connection; default 10000; 0: unlimited
 	MaxHeaderSize       int           `json:"max_header_size"`       // request line + headers, bytes; default 16 KiB
 	MaxBodySize         int64         `json:"max_body_size"`         // bytes; default 1 MiB; 0: unlimited
+
+	// DeferAccept sets TCP_DEFER_ACCEPT on the socket (nginx's "listen
+	// ... deferred", HAProxy's "defer-accept"): a connection reaches a
+	// worker only once its first data has arrived, so that accepting and
+	// reading the request are one wake-up. A client that connects and
+	// stays silent is held by the kernel for up to ClientHeaderTimeout
+	// instead. Default false.
+	DeferAccept bool `json:"defer_accept"`
 }
 
 // Upstream is a named pool of servers a route can proxy to.

@@ -77,6 +77,7 @@ type rawListener struct {
 	KeepaliveRequests   *int    `hcl:"keepalive_requests,optional"`
 	MaxHeaderSize       *string `hcl:"max_header_size,optional"`
 	MaxBodySize         *string `hcl:"max_body_size,optional"`
+	DeferAccept         *bool   `hcl:"defer_accept,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`

@@ -82,6 +82,7 @@ listener "public" {
   client_body_timeout   = "30s"
   keepalive_timeout     = "75s"
   max_body_size         = "10m" # larger request bodies get 413
+  defer_accept          = true  # wake a worker only once a request's first bytes are in
 }
 
 # A second listener for load balancer health checks; bind it to the internal

@@ -6,8 +6,10 @@ import (
 	"net"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/pingora-go/pingora/config"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,6 +140,41 @@ func listening(ln net.Listener) bool {
 		v, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	})
 	return err != nil || v != 0
+}
+
+// setOptions applies the socket options of each listener's config to its
+// bound socket: at start, and after a reload once the new generation
+// serves (so that a reload that fails changes nothing). Options belong to
+// the socket, shared by every generation's workers.
+func (s *listenerSet) setOptions(ls []config.Listener) error {
+	for _, l := range ls {
+		b := s.byAddr[l.Address]
+		if b == nil {
+			continue
+		}
+		// TCP_DEFER_ACCEPT takes seconds; the kernel holds a silent
+		// connection about that long (as nginx, which uses its
+		// client_header_timeout) before queueing it anyway, and the
+		// worker's header timeout takes over from there.
+		secs := 0
+		if l.DeferAccept {
+			secs = max(1, int((l.ClientHeaderTimeout+time.Second-1)/time.Second))
+		}
+		raw, err := b.file.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
+		}
+		var serr error
+		if err := raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs)
+		}); err != nil {
+			serr = err
+		}
+		if serr != nil {
+			return fmt.Errorf("listener %q (%s): set TCP_DEFER_ACCEPT: %w", l.Name, l.Address, serr)
+		}
+	}
+	return nil
 }
 
 // file returns the descriptor to pass to workers for addr.

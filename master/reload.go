@@ -91,6 +91,10 @@ func (m *Master) reload() error {
 		return err
 	}
 
+	if err := m.lns.setOptions(cfg.Listeners); err != nil {
+		// The new generation serves regardless: say so, keep going.
+		m.log.Error("reload: listener options not applied", "error", err)
+	}
 	old := m.gen
 	m.gen, m.cfg = g, cfg
 	m.publishAdmin()

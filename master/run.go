@@ -172,6 +172,9 @@ func (m *Master) start() error {
 	if err := m.lns.bindAll(addrs); err != nil {
 		return err
 	}
+	if err := m.lns.setOptions(cfg.Listeners); err != nil {
+		return err
+	}
 	if err := m.bindAdmin(); err != nil {
 		return err
 	}

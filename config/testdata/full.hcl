@@ -36,6 +36,7 @@ listener "public" {
   keepalive_requests    = 500
   max_header_size       = "32k"
   max_body_size         = "10m"
+  defer_accept          = true
 }
 listener "internal" {
   address = "127.0.0.1:8444"

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDeferAcceptFollowsConfig: `defer_accept = true` puts TCP_DEFER_ACCEPT
+// on that listener's socket (and only that one), the listener serves, and
+// a reload that turns it off takes it off the very same socket.
+func TestDeferAcceptFollowsConfig(t *testing.T) {
+	in := newInstance(t, 1)
+	port := freePort(t)
+	listener := func(deferAccept bool) string {
+		return fmt.Sprintf(`
+listener "deferred" {
+  address               = "127.0.0.1:%d"
+  client_header_timeout = "10s"
+  defer_accept          = %v
+}
+`, port, deferAccept)
+	}
+	p := in.Params
+	p.Extra = listener(true)
+	in.WriteConfig(p)
+	in.Start()
+	master := in.MustMasterPID()
+
+	if got := deferAcceptOf(t, master, port); got < 10 {
+		t.Errorf("listener with defer_accept = true: TCP_DEFER_ACCEPT is %d, want at least client_header_timeout (10s)", got)
+	}
+	if got := deferAcceptOf(t, master, in.Port); got != 0 {
+		t.Errorf("listener without defer_accept: TCP_DEFER_ACCEPT is %d, want 0", got)
+	}
+	body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/gen", port))
+	if body != "gen 0" {
+		t.Errorf("GET /gen through the deferred listener: %q, want %q", body, "gen 0")
+	}
+
+	p.Gen, p.Extra = 1, listener(false)
+	in.WriteConfig(p)
+	if r := in.Ctl("reload"); r.Code != 0 {
+		t.Fatalf("-s reload: want exit 0\n%s", r)
+	}
+	in.WaitServing(nil, 1)
+	if got := deferAcceptOf(t, master, port); got != 0 {
+		t.Errorf("after a reload with defer_accept = false: TCP_DEFER_ACCEPT is %d, want 0", got)
+	}
+}
+
+// deferAcceptOf reads TCP_DEFER_ACCEPT of the listening socket on port
+// through a copy of the master's descriptor (pidfd_getfd, as root).
+func deferAcceptOf(t *testing.T, master, port int) int {
+	t.Helper()
+	inode := listenInode(port)
+	if inode == 0 {
+		t.Fatalf("nothing listens on 127.0.0.1:%d", port)
+	}
+	fds, err := fdTargets(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fd, target := range fds {
+		if target != fmt.Sprintf("socket:[%d]", inode) {
+			continue
+		}
+		pidfd, err := unix.PidfdOpen(master, 0)
+		if err != nil {
+			t.Skipf("pidfd_open: %v (needs Linux 5.3)", err)
+		}
+		defer unix.Close(pidfd)
+		sock, err := unix.PidfdGetfd(pidfd, fd, 0)
+		if err != nil {
+			t.Skipf("pidfd_getfd: %v (needs Linux 5.6)", err)
+		}
+		defer unix.Close(sock)
+		v, err := unix.GetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	t.Fatalf("the master holds no descriptor of the socket on port %d", port)
+	return 0
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
