@@ -5,6 +5,7 @@
 #
 #   deploy/bench/bench.sh                  # from anywhere in the repository
 #   PEERS=/path/to/peers.sh DUR=15s CONNS=100 ONLY="nginx project" deploy/bench/bench.sh
+#   BIN=/tmp/pm-fifo deploy/bench/bench.sh  # measure another build instead
 #
 # DUR, CONNS, ONLY, PROXY_CPU and LOAD_CPU are passed on to peers.sh.
 # The figures are comparable within one run only; cpu-us/req is the proxy's
@@ -14,7 +15,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 peers=${PEERS:-$root/../shared/bench/peers.sh}
 tmpl=$root/deploy/bench/bench.hcl.tmpl
-bin=$root/bin/pingora-master
+# BIN: another build to measure (e.g. one made with a patched Go toolchain,
+# see README.md); by default the repository's, built here.
+bin=${BIN:-$root/bin/pingora-master}
 
 if [[ ! -f $peers ]]; then
   echo "bench: peers.sh not found at $peers; set PEERS=/path/to/peers.sh" >&2
@@ -51,7 +54,9 @@ if ((${#missing[@]})); then
 fi
 
 # The binary under test, built as `make build` builds it.
-if command -v make >/dev/null; then
+if [[ -n ${BIN:-} ]]; then
+  [[ -x $bin ]] || { echo "bench: BIN=$bin is not an executable" >&2; exit 2; }
+elif command -v make >/dev/null; then
   make -s -C "$root" build
 else
   (cd "$root" && go build -trimpath -o bin/pingora-master ./cmd/pingora-master)
