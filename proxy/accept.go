@@ -35,6 +35,10 @@ type rawAcceptor struct {
 	rsaLen uint32
 	nfd    int
 	err    error
+
+	// blocking: accept4 found the socket in blocking mode (and went
+	// through the scheduler); warned: the accept loop has said so.
+	blocking, warned bool
 }
 
 func newRawAcceptor(ln net.Listener) *rawAcceptor {
@@ -87,6 +91,9 @@ func (a *rawAcceptor) acceptFD(fd uintptr) bool {
 	// one, which merely parks a thread.
 	fl, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
 	blocking := e != 0 || fl&syscall.O_NONBLOCK == 0
+	if blocking {
+		a.blocking = true
+	}
 	for {
 		a.rsaLen = syscall.SizeofSockaddrAny
 		var nfd uintptr

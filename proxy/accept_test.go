@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // A listening socket's O_NONBLOCK flag is shared by every process holding
@@ -34,11 +36,14 @@ func TestAcceptSurvivesBlockingListener(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "served after the listener turned blocking") {
 		t.Fatalf("child: %v; its output:\n%s", err, out)
 	}
+	if !strings.Contains(string(out), "listening socket is in blocking mode") {
+		t.Errorf("the proxy did not warn that the listening socket turned blocking; its output:\n%s", out)
+	}
 }
 
 func blockingListenerChild(t *testing.T) {
 	be := newBackend(t, nil)
-	p, err := New(testConfig(be.addr()), Options{})
+	p, err := New(testConfig(be.addr()), Options{Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,6 +264,11 @@ func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) 
 			return
 		}
 		backoff = 0
+		if ra != nil && ra.blocking && !ra.warned {
+			ra.warned = true
+			p.log.Warn("listening socket is in blocking mode (something cleared O_NONBLOCK); accepting through the scheduler, which costs a thread per wait",
+				"listener", ls.cfg.Name)
+		}
 		cc := p.newClientConn(ls, c)
 		if cc == nil {
 			continue
