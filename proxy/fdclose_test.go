@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,5 +85,55 @@ func TestClosedClientSocketsAreReleased(t *testing.T) {
 	r.p.closer.flush()
 	if flushed := openFDs(t); flushed["eventfd"] != before["eventfd"] || flushed["socket"] > before["socket"] {
 		t.Errorf("descriptors after a flush: %v; before the connections: %v", flushed, before)
+	}
+}
+
+// At the open-files limit, accept fails with EMFILE; descriptor numbers
+// parked for a batch close must then be released at once, not at the
+// janitor's next round (seconds later): every request below is answered
+// within its 2-second budget while the limit leaves room for few more
+// than the sockets in use.
+func TestParkedDescriptorsFreedAtFileLimit(t *testing.T) {
+	be := newBackend(t, nil)
+	r := start(t, testConfig(be.addr()), Options{})
+	req := "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+	one := func(i int) {
+		c, err := net.DialTimeout("tcp", r.addr, 2*time.Second)
+		if err != nil {
+			t.Fatalf("request %d: dial: %v", i, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("request %d: no answer within 2s at the open-files limit: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	one(0) // the upstream connection is pooled from here on
+	r.p.closer.flush()
+
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	open := 0
+	for _, n := range openFDs(t) {
+		open += n
+	}
+	// Room for the client's socket, the proxy's end of it and a few
+	// spares (the readdir above, the test's own), far fewer than a batch.
+	lim := saved
+	lim.Cur = uint64(open + 12)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	for i := 1; i <= 2*closeBatch; i++ {
+		one(i)
 	}
 }
