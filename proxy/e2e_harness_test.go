@@ -18,6 +18,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,13 +154,24 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // is refused at once.
 func refusedAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A socket bound to the port but not listening, held until the test
+	// ends: connecting is refused, and nothing else can take the port
+	// meanwhile (it has no SO_REUSEADDR, so a listener's bind fails). A
+	// port merely closed again could become a parallel test's listener,
+	// whose answers would then come back through this test's proxy.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // ---- HTTP clients ----
