@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: build run test bench bench-reload install clean
+.PHONY: build run test bench bench-pairs bench-reload install clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pingora-master ./cmd/pingora-master
@@ -26,6 +26,12 @@ test:
 # (../shared/bench/peers.sh), keep-alive and new-connection runs.
 bench: build
 	deploy/bench/bench.sh
+
+# nginx and pingora-master by turns, 4 pairs of each mode (figures to quote:
+# see README.md, Benchmarks).
+bench-pairs: build
+	MODE=keepalive deploy/bench/pairs.sh
+	MODE=close deploy/bench/pairs.sh
 
 # SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
 # 20 runs each with 2 workers: median and max (needs root).
