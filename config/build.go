@@ -143,6 +143,7 @@ func (b *builder) listener(r *rawListener) Listener {
 	if r.DeferAccept != nil {
 		l.DeferAccept = *r.DeferAccept
 	}
+	l.Backlog = s.integer("backlog", r.Backlog, 0, 0, 65535)
 	return l
 }
 

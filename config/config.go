@@ -94,6 +94,13 @@ type Listener struct {
 	// stays silent is held by the kernel for up to ClientHeaderTimeout
 	// instead. Default false.
 	DeferAccept bool `json:"defer_accept"`
+
+	// Backlog is the accept queue's length (nginx's "listen ... backlog=",
+	// HAProxy's "backlog"): connections the kernel holds, handshake done,
+	// until a worker accepts them; beyond it new connections' SYNs are
+	// dropped (the client retries). 0, the default: the system's maximum,
+	// net.core.somaxconn, as Go's own listeners use.
+	Backlog int `json:"backlog"`
 }
 
 // Upstream is a named pool of servers a route can proxy to.

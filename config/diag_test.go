@@ -121,6 +121,11 @@ func TestDiagnostics(t *testing.T) {
   max_header_size = »"2g"
 }
 ` + respondRoute, []string{`listener "l" max_header_size: "2g" is out of range: it must be from 1k to 1m`}},
+		{"backlog out of range", `listener "l" {
+  address = "127.0.0.1:1000"
+  backlog = »70000
+}
+` + respondRoute, []string{`listener "l" backlog: 70000 is out of range: it must be from 0 to 65535`}},
 		{"size overflow", base + "limits { core = »\"99999999999g\" }", []string{`limits core: "99999999999g" is too large for a size`}},
 
 		// Addresses.

@@ -130,7 +130,7 @@ func TestEverySettingIsRead(t *testing.T) {
 		Name: "public", Address: "[::]:8443",
 		ClientHeaderTimeout: 10 * time.Second, ClientBodyTimeout: 20 * time.Second,
 		KeepaliveTimeout: 30 * time.Second, KeepaliveRequests: 500,
-		MaxHeaderSize: 32 << 10, MaxBodySize: 10 << 20, DeferAccept: true,
+		MaxHeaderSize: 32 << 10, MaxBodySize: 10 << 20, DeferAccept: true, Backlog: 511,
 	})
 	u := cfg.Upstreams[0]
 	check("balance", u.Balance, "hash")

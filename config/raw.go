@@ -78,6 +78,7 @@ type rawListener struct {
 	MaxHeaderSize       *string `hcl:"max_header_size,optional"`
 	MaxBodySize         *string `hcl:"max_body_size,optional"`
 	DeferAccept         *bool   `hcl:"defer_accept,optional"`
+	Backlog             *int    `hcl:"backlog,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`

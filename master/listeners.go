@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudflare/tableflip"
@@ -173,8 +175,34 @@ func (s *listenerSet) setOptions(ls []config.Listener) error {
 		if serr != nil {
 			return fmt.Errorf("listener %q (%s): set TCP_DEFER_ACCEPT: %w", l.Name, l.Address, serr)
 		}
+		// listen(2) again on a listening socket only sets its backlog:
+		// the queue and the connections in it stay.
+		backlog := l.Backlog
+		if backlog <= 0 {
+			backlog = systemBacklog()
+		}
+		if err := raw.Control(func(fd uintptr) { serr = unix.Listen(int(fd), backlog) }); err != nil {
+			serr = err
+		}
+		if serr != nil {
+			return fmt.Errorf("listener %q (%s): set backlog %d: %w", l.Name, l.Address, backlog, serr)
+		}
 	}
 	return nil
+}
+
+// systemBacklog is the largest accept queue the system allows (what Go's
+// listeners ask for): net.core.somaxconn, 4096 when it cannot be read.
+func systemBacklog() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err != nil {
+		return 4096
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 0 {
+		return 4096
+	}
+	return min(n, 65535)
 }
 
 // file returns the descriptor to pass to workers for addr.

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,4 +102,74 @@ func getBody(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return strings.TrimSpace(string(b))
+}
+
+// TestBacklogFollowsConfig: `backlog` bounds the accept queue. With the
+// workers stopped (SIGSTOP) nothing is accepted, so a listener with
+// backlog = 2 completes about three handshakes and drops the next SYNs,
+// while the default (the system's maximum) takes every one; a reload
+// back to the default lifts the bound on the same socket.
+func TestBacklogFollowsConfig(t *testing.T) {
+	in := newInstance(t, 1)
+	port := freePort(t)
+	listener := func(backlog string) string {
+		return fmt.Sprintf("\nlistener \"small\" {\n  address = \"127.0.0.1:%d\"\n%s}\n", port, backlog)
+	}
+	p := in.Params
+	p.Extra = listener("  backlog = 2\n")
+	in.WriteConfig(p)
+	in.Start()
+	master := in.MustMasterPID()
+	if body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/gen", port)); body != "gen 0" {
+		t.Fatalf("GET /gen on the small-backlog listener: %q", body)
+	}
+
+	const tries = 12
+	if n := handshakesWhileStopped(t, in, master, port, tries); n > 4 {
+		t.Errorf("backlog = 2: %d of %d connections completed with no worker accepting, want at most 3 (backlog + 1)", n, tries)
+	}
+	if n := handshakesWhileStopped(t, in, master, in.Port, tries); n != tries {
+		t.Errorf("default backlog: %d of %d connections completed with no worker accepting, want all", n, tries)
+	}
+
+	p.Gen, p.Extra = 1, listener("")
+	in.WriteConfig(p)
+	if r := in.Ctl("reload"); r.Code != 0 {
+		t.Fatalf("-s reload: want exit 0\n%s", r)
+	}
+	in.WaitServing(nil, 1)
+	if n := handshakesWhileStopped(t, in, master, port, tries); n != tries {
+		t.Errorf("after a reload without backlog: %d of %d connections completed with no worker accepting, want all", n, tries)
+	}
+}
+
+// handshakesWhileStopped stops master's workers, counts how many of n
+// connections to port complete their handshake (each given 300 ms), then
+// lets the workers go on and closes the connections.
+func handshakesWhileStopped(t *testing.T, in *instance, master, port, n int) int {
+	t.Helper()
+	workers := in.Workers(master)
+	if len(workers) == 0 {
+		t.Fatal("no workers")
+	}
+	for _, w := range workers {
+		syscall.Kill(w, syscall.SIGSTOP)
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, w := range workers {
+			syscall.Kill(w, syscall.SIGCONT)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 300*time.Millisecond)
+		if err != nil {
+			continue
+		}
+		conns = append(conns, c)
+	}
+	return len(conns)
 }

@@ -37,6 +37,7 @@ listener "public" {
   max_header_size       = "32k"
   max_body_size         = "10m"
   defer_accept          = true
+  backlog               = 511
 }
 listener "internal" {
   address = "127.0.0.1:8444"
