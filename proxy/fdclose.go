@@ -36,7 +36,6 @@ type fileCloser struct {
 	mu          sync.Mutex
 	placeholder int // eventfd dup3'd over closed sockets; <= 0: none
 	pending     []*os.File
-	spare       []*os.File
 }
 
 // open creates the placeholder. Without one (no eventfd here), sockets
@@ -54,7 +53,6 @@ func (fc *fileCloser) open() {
 	}
 	fc.placeholder = int(fd)
 	fc.pending = make([]*os.File, 0, closeBatch)
-	fc.spare = make([]*os.File, 0, closeBatch)
 }
 
 // close closes c. A *fileConn's socket is released at once and its file
@@ -85,48 +83,38 @@ func (fc *fileCloser) close(c net.Conn) error {
 		return c.Close()
 	}
 	fc.pending = append(fc.pending, f.File)
-	if len(fc.pending) < closeBatch {
-		fc.mu.Unlock()
-		return nil
-	}
-	batch := fc.pending
-	fc.pending, fc.spare = fc.spare[:0], nil
+	full := len(fc.pending) >= closeBatch
 	fc.mu.Unlock()
-	closeFiles(batch)
-	fc.mu.Lock()
-	if fc.spare == nil {
-		fc.spare = batch[:0]
+	if full {
+		fc.flush()
 	}
-	fc.mu.Unlock()
 	return nil
 }
 
-// flush closes every pending file now (idle worker, shutdown).
+// flush closes every pending file now (a full batch, an idle worker,
+// accept out of descriptors, shutdown), outside the lock: the closes go
+// through the scheduler, and other connections keep closing meanwhile.
 func (fc *fileCloser) flush() {
 	fc.mu.Lock()
 	batch := fc.pending
-	fc.pending = nil
+	if len(batch) > 0 {
+		fc.pending = make([]*os.File, 0, closeBatch)
+	}
 	fc.mu.Unlock()
-	closeFiles(batch)
+	for _, f := range batch {
+		f.Close()
+	}
 }
 
-// shut flushes and closes the placeholder; later closes are immediate.
+// shut flushes and closes the placeholder; later closes are immediate
+// (and add nothing to pending).
 func (fc *fileCloser) shut() {
 	fc.mu.Lock()
 	ph := fc.placeholder
 	fc.placeholder = -1
-	batch := fc.pending
-	fc.pending = nil
 	fc.mu.Unlock()
-	closeFiles(batch)
+	fc.flush()
 	if ph > 0 {
 		syscall.Close(ph)
-	}
-}
-
-func closeFiles(batch []*os.File) {
-	for i, f := range batch {
-		f.Close()
-		batch[i] = nil
 	}
 }

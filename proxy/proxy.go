@@ -190,10 +190,10 @@ func (p *Proxy) Serve(listeners map[string]net.Listener) error {
 			return fmt.Errorf("proxy: listener %q is not in the config", name)
 		}
 	}
+	p.closer.open()
 	// The raw acceptors are set up before Ready, so that a ready proxy
 	// holds exactly its duplicates of the listening sockets (acceptorFor
 	// closes the listener's own descriptor).
-	p.closer.open()
 	acceptors := make(map[string]*rawAcceptor, len(listeners))
 	for name, ln := range listeners {
 		acceptors[name] = p.acceptorFor(ln)
