@@ -162,30 +162,28 @@ func (s *listenerSet) setOptions(ls []config.Listener) error {
 		if l.DeferAccept {
 			secs = max(1, int((l.ClientHeaderTimeout+time.Second-1)/time.Second))
 		}
-		raw, err := b.file.SyscallConn()
-		if err != nil {
-			return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
-		}
-		var serr error
-		if err := raw.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs)
-		}); err != nil {
-			serr = err
-		}
-		if serr != nil {
-			return fmt.Errorf("listener %q (%s): set TCP_DEFER_ACCEPT: %w", l.Name, l.Address, serr)
-		}
 		// listen(2) again on a listening socket only sets its backlog:
 		// the queue and the connections in it stay.
 		backlog := l.Backlog
 		if backlog <= 0 {
 			backlog = systemBacklog()
 		}
-		if err := raw.Control(func(fd uintptr) { serr = unix.Listen(int(fd), backlog) }); err != nil {
+		raw, err := b.file.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
+		}
+		var serr error
+		if err := raw.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs); serr != nil {
+				serr = fmt.Errorf("set TCP_DEFER_ACCEPT: %w", serr)
+			} else if serr = unix.Listen(int(fd), backlog); serr != nil {
+				serr = fmt.Errorf("set backlog %d: %w", backlog, serr)
+			}
+		}); err != nil {
 			serr = err
 		}
 		if serr != nil {
-			return fmt.Errorf("listener %q (%s): set backlog %d: %w", l.Name, l.Address, backlog, serr)
+			return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, serr)
 		}
 	}
 	return nil
