@@ -144,11 +144,10 @@ func (in *instance) assertWorkerFDs(workers []int) string {
 			in.tb.Fatal(err)
 		}
 		kinds := map[string]int{}
-		conns := tcpConnInodes(in.tb)
-		known := socketInodes(in.tb)
+		sockets := socketKinds()
 		eventfds := map[string]bool{}
 		for fd, target := range fds {
-			if conns[target] || strings.HasPrefix(target, "socket:") && !known[target] {
+			if kind, known := sockets[target]; kind == "tcp" || strings.HasPrefix(target, "socket:") && !known {
 				// A client connection being served (a readiness probe's,
 				// say), or one its client has just closed and the worker
 				// not yet (a TCP socket that has gone to CLOSE is in no
@@ -316,27 +315,37 @@ func TestListenerStaysNonBlocking(t *testing.T) {
 	}
 }
 
-// socketInodes is the set of "socket:[INODE]" targets of every socket in
-// this network namespace's TCP, UDP and Unix tables.
-func socketInodes(tb testing.TB) map[string]bool {
-	tb.Helper()
-	out := map[string]bool{}
-	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"} {
-		data, err := os.ReadFile(name)
+// socketKinds maps the "socket:[INODE]" target of every socket in this
+// network namespace's TCP, UDP and Unix tables to "tcp" (a connection),
+// "tcp-listen", "udp" or "unix".
+func socketKinds() map[string]string {
+	out := map[string]string{}
+	for _, t := range []struct{ file, kind string }{
+		{"/proc/net/tcp", "tcp"}, {"/proc/net/tcp6", "tcp"},
+		{"/proc/net/udp", "udp"}, {"/proc/net/udp6", "udp"},
+	} {
+		data, err := os.ReadFile(t.file)
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(data), "\n")[1:] {
-			if f := strings.Fields(line); len(f) >= 10 {
-				out["socket:["+f[9]+"]"] = true
+			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+			f := strings.Fields(line)
+			if len(f) < 10 {
+				continue
 			}
+			kind := t.kind
+			if kind == "tcp" && f[3] == "0A" { // 0A: LISTEN
+				kind = "tcp-listen"
+			}
+			out["socket:["+f[9]+"]"] = kind
 		}
 	}
 	if data, err := os.ReadFile("/proc/net/unix"); err == nil {
 		// Num RefCount Protocol Flags Type St Inode [Path]
 		for _, line := range strings.Split(string(data), "\n")[1:] {
 			if f := strings.Fields(line); len(f) >= 7 {
-				out["socket:["+f[6]+"]"] = true
+				out["socket:["+f[6]+"]"] = "unix"
 			}
 		}
 	}
@@ -356,26 +365,4 @@ func eventfdID(pid, fd int) string {
 		}
 	}
 	return ""
-}
-
-// tcpConnInodes is the set of "socket:[INODE]" targets of TCP sockets that
-// are not listening (connections), from /proc/net/tcp and tcp6.
-func tcpConnInodes(tb testing.TB) map[string]bool {
-	tb.Helper()
-	out := map[string]bool{}
-	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-			if len(f) < 10 || f[3] == "0A" { // 0A: LISTEN
-				continue
-			}
-			out["socket:["+f[9]+"]"] = true
-		}
-	}
-	return out
 }

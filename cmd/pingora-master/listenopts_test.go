@@ -2,10 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,9 +37,9 @@ listener "deferred" {
 	if got := deferAcceptOf(t, master, in.Port); got != 0 {
 		t.Errorf("listener without defer_accept: TCP_DEFER_ACCEPT is %d, want 0", got)
 	}
-	body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/gen", port))
-	if body != "gen 0" {
-		t.Errorf("GET /gen through the deferred listener: %q, want %q", body, "gen 0")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if status, body, err := get(addr, "/gen"); err != nil || status != 200 || body != "gen 0" {
+		t.Errorf("GET /gen through the deferred listener: %d %q %v, want 200 %q", status, body, err, "gen 0")
 	}
 
 	p.Gen, p.Extra = 1, listener(false)
@@ -92,18 +89,6 @@ func deferAcceptOf(t *testing.T, master, port int) int {
 	return 0
 }
 
-func getBody(t *testing.T, url string) string {
-	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b))
-}
-
 // TestBacklogFollowsConfig: `backlog` bounds the accept queue. With the
 // workers stopped (SIGSTOP) nothing is accepted, so a listener with
 // backlog = 2 completes about three handshakes and drops the next SYNs,
@@ -120,8 +105,8 @@ func TestBacklogFollowsConfig(t *testing.T) {
 	in.WriteConfig(p)
 	in.Start()
 	master := in.MustMasterPID()
-	if body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/gen", port)); body != "gen 0" {
-		t.Fatalf("GET /gen on the small-backlog listener: %q", body)
+	if status, body, err := get(fmt.Sprintf("127.0.0.1:%d", port), "/gen"); err != nil || status != 200 || body != "gen 0" {
+		t.Fatalf("GET /gen on the small-backlog listener: %d %q %v, want 200 %q", status, body, err, "gen 0")
 	}
 
 	const tries = 12
