@@ -5,6 +5,17 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
+# Every build and test uses the Go runtime with the one change in
+# deploy/build/runtime-overlay.sh (the poller's wake order), through a build
+# overlay, tests' own `go build`s included. RUNTIME_PATCH=0 builds with the
+# stock runtime; where the change does not apply, the script says so and the
+# stock runtime is used.
+RUNTIME_PATCH ?= 1
+ifeq ($(RUNTIME_PATCH),1)
+OVERLAY := $(shell deploy/build/runtime-overlay.sh $(CURDIR)/bin/overlay)
+endif
+export GOFLAGS := $(strip $(GOFLAGS) $(OVERLAY))
+
 .PHONY: build run test bench bench-pairs bench-reload install clean
 
 build:

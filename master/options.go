@@ -18,6 +18,7 @@ type Options struct {
 	ConfigPath string // -c; "" : DefaultConfigPath or the embedded default
 	Daemon     bool   // -d
 	Version    string // for the start-up log line
+	GoRuntime  string // Go release and runtime patch, for the same line
 	Stdout     io.Writer
 	Stderr     io.Writer
 }

@@ -134,6 +134,9 @@ func (m *Master) start() error {
 	m.logOut = &swapWriter{w: logs.errorLog()}
 	m.log = newLogger(cfg.Log, m.logOut)
 	args := []any{"version", m.opts.Version, "binary", m.exe}
+	if m.opts.GoRuntime != "" {
+		args = append(args, "go", m.opts.GoRuntime)
+	}
 	if m.upg.HasParent() {
 		args = append(args, "upgraded_from", os.Getppid())
 	}

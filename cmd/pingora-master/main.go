@@ -23,6 +23,21 @@ var (
 	commit  = "unknown"
 )
 
+// runtimePatch names the change made to the Go runtime this binary was
+// built with ("" for the stock runtime). It is set by a file that only
+// the build overlay of deploy/build/runtime-overlay.sh adds, the same
+// overlay that patches the runtime, so it cannot claim a patch the binary
+// lacks.
+var runtimePatch string
+
+// goRuntime is the Go release, with the runtime patch if there is one.
+func goRuntime() string {
+	if runtimePatch == "" {
+		return runtime.Version()
+	}
+	return runtime.Version() + "+" + runtimePatch
+}
+
 func main() {
 	if worker.IsWorker(os.Args) {
 		os.Exit(worker.Main())
@@ -67,10 +82,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	opts := master.Options{ConfigPath: conf, Daemon: daemon, Version: version, Stdout: stdout, Stderr: stderr}
+	opts := master.Options{ConfigPath: conf, Daemon: daemon, Version: version, GoRuntime: goRuntime(), Stdout: stdout, Stderr: stderr}
 	switch {
 	case showVers:
-		fmt.Fprintf(stdout, "pingora-master %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		fmt.Fprintf(stdout, "pingora-master %s (commit %s, %s %s/%s)\n", version, commit, goRuntime(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case test:
 		return master.Test(opts)

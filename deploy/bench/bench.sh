@@ -59,7 +59,8 @@ if [[ -n ${BIN:-} ]]; then
 elif command -v make >/dev/null; then
   make -s -C "$root" build
 else
-  (cd "$root" && go build -trimpath -o bin/pingora-master ./cmd/pingora-master)
+  (cd "$root" && GOFLAGS="$(deploy/build/runtime-overlay.sh "$root/bin/overlay")" \
+    go build -trimpath -o bin/pingora-master ./cmd/pingora-master)
 fi
 
 # peers.sh fills in {listen} and {backend}; the template's second server is
