@@ -12,7 +12,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # stock runtime is used.
 RUNTIME_PATCH ?= 1
 ifeq ($(RUNTIME_PATCH),1)
-OVERLAY := $(shell deploy/build/runtime-overlay.sh $(CURDIR)/bin/overlay)
+OVERLAY := $(shell deploy/build/runtime-overlay.sh $(CURDIR)/bin/.overlay)
 endif
 export GOFLAGS := $(strip $(GOFLAGS) $(OVERLAY))
 

@@ -59,7 +59,7 @@ if [[ -n ${BIN:-} ]]; then
 elif command -v make >/dev/null; then
   make -s -C "$root" build
 else
-  (cd "$root" && GOFLAGS="$(deploy/build/runtime-overlay.sh "$root/bin/overlay")" \
+  (cd "$root" && GOFLAGS="$(deploy/build/runtime-overlay.sh "$root/bin/.overlay")" \
     go build -trimpath -o bin/pingora-master ./cmd/pingora-master)
 fi
 

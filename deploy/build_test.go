@@ -1,0 +1,88 @@
+package deploy_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runOverlay runs deploy/build/runtime-overlay.sh into a fresh directory.
+func runOverlay(t *testing.T, env ...string) (out, dir, stderr string) {
+	t.Helper()
+	dir = t.TempDir()
+	cmd := exec.Command("sh", filepath.Join("build", "runtime-overlay.sh"), dir)
+	cmd.Env = append(os.Environ(), env...)
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	o, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("runtime-overlay.sh: %v\n%s", err, errb.String())
+	}
+	return strings.TrimSpace(string(o)), dir, errb.String()
+}
+
+// The overlay replaces netpoll_epoll.go by a copy that differs in the one
+// return statement, and adds the marker file to cmd/pingora-master.
+func TestRuntimeOverlayApplies(t *testing.T) {
+	src := filepath.Join(goEnv(t, "GOROOT"), "src", "runtime", "netpoll_epoll.go")
+	orig, err := os.ReadFile(src)
+	if err != nil {
+		t.Skipf("no epoll poller in this toolchain: %v", err)
+	}
+	out, dir, stderr := runOverlay(t)
+	if out == "" {
+		t.Fatalf("the patch did not apply to %s; the script said: %s", goEnv(t, "GOVERSION"), stderr)
+	}
+	if want := "-overlay=" + filepath.Join(dir, "overlay.json"); out != want {
+		t.Fatalf("printed %q, want %q", out, want)
+	}
+	var ov struct{ Replace map[string]string }
+	if b, err := os.ReadFile(filepath.Join(dir, "overlay.json")); err != nil || json.Unmarshal(b, &ov) != nil {
+		t.Fatalf("overlay.json: %v %s", err, b)
+	}
+	root, _ := filepath.Abs("..")
+	marker := filepath.Join(root, "cmd", "pingora-master", "runtime_patch.go")
+	if len(ov.Replace) != 2 || ov.Replace[src] == "" || ov.Replace[marker] == "" {
+		t.Fatalf("overlay.json replaces %v; want %s and %s", ov.Replace, src, marker)
+	}
+	patched, err := os.ReadFile(ov.Replace[src])
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, after, ok := strings.Cut(string(orig), "\n\treturn toRun, delta\n")
+	if !ok || !strings.HasPrefix(string(patched), before+"\n") || !strings.HasSuffix(string(patched), "\n\treturn inOrder, delta\n"+after) {
+		t.Errorf("the patched netpoll_epoll.go differs from the original elsewhere than at `return toRun, delta`")
+	}
+	if m, _ := os.ReadFile(ov.Replace[marker]); !strings.Contains(string(m), `runtimePatch = "netpoll-fifo"`) {
+		t.Errorf("marker file: %q", m)
+	}
+}
+
+// A Go release whose netpoll does not end as expected gets the stock
+// runtime, with a warning, and no overlay flag.
+func TestRuntimeOverlayFallsBack(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "netpoll_epoll.go")
+	body := "package runtime\n\nfunc netpoll(delay int64) (gList, int32) {\n\treturn gList{}, 0\n}\n"
+	if err := os.WriteFile(other, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, stderr := runOverlay(t, "RUNTIME_SRC="+other)
+	if out != "" {
+		t.Errorf("printed %q for a netpoll without the line; want nothing", out)
+	}
+	if !strings.Contains(stderr, "building with the stock Go runtime") {
+		t.Errorf("no warning; stderr: %q", stderr)
+	}
+}
+
+func goEnv(t *testing.T, name string) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", name).Output()
+	if err != nil {
+		t.Fatalf("go env %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
