@@ -92,9 +92,10 @@ func (fc *fileCloser) close(c net.Conn) error {
 }
 
 // flush closes every pending file now (a full batch, an idle worker,
-// accept out of descriptors, shutdown), outside the lock: the closes go
-// through the scheduler, and other connections keep closing meanwhile.
-func (fc *fileCloser) flush() {
+// accept or an upstream dial out of descriptors, shutdown), outside the
+// lock: the closes go through the scheduler, and other connections keep
+// closing meanwhile. It returns how many descriptors it freed.
+func (fc *fileCloser) flush() int {
 	fc.mu.Lock()
 	batch := fc.pending
 	if len(batch) > 0 {
@@ -104,6 +105,7 @@ func (fc *fileCloser) flush() {
 	for _, f := range batch {
 		f.Close()
 	}
+	return len(batch)
 }
 
 // shut flushes and closes the placeholder; later closes are immediate

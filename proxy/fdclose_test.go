@@ -144,3 +144,73 @@ func TestParkedDescriptorsFreedAtFileLimit(t *testing.T) {
 		one(i)
 	}
 }
+
+// An upstream dial that meets the open-files limit frees the parked
+// descriptors and tries again, as the accept loop does. A new connection
+// never gets there first with one worker thread (the accept loop's next
+// accept4 meets the limit and flushes), but a request on a connection
+// accepted earlier does, as does any dial when several threads serve.
+func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
+	be := newBackend(t, nil)
+	cfg := testConfig(be.addr())
+	cfg.Routes = append(cfg.Routes, config.Route{
+		Name: "park", Listeners: []string{"public"}, PathPrefix: "/park", MaxBodySize: -1,
+		Respond: &config.Respond{Status: 200, Body: "ok"},
+	})
+	r := start(t, cfg, Options{})
+	waitIdle := func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for r.p.stats.active.Load() != 0 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
+	}
+
+	// Closed connections whose descriptor numbers wait for a batch close.
+	const parked = 20
+	for i := range parked {
+		c := dial(t, r.addr)
+		if resp, _ := c.do("GET /park HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+		c.c.Close()
+	}
+	waitIdle()
+	r.p.closer.mu.Lock()
+	pending := len(r.p.closer.pending)
+	r.p.closer.mu.Unlock()
+	if pending < parked/2 {
+		t.Fatalf("%d descriptors parked after %d connections; the test needs them", pending, parked)
+	}
+
+	// A client connection, accepted, that has not been proxied yet (so no
+	// upstream connection is pooled).
+	c := dial(t, r.addr)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.p.stats.active.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy did not accept the connection")
+		}
+		runtime.Gosched()
+	}
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	open := 0
+	for _, n := range openFDs(t) {
+		open += n
+	}
+	// Not one descriptor to spare (openFDs counted its own descriptor of
+	// /proc/self/fd, closed since): the dial to the backend meets the limit.
+	lim := saved
+	lim.Cur = uint64(open - 1)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	resp, body := c.do("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	if resp.StatusCode != 200 {
+		t.Fatalf("request at the open-files limit: status %d %q, want 200 (the dial did not free the %d parked descriptors)", resp.StatusCode, body, pending)
+	}
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -225,6 +226,13 @@ func (uc *upConn) release() {
 // dial opens a new connection to a server.
 func (p *Proxy) dial(ss *serverState) (*upConn, error) {
 	c, err := ss.up.dialer.DialContext(p.ctx, "tcp", ss.srv.Addr)
+	if err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && p.closer.flush() > 0 {
+		// Out of descriptors while closed client sockets' numbers wait
+		// for a batch close (fdclose.go): free them and try once more.
+		// The accept loop does the same, but with several worker threads
+		// a dial can meet the limit first.
+		c, err = ss.up.dialer.DialContext(p.ctx, "tcp", ss.srv.Addr)
+	}
 	if err != nil {
 		return nil, err
 	}
