@@ -249,10 +249,11 @@ func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) 
 			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAccept(err) {
 				// Out of file descriptors or a connection aborted in the
 				// queue: back off as net/http does, keep serving.
-				if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && p.closer.flush() > 0 {
 					// Closed sockets' descriptor numbers parked for a
-					// batch close (fdclose.go) are free for the taking.
-					p.closer.flush()
+					// batch close (fdclose.go) were free for the taking:
+					// try again at once.
+					continue
 				}
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				p.log.Warn("accept failed; retrying", "listener", ls.cfg.Name, "error", err, "delay", backoff)
