@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync"
@@ -106,6 +107,14 @@ func (fc *fileCloser) flush() int {
 		f.Close()
 	}
 	return len(batch)
+}
+
+// relieve answers a call that failed for want of a descriptor (EMFILE or
+// ENFILE: an accept, an upstream dial) by closing the pending files now,
+// and reports whether that freed any, so that the caller may try again
+// at once.
+func (fc *fileCloser) relieve(err error) bool {
+	return (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && fc.flush() > 0
 }
 
 // shut flushes and closes the placeholder; later closes are immediate

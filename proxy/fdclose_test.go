@@ -59,13 +59,7 @@ func TestClosedClientSocketsAreReleased(t *testing.T) {
 		// The client sees the end of the response (the proxy shuts its
 		// side down right after it) before the proxy has finished the
 		// connection: wait for that.
-		deadline := time.Now().Add(5 * time.Second)
-		for r.p.stats.active.Load() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d connections still active 5s after their response", r.p.stats.active.Load())
-			}
-			runtime.Gosched()
-		}
+		waitActive(t, r, 0)
 	}
 	one() // the upstream keep-alive connection is pooled from now on
 	r.p.closer.flush()
@@ -158,12 +152,6 @@ func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
 		Respond: &config.Respond{Status: 200, Body: "ok"},
 	})
 	r := start(t, cfg, Options{})
-	waitIdle := func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for r.p.stats.active.Load() != 0 && time.Now().Before(deadline) {
-			runtime.Gosched()
-		}
-	}
 
 	// Closed connections whose descriptor numbers wait for a batch close.
 	const parked = 20
@@ -174,7 +162,7 @@ func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
 		}
 		c.c.Close()
 	}
-	waitIdle()
+	waitActive(t, r, 0)
 	r.p.closer.mu.Lock()
 	pending := len(r.p.closer.pending)
 	r.p.closer.mu.Unlock()
@@ -185,13 +173,7 @@ func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
 	// A client connection, accepted, that has not been proxied yet (so no
 	// upstream connection is pooled).
 	c := dial(t, r.addr)
-	deadline := time.Now().Add(5 * time.Second)
-	for r.p.stats.active.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy did not accept the connection")
-		}
-		runtime.Gosched()
-	}
+	waitActive(t, r, 1)
 	var saved syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
 		t.Fatal(err)
@@ -209,8 +191,21 @@ func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
 	}
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
 	resp, body := c.do("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
-	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
 	if resp.StatusCode != 200 {
 		t.Fatalf("request at the open-files limit: status %d %q, want 200 (the dial did not free the %d parked descriptors)", resp.StatusCode, body, pending)
+	}
+}
+
+// waitActive waits (5 s at most) until the proxy serves n connections:
+// a client sees a response end before the proxy has finished the
+// connection, and connects before the proxy has accepted.
+func waitActive(t *testing.T, r *running, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.p.stats.active.Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections active after 5s, want %d", r.p.stats.active.Load(), n)
+		}
+		runtime.Gosched()
 	}
 }

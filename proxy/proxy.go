@@ -249,7 +249,7 @@ func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) 
 			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAccept(err) {
 				// Out of file descriptors or a connection aborted in the
 				// queue: back off as net/http does, keep serving.
-				if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && p.closer.flush() > 0 {
+				if p.closer.relieve(err) {
 					// Closed sockets' descriptor numbers parked for a
 					// batch close (fdclose.go) were free for the taking:
 					// try again at once.

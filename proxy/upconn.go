@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -226,7 +225,7 @@ func (uc *upConn) release() {
 // dial opens a new connection to a server.
 func (p *Proxy) dial(ss *serverState) (*upConn, error) {
 	c, err := ss.up.dialer.DialContext(p.ctx, "tcp", ss.srv.Addr)
-	if err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && p.closer.flush() > 0 {
+	if err != nil && p.closer.relieve(err) {
 		// Out of descriptors while closed client sockets' numbers wait
 		// for a batch close (fdclose.go): free them and try once more.
 		// The accept loop does the same, but with several worker threads
