@@ -294,3 +294,31 @@ func threadsInSyscall(pid int, nr int) []int {
 	}
 	return out
 }
+
+// allThreadsStopped reports whether every thread of pid is in the stopped
+// state (T in /proc/<pid>/task/<tid>/stat). SIGSTOP is delivered
+// asynchronously: until each thread has taken it, one may still accept.
+func allThreadsStopped(pid int) (bool, string) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+		if err != nil {
+			return false, err.Error()
+		}
+		// The state follows the command name, which is in parentheses
+		// and may itself contain spaces or parentheses.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) {
+			return false, fmt.Sprintf("unexpected %s/%s/stat: %q", dir, e.Name(), s)
+		}
+		if state := s[i+2]; state != 'T' {
+			return false, fmt.Sprintf("thread %s of %d is in state %c", e.Name(), pid, state)
+		}
+	}
+	return true, ""
+}
