@@ -156,7 +156,7 @@ func newInstance(tb testing.TB, workers int) *instance {
 		Dir:      dir,
 		Port:     in.Port,
 		Backend:  in.Backend.Addr,
-		DeadAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(tb))),
+		DeadAddr: refusedAddr(tb),
 		Workers:  workers,
 		Shutdown: "10s",
 		LogLevel: "info",

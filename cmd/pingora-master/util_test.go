@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -31,6 +32,27 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() (boo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// refusedAddr returns a loopback address whose connections are refused,
+// for the lifetime of the test: its port is held by a bound socket that
+// does not listen. A port merely closed again (freePort) could be taken
+// by another listener meanwhile, and /dead/ would then get its answers.
+func refusedAddr(tb testing.TB) string {
+	tb.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // freePort finds a loopback port nobody listens on right now.
