@@ -9,10 +9,14 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # deploy/build/runtime-overlay.sh (the poller's wake order), through a build
 # overlay, tests' own `go build`s included. RUNTIME_PATCH=0 builds with the
 # stock runtime; where the change does not apply, the script says so and the
-# stock runtime is used.
+# stock runtime is used, unless RUNTIME_PATCH=required (release builds),
+# which stops instead.
 RUNTIME_PATCH ?= 1
-ifeq ($(RUNTIME_PATCH),1)
-OVERLAY := $(shell deploy/build/runtime-overlay.sh $(CURDIR)/bin/.overlay)
+ifneq ($(filter 1 required,$(RUNTIME_PATCH)),)
+OVERLAY := $(shell RUNTIME_PATCH=$(RUNTIME_PATCH) deploy/build/runtime-overlay.sh $(CURDIR)/bin/.overlay)
+endif
+ifeq ($(RUNTIME_PATCH):$(OVERLAY),required:)
+$(error RUNTIME_PATCH=required and the runtime patch does not apply (see above))
 endif
 export GOFLAGS := $(strip $(GOFLAGS) $(OVERLAY))
 

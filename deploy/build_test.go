@@ -78,6 +78,40 @@ func TestRuntimeOverlayFallsBack(t *testing.T) {
 	}
 }
 
+// With RUNTIME_PATCH=required (release builds, the Dockerfile) the same
+// case stops the build: the script fails and prints no flag, and so does
+// `make build`, before compiling anything.
+func TestRuntimeOverlayRequired(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "netpoll_epoll.go")
+	if err := os.WriteFile(other, []byte("package runtime\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", filepath.Join("build", "runtime-overlay.sh"), t.TempDir())
+	cmd.Env = append(os.Environ(), "RUNTIME_SRC="+other, "RUNTIME_PATCH=required")
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err == nil || len(out) != 0 {
+		t.Errorf("required, patch does not apply: err %v, printed %q; want a failure and nothing printed", err, out)
+	}
+	if !strings.Contains(errb.String(), "RUNTIME_PATCH=required") {
+		t.Errorf("stderr does not say why the build stops: %q", errb.String())
+	}
+
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed: the Makefile half is not checked")
+	}
+	mk := exec.Command("make", "-n", "-C", "..", "build", "RUNTIME_PATCH=required")
+	mk.Env = append(os.Environ(), "RUNTIME_SRC="+other)
+	b, err := mk.CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "RUNTIME_PATCH=required and the runtime patch does not apply") {
+		t.Errorf("make build RUNTIME_PATCH=required with a netpoll the patch does not fit: err %v\n%s", err, b)
+	}
+	if strings.Contains(string(b), "go build") {
+		t.Errorf("make went on to build:\n%s", b)
+	}
+}
+
 func goEnv(t *testing.T, name string) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", name).Output()

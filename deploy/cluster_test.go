@@ -305,7 +305,10 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	all := strings.Join(ins, "\n")
-	for _, p := range []string{"./cmd/pingora-master", "deploy/kubernetes/pingora.hcl"} {
+	if !strings.Contains(all, "ARG RUNTIME_PATCH=required") {
+		t.Errorf("the image build does not require the runtime patch (ARG RUNTIME_PATCH=required)")
+	}
+	for _, p := range []string{"./cmd/pingora-master", "deploy/kubernetes/pingora.hcl", "deploy/build/runtime-overlay.sh"} {
 		if !strings.Contains(all, p) {
 			t.Errorf("the Dockerfile no longer uses %s", p)
 		}

@@ -23,6 +23,10 @@
 # over at most 128 entries, once per poll). It is a candidate for an
 # upstream change; until Go has it, release builds carry it.
 #
+# RUNTIME_PATCH=required in the environment turns the fallback into a
+# failure (exit 1, nothing printed): for release builds, which should not
+# ship a stock runtime unnoticed after a Go upgrade.
+#
 # The overlay also adds a file to cmd/pingora-master that records the patch
 # (runtimePatch), so that `pingora-master -v`, the master's start-up log
 # line and TestRuntimeNetpollOrder know what the binary was built with: the
@@ -31,7 +35,14 @@ set -eu
 
 out=${1:?usage: runtime-overlay.sh OUTDIR}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-warn() { echo "runtime-overlay: $*; building with the stock Go runtime" >&2; exit 0; }
+warn() {
+	if [ "${RUNTIME_PATCH:-}" = required ]; then
+		echo "runtime-overlay: $*; RUNTIME_PATCH=required, so the build stops" >&2
+		exit 1
+	fi
+	echo "runtime-overlay: $*; building with the stock Go runtime" >&2
+	exit 0
+}
 
 case $(go env GOOS) in linux) ;; *) warn "the patch is for Linux's poller (epoll)" ;; esac
 # RUNTIME_SRC: another copy of the file to patch (the tests' way of trying
