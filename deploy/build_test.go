@@ -69,9 +69,12 @@ func TestRuntimeOverlayFallsBack(t *testing.T) {
 	if err := os.WriteFile(other, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, _, stderr := runOverlay(t, "RUNTIME_SRC="+other)
+	out, dir, stderr := runOverlay(t, "RUNTIME_SRC="+other)
 	if out != "" {
 		t.Errorf("printed %q for a netpoll without the line; want nothing", out)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left %d files in the overlay directory (first %s); want none", len(ents), ents[0].Name())
 	}
 	if !strings.Contains(stderr, "building with the stock Go runtime") {
 		t.Errorf("no warning; stderr: %q", stderr)
