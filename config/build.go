@@ -136,6 +136,7 @@ func (b *builder) listener(r *rawListener) Listener {
 	}
 	l.ClientHeaderTimeout = s.duration("client_header_timeout", r.ClientHeaderTimeout, 60*time.Second)
 	l.ClientBodyTimeout = s.duration("client_body_timeout", r.ClientBodyTimeout, 60*time.Second)
+	l.SendTimeout = s.duration("send_timeout", r.SendTimeout, 60*time.Second)
 	l.KeepaliveTimeout = s.duration("keepalive_timeout", r.KeepaliveTimeout, 75*time.Second)
 	l.KeepaliveRequests = s.integer("keepalive_requests", r.KeepaliveRequests, 10000, 0, math.MaxInt32)
 	l.MaxHeaderSize = int(s.size("max_header_size", r.MaxHeaderSize, 16<<10, 1<<10, 1<<20))

@@ -82,6 +82,7 @@ type Listener struct {
 
 	ClientHeaderTimeout time.Duration `json:"client_header_timeout"` // default 60s
 	ClientBodyTimeout   time.Duration `json:"client_body_timeout"`   // between body reads; default 60s
+	SendTimeout         time.Duration `json:"send_timeout"`          // a write to the client may block this long; default 60s
 	KeepaliveTimeout    time.Duration `json:"keepalive_timeout"`     // idle keep-alive; default 75s
 	KeepaliveRequests   int           `json:"keepalive_requests"`    // per connection; default 10000; 0: unlimited
 	MaxHeaderSize       int           `json:"max_header_size"`       // request line + headers, bytes; default 16 KiB

@@ -48,6 +48,7 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 			Address:             "0.0.0.0:80",
 			ClientHeaderTimeout: 60 * time.Second,
 			ClientBodyTimeout:   60 * time.Second,
+			SendTimeout:         60 * time.Second,
 			KeepaliveTimeout:    75 * time.Second,
 			KeepaliveRequests:   10000,
 			MaxHeaderSize:       16 << 10,
@@ -129,7 +130,7 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("listener public", cfg.Listeners[0], config.Listener{
 		Name: "public", Address: "[::]:8443",
 		ClientHeaderTimeout: 10 * time.Second, ClientBodyTimeout: 20 * time.Second,
-		KeepaliveTimeout: 30 * time.Second, KeepaliveRequests: 500,
+		SendTimeout: 40 * time.Second, KeepaliveTimeout: 30 * time.Second, KeepaliveRequests: 500,
 		MaxHeaderSize: 32 << 10, MaxBodySize: 10 << 20, DeferAccept: true, Backlog: 511,
 	})
 	u := cfg.Upstreams[0]

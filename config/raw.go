@@ -73,6 +73,7 @@ type rawListener struct {
 
 	ClientHeaderTimeout *string `hcl:"client_header_timeout,optional"`
 	ClientBodyTimeout   *string `hcl:"client_body_timeout,optional"`
+	SendTimeout         *string `hcl:"send_timeout,optional"`
 	KeepaliveTimeout    *string `hcl:"keepalive_timeout,optional"`
 	KeepaliveRequests   *int    `hcl:"keepalive_requests,optional"`
 	MaxHeaderSize       *string `hcl:"max_header_size,optional"`

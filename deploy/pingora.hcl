@@ -80,6 +80,7 @@ listener "public" {
   address               = "0.0.0.0:80"
   client_header_timeout = "15s"
   client_body_timeout   = "30s"
+  send_timeout          = "30s" # a client that stops reading the response is cut
   keepalive_timeout     = "75s"
   max_body_size         = "10m" # larger request bodies get 413
   defer_accept          = true  # wake a worker only once a request's first bytes are in

@@ -406,10 +406,10 @@ func (cc *clientConn) connMode(keep bool) connMode {
 }
 
 // ensureWriteDeadline makes sure the client write deadline leaves at least
-// half the send timeout (client_body_timeout), refreshing it only when
-// needed: most requests pay no deadline call for it.
+// half the send timeout, refreshing it only when needed: most requests pay
+// no deadline call for it.
 func (cc *clientConn) ensureWriteDeadline() {
-	to := cc.ls.cfg.ClientBodyTimeout
+	to := cc.ls.cfg.SendTimeout
 	if cc.wdl.Sub(cc.now) < to/2 {
 		cc.wdl = cc.now.Add(to)
 		cc.c.SetWriteDeadline(cc.wdl)

@@ -1,6 +1,9 @@
 package proxy_test
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +169,54 @@ func TestE2EKeepaliveIdleTimeout(t *testing.T) {
 	}
 	if d := time.Since(idleSince); d < 350*time.Millisecond {
 		t.Errorf("idle connection closed after %v, before keepalive_timeout 400ms", d)
+	}
+}
+
+// TestE2ESendTimeout: a client that stops reading a large response is cut
+// once a write to it has been blocked for send_timeout (nginx's
+// send_timeout), although client_body_timeout and the upstream's
+// read_timeout are long: the upstream connection is let go too, and the
+// client, reading again, finds the body cut short.
+func TestE2ESendTimeout(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, "send")
+	rp := startProxy(t, expand(`
+listener "pub" {
+  address             = "127.0.0.1:1"
+  client_body_timeout = "60s"
+  send_timeout        = "400ms"
+}
+upstream "app" {
+  retries      = 0
+  read_timeout = "60s"
+  server "@BE@" { max_fails = 0 }
+}
+route "all" { upstream = "app" }
+`, map[string]string{"BE": be.Addr}), proxy.Options{})
+	rc := dialRaw(t, rp.Addr("pub"))
+	const size = 1 << 30 // far more than the socket buffers on the way hold
+	start := time.Now()
+	rc.send(fmt.Sprintf("GET /big?n=%d HTTP/1.1\r\nHost: x\r\n\r\n", size))
+	// The backend's copy ends (with an error) once the proxy has given
+	// up the response and closed the upstream connection.
+	waitFor(t, 10*time.Second, "the proxy to give up on a client that does not read (send_timeout 400ms)",
+		func() bool { return be.lastLen.Load() != 0 })
+	if d := time.Since(start); d < 350*time.Millisecond {
+		t.Errorf("response cut after %v, before the 400ms send_timeout", d)
+	}
+	if n := be.lastLen.Load(); n >= size {
+		t.Fatalf("the backend sent the whole %d bytes", n)
+	}
+	resp, err := http.ReadResponse(rc.br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatalf("response head: %v", err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.Copy(io.Discard, resp.Body)
+	if err == nil || got >= size {
+		t.Errorf("client read %d of %d bytes, error %v: want the body cut short", got, size, err)
 	}
 }

@@ -405,7 +405,7 @@ func (cc *clientConn) relay(ex *exchange, rt *route, uc *upConn, headLen int, ke
 	}
 
 	pp := pipe{src: uc.br, srcConn: uc.c, srcTimeout: rt.up.readTimeout,
-		dst: cc.bw, dstConn: cc.c, dstTimeout: ls.ClientBodyTimeout, now: &cc.now, srcRdl: &uc.rdl, dstWdl: &cc.wdl}
+		dst: cc.bw, dstConn: cc.c, dstTimeout: ls.SendTimeout, now: &cc.now, srcRdl: &uc.rdl, dstWdl: &cc.wdl}
 	side, err := sideNone, error(nil)
 	switch body {
 	case bodyFixed:

@@ -38,7 +38,7 @@ func testConfig(servers ...string) *config.Config {
 	return &config.Config{
 		Listeners: []config.Listener{{
 			Name: "public", Address: "127.0.0.1:0",
-			ClientHeaderTimeout: 5 * time.Second, ClientBodyTimeout: 5 * time.Second,
+			ClientHeaderTimeout: 5 * time.Second, ClientBodyTimeout: 5 * time.Second, SendTimeout: 5 * time.Second,
 			KeepaliveTimeout: 5 * time.Second, KeepaliveRequests: 0,
 			MaxHeaderSize: 16 << 10, MaxBodySize: 1 << 20,
 		}},

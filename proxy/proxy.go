@@ -129,6 +129,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		lc := l
 		lc.ClientHeaderTimeout = orDefault(lc.ClientHeaderTimeout, 60*time.Second)
 		lc.ClientBodyTimeout = orDefault(lc.ClientBodyTimeout, 60*time.Second)
+		lc.SendTimeout = orDefault(lc.SendTimeout, 60*time.Second)
 		lc.KeepaliveTimeout = orDefault(lc.KeepaliveTimeout, 75*time.Second)
 		if lc.MaxHeaderSize <= 0 {
 			lc.MaxHeaderSize = 16 << 10

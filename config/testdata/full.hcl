@@ -32,6 +32,7 @@ listener "public" {
   address               = "[::]:8443"
   client_header_timeout = "10s"
   client_body_timeout   = "20s"
+  send_timeout          = "40s"
   keepalive_timeout     = "30s"
   keepalive_requests    = 500
   max_header_size       = "32k"
