@@ -453,6 +453,24 @@ func (cc *clientConn) logError(ex *exchange, status int, cause error) {
 	}
 }
 
+// logSendTimeout logs a response cut because the client took none of it
+// for send_timeout (nginx: "client timed out ... while sending to
+// client"): at info, as it is the client's doing, but an operator looking
+// for truncated downloads needs to see it.
+func (cc *clientConn) logSendTimeout(ex *exchange) {
+	log := cc.p.log
+	if !log.IsInfo() {
+		return
+	}
+	route := ""
+	if ex.rt != nil {
+		route = ex.rt.name
+	}
+	log.Info("client timed out taking the response; connection closed",
+		"status", ex.status, "route", route, "upstream", ex.upstream, "client", string(cc.remote),
+		"sent", cc.written-ex.out0, "send_timeout", cc.ls.cfg.SendTimeout)
+}
+
 // copyForLog keeps what the access log needs from the head, which a
 // streamed body overwrites.
 func (cc *clientConn) copyForLog(ex *exchange) {

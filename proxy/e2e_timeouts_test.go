@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/pingora-go/pingora/proxy"
 )
 
@@ -176,10 +178,12 @@ func TestE2EKeepaliveIdleTimeout(t *testing.T) {
 // once a write to it has been blocked for send_timeout (nginx's
 // send_timeout), although client_body_timeout and the upstream's
 // read_timeout are long: the upstream connection is let go too, and the
-// client, reading again, finds the body cut short.
+// client, reading again, finds the body cut short. The error log says so.
 func TestE2ESendTimeout(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "send")
+	errLog := &lockedBuffer{}
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: errLog})
 	rp := startProxy(t, expand(`
 listener "pub" {
   address             = "127.0.0.1:1"
@@ -192,18 +196,21 @@ upstream "app" {
   server "@BE@" { max_fails = 0 }
 }
 route "all" { upstream = "app" }
-`, map[string]string{"BE": be.Addr}), proxy.Options{})
+`, map[string]string{"BE": be.Addr}), proxy.Options{Logger: logger})
 	rc := dialRaw(t, rp.Addr("pub"))
 	const size = 1 << 30 // far more than the socket buffers on the way hold
 	start := time.Now()
 	rc.send(fmt.Sprintf("GET /big?n=%d HTTP/1.1\r\nHost: x\r\n\r\n", size))
-	// The backend's copy ends (with an error) once the proxy has given
-	// up the response and closed the upstream connection.
+	const logged = "client timed out taking the response"
 	waitFor(t, 10*time.Second, "the proxy to give up on a client that does not read (send_timeout 400ms)",
-		func() bool { return be.lastLen.Load() != 0 })
+		func() bool { return strings.Contains(errLog.String(), logged) })
 	if d := time.Since(start); d < 350*time.Millisecond {
 		t.Errorf("response cut after %v, before the 400ms send_timeout", d)
 	}
+	// The backend's copy ends (with an error) once the proxy has let the
+	// upstream connection go.
+	waitFor(t, 5*time.Second, "the backend to see the upstream connection closed",
+		func() bool { return be.lastLen.Load() != 0 })
 	if n := be.lastLen.Load(); n >= size {
 		t.Fatalf("the backend sent the whole %d bytes", n)
 	}
@@ -218,5 +225,16 @@ route "all" { upstream = "app" }
 	got, err := io.Copy(io.Discard, resp.Body)
 	if err == nil || got >= size {
 		t.Errorf("client read %d of %d bytes, error %v: want the body cut short", got, size, err)
+	}
+	line := ""
+	for _, l := range strings.Split(errLog.String(), "\n") {
+		if strings.Contains(l, logged) {
+			line = l
+		}
+	}
+	for _, want := range []string{"[INFO]", "status=200", "route=all", "upstream=" + be.Addr, "client=" + rc.c.LocalAddr().String(), "send_timeout=400ms"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("error log line %q lacks %s; log:\n%s", line, want, errLog.String())
+		}
 	}
 }

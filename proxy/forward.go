@@ -433,9 +433,12 @@ func (cc *clientConn) relay(ex *exchange, rt *route, uc *upConn, headLen int, ke
 		// The response is cut short: the client learns it from the
 		// closed connection (a status was already sent).
 		uc.release()
-		if side == sideRead || side == sideFraming {
+		switch {
+		case side == sideRead || side == sideFraming:
 			cc.p.stats.upstreamErr.Add(1)
 			cc.logError(ex, ex.status, fmt.Errorf("response body from %s: %w", uc.ss.srv.Addr, err))
+		case side == sideWrite && isTimeout(err):
+			cc.logSendTimeout(ex)
 		}
 		return attemptResult{out: outDone, keep: false}
 	}
