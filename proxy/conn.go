@@ -428,6 +428,15 @@ func (cc *clientConn) answer(ex *exchange, status int, keep bool, retryAfter int
 	return keep && err == nil
 }
 
+// routeName is the matched route's name for the logs; empty before
+// routing or when nothing matched.
+func (ex *exchange) routeName() string {
+	if ex.rt == nil {
+		return ""
+	}
+	return ex.rt.name
+}
+
 // logError logs an error response with its route and upstream: 5xx as
 // warnings, 4xx as info.
 func (cc *clientConn) logError(ex *exchange, status int, cause error) {
@@ -435,11 +444,7 @@ func (cc *clientConn) logError(ex *exchange, status int, cause error) {
 	if (status >= 500 && !log.IsWarn()) || (status < 500 && !log.IsInfo()) {
 		return
 	}
-	route := ""
-	if ex.rt != nil {
-		route = ex.rt.name
-	}
-	args := []any{"status", status, "route", route, "upstream", ex.upstream, "client", string(cc.remote)}
+	args := []any{"status", status, "route", ex.routeName(), "upstream", ex.upstream, "client", string(cc.remote)}
 	if cc.req.method != nil && status != stBad && status != stTooLarge {
 		args = append(args, "method", string(cc.req.method))
 	}
@@ -462,12 +467,8 @@ func (cc *clientConn) logSendTimeout(ex *exchange) {
 	if !log.IsInfo() {
 		return
 	}
-	route := ""
-	if ex.rt != nil {
-		route = ex.rt.name
-	}
 	log.Info("client timed out taking the response; connection closed",
-		"status", ex.status, "route", route, "upstream", ex.upstream, "client", string(cc.remote),
+		"status", ex.status, "route", ex.routeName(), "upstream", ex.upstream, "client", string(cc.remote),
 		"sent", cc.written-ex.out0, "send_timeout", cc.ls.cfg.SendTimeout)
 }
 

@@ -135,11 +135,7 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 // logAttempt notes a failed attempt that will be retried (or answered).
 func (cc *clientConn) logAttempt(ex *exchange, res attemptResult) {
 	if log := cc.p.log; log.IsDebug() {
-		route := ""
-		if ex.rt != nil {
-			route = ex.rt.name
-		}
-		log.Debug("upstream attempt failed", "route", route, "upstream", ex.upstream, "error", res.err)
+		log.Debug("upstream attempt failed", "route", ex.routeName(), "upstream", ex.upstream, "error", res.err)
 	}
 }
 
