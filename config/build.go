@@ -173,6 +173,7 @@ func (b *builder) upstream(r *rawUpstream) Upstream {
 	u.ResponseHeaderTimeout = s.duration("response_header_timeout", r.ResponseHeaderTimeout, 60*time.Second)
 	u.ReadTimeout = s.duration("read_timeout", r.ReadTimeout, 60*time.Second)
 	u.IdleTimeout = s.duration("idle_timeout", r.IdleTimeout, 60*time.Second)
+	u.TunnelTimeout = s.duration("tunnel_timeout", r.TunnelTimeout, time.Hour)
 	u.KeepaliveConns = s.integer("keepalive_conns", r.KeepaliveConns, 64, 0, 1<<16)
 	u.Retries = s.integer("retries", r.Retries, 2, 0, 100)
 	if r.HealthCheck != nil {

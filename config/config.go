@@ -115,6 +115,7 @@ type Upstream struct {
 	ResponseHeaderTimeout time.Duration `json:"response_header_timeout"` // default 60s
 	ReadTimeout           time.Duration `json:"read_timeout"`            // between body reads; default 60s
 	IdleTimeout           time.Duration `json:"idle_timeout"`            // pooled connection; default 60s
+	TunnelTimeout         time.Duration `json:"tunnel_timeout"`          // upgraded connection with no bytes either way; default 1h
 	KeepaliveConns        int           `json:"keepalive_conns"`         // idle conns kept per server; default 64; 0: no reuse
 	Retries               int           `json:"retries"`                 // extra attempts; default 2
 

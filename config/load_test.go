@@ -66,6 +66,7 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 			ResponseHeaderTimeout: 60 * time.Second,
 			ReadTimeout:           60 * time.Second,
 			IdleTimeout:           60 * time.Second,
+			TunnelTimeout:         time.Hour,
 			KeepaliveConns:        64,
 			Retries:               2,
 			HealthCheck: &config.HealthCheck{
@@ -136,8 +137,8 @@ func TestEverySettingIsRead(t *testing.T) {
 	u := cfg.Upstreams[0]
 	check("balance", u.Balance, "hash")
 	check("hash_key", u.HashKey, "header:X-User")
-	check("upstream timeouts", []time.Duration{u.ConnectTimeout, u.ResponseHeaderTimeout, u.ReadTimeout, u.IdleTimeout},
-		[]time.Duration{time.Second, 15 * time.Second, 25 * time.Second, 90 * time.Second})
+	check("upstream timeouts", []time.Duration{u.ConnectTimeout, u.ResponseHeaderTimeout, u.ReadTimeout, u.IdleTimeout, u.TunnelTimeout},
+		[]time.Duration{time.Second, 15 * time.Second, 25 * time.Second, 90 * time.Second, 10 * time.Minute})
 	check("keepalive_conns", u.KeepaliveConns, 16)
 	check("retries", u.Retries, 1)
 	check("servers", u.Servers, []config.Server{

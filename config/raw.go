@@ -98,6 +98,7 @@ type rawUpstream struct {
 	ResponseHeaderTimeout *string `hcl:"response_header_timeout,optional"`
 	ReadTimeout           *string `hcl:"read_timeout,optional"`
 	IdleTimeout           *string `hcl:"idle_timeout,optional"`
+	TunnelTimeout         *string `hcl:"tunnel_timeout,optional"`
 	KeepaliveConns        *int    `hcl:"keepalive_conns,optional"`
 	Retries               *int    `hcl:"retries,optional"`
 

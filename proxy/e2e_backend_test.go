@@ -198,6 +198,10 @@ func (b *backend) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		b.writeSeen(w, r)
 	case "/ws":
 		serveWebSocketEcho(w, r, b.Name)
+	case "/ws-push": // push n frames, one every `every`, then stay silent
+		n, _ := strconv.Atoi(q.Get("n"))
+		every, _ := time.ParseDuration(q.Get("every"))
+		serveWebSocketPush(w, r, n, every)
 	default:
 		b.writeSeen(w, r)
 	}

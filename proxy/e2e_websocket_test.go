@@ -6,6 +6,7 @@ package proxy_test
 // proves the proxy tunnels a real upgrade both ways, not just bytes.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha1"
@@ -13,6 +14,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -127,19 +129,11 @@ func headerHasToken(h http.Header, name, token string) bool {
 // frame until a close frame, which it answers. Unmasked client frames are a
 // protocol error (RFC 6455 5.1): the proxy must pass frames through untouched.
 func serveWebSocketEcho(w http.ResponseWriter, r *http.Request, name string) {
-	key := r.Header.Get("Sec-WebSocket-Key")
-	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") ||
-		r.Header.Get("Sec-WebSocket-Version") != "13" || key == "" {
-		http.Error(w, fmt.Sprintf("not a websocket handshake: %v", r.Header), http.StatusBadRequest)
-		return
-	}
-	c, rw, err := w.(http.Hijacker).Hijack()
-	if err != nil {
+	c, rw := wsUpgrade(w, r)
+	if c == nil {
 		return
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", wsAccept(key))
 	wsWriteFrame(rw, wsText, []byte("hello from "+name), false)
 	if rw.Flush() != nil {
 		return
@@ -163,25 +157,58 @@ func serveWebSocketEcho(w http.ResponseWriter, r *http.Request, name string) {
 	}
 }
 
-// TestE2EWebSocketEcho upgrades a connection through the proxy and exchanges
-// frames both ways: the server's unprompted greeting, a small text frame, a
-// 70 KB binary frame (64-bit length) and the closing handshake.
-func TestE2EWebSocketEcho(t *testing.T) {
-	t.Parallel()
-	be := startBackend(t, "ws")
-	rp := startProxy(t, expand(`
-listener "pub" { address = "127.0.0.1:1" }
-upstream "app" {
-  server "@BE@" {}
+// wsUpgrade checks a WebSocket handshake, takes the connection over and
+// sends the 101 (buffered in rw). On a bad handshake it answers 400 and
+// returns nil.
+func wsUpgrade(w http.ResponseWriter, r *http.Request) (net.Conn, *bufio.ReadWriter) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") ||
+		r.Header.Get("Sec-WebSocket-Version") != "13" || key == "" {
+		http.Error(w, fmt.Sprintf("not a websocket handshake: %v", r.Header), http.StatusBadRequest)
+		return nil, nil
+	}
+	c, rw, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return nil, nil
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", wsAccept(key))
+	return c, rw
 }
-route "all" { upstream = "app" }
-`, map[string]string{"BE": be.Addr}), proxy.Options{})
 
-	rc := dialRaw(t, rp.Addr("pub"))
+// serveWebSocketPush is a backend that only talks: after the handshake it
+// pushes n text frames ("push 1"...), one every interval, then falls
+// silent without closing, and reads (never expecting a frame) until the
+// connection goes away.
+func serveWebSocketPush(w http.ResponseWriter, r *http.Request, n int, interval time.Duration) {
+	c, rw := wsUpgrade(w, r)
+	if c == nil {
+		return
+	}
+	defer c.Close()
+	if rw.Flush() != nil {
+		return
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for i := 1; i <= n; i++ {
+		<-tick.C
+		if wsWriteFrame(rw, wsText, []byte(fmt.Sprintf("push %d", i)), false) != nil || rw.Flush() != nil {
+			return
+		}
+	}
+	io.Copy(io.Discard, rw)
+}
+
+// wsDial upgrades a raw connection to the proxy to a WebSocket on path;
+// frames that came with the 101 are left buffered in the returned conn.
+func wsDial(t *testing.T, addr, path string) *rawConn {
+	t.Helper()
+	rc := dialRaw(t, addr)
 	var k [16]byte
 	rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])
-	rc.send("GET /ws HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	rc.send("GET " + path + " HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(rc.br, &http.Request{Method: "GET"})
@@ -198,7 +225,24 @@ route "all" { upstream = "app" }
 	if !headerHasToken(resp.Header, "Upgrade", "websocket") || !headerHasToken(resp.Header, "Connection", "upgrade") {
 		t.Errorf("101 lacks Upgrade: websocket / Connection: Upgrade: %v", resp.Header)
 	}
+	return rc
+}
 
+// TestE2EWebSocketEcho upgrades a connection through the proxy and exchanges
+// frames both ways: the server's unprompted greeting, a small text frame, a
+// 70 KB binary frame (64-bit length) and the closing handshake.
+func TestE2EWebSocketEcho(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, "ws")
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"BE": be.Addr}), proxy.Options{})
+
+	rc := wsDial(t, rp.Addr("pub"), "/ws")
 	br := rc.br // bytes that came with the 101 are buffered there
 	op, p, masked, err := wsReadFrame(br)
 	if err != nil || op != wsText || string(p) != "hello from ws" || masked {
@@ -233,5 +277,47 @@ route "all" { upstream = "app" }
 	// The backend closed its side: the proxy must close the tunnel too.
 	if closed, extra := rc.closedWithin(5 * time.Second); !closed {
 		t.Errorf("tunnel not closed within 5s after the backend closed; extra bytes %q", extra)
+	}
+}
+
+// TestE2EWebSocketTunnelTimeout: a tunnel is idle only when no byte moves
+// either way. A backend that pushes a frame every 100 ms to a client that
+// never speaks keeps the tunnel open well past tunnel_timeout (400 ms);
+// once the backend falls silent too, the proxy closes the tunnel about
+// tunnel_timeout after the last frame, although neither side closed.
+func TestE2EWebSocketTunnelTimeout(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, "ws")
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  tunnel_timeout = "400ms"
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"BE": be.Addr}), proxy.Options{})
+
+	const pushes = 12 // 1.2 s of traffic one way: three times the timeout
+	rc := wsDial(t, rp.Addr("pub"), fmt.Sprintf("/ws-push?n=%d&every=100ms", pushes))
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := 1; i <= pushes; i++ {
+		op, p, _, err := wsReadFrame(rc.br)
+		if err != nil {
+			t.Fatalf("push %d of %d: %v (the tunnel was closed while the backend was still sending)", i, pushes, err)
+		}
+		if want := fmt.Sprintf("push %d", i); op != wsText || string(p) != want {
+			t.Fatalf("frame %d: op %d %q, want text %q", i, op, p, want)
+		}
+	}
+	lastFrame := time.Now()
+	closed, extra := rc.closedWithin(5 * time.Second)
+	if !closed {
+		t.Fatalf("tunnel idle both ways still open 5s after the last frame (tunnel_timeout 400ms); extra bytes %q", extra)
+	}
+	if d := time.Since(lastFrame); d < 350*time.Millisecond {
+		t.Errorf("idle tunnel closed %v after the last frame, before tunnel_timeout", d)
+	}
+	if extra != "" {
+		t.Errorf("idle tunnel got unexpected bytes %q", extra)
 	}
 }

@@ -50,6 +50,7 @@ type Proxy struct {
 	conns      map[*clientConn]struct{}
 	acceptors  []*rawAcceptor
 	ccPool     sync.Pool        // *clientConn, buffers and all
+	tunnelBufs sync.Pool        // *[]byte copy buffers of tunnels (tunnel.go)
 	closer     fileCloser       // client sockets (see fdclose.go)
 	work       chan *clientConn // hands connections to idle worker goroutines
 	waitIdle   bool             // close idle when the last connection ends

@@ -25,6 +25,7 @@ type upstreamState struct {
 	responseHeaderTimeout time.Duration
 	readTimeout           time.Duration
 	idleTimeout           time.Duration
+	tunnelTimeout         time.Duration
 	keepalive             int
 	retries               int
 
@@ -82,6 +83,7 @@ func newUpstreamState(cfg config.Upstream, log hclog.Logger) (*upstreamState, er
 		responseHeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, 60*time.Second),
 		readTimeout:           orDefault(cfg.ReadTimeout, 60*time.Second),
 		idleTimeout:           orDefault(cfg.IdleTimeout, 60*time.Second),
+		tunnelTimeout:         orDefault(cfg.TunnelTimeout, time.Hour),
 		keepalive:             cfg.KeepaliveConns,
 		retries:               max(cfg.Retries, 0),
 	}

@@ -50,6 +50,7 @@ upstream "app" {
   response_header_timeout = "15s"
   read_timeout            = "25s"
   idle_timeout            = "90s"
+  tunnel_timeout          = "10m"
   keepalive_conns         = 16
   retries                 = 1
   server "10.0.0.1:8080" {
