@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +106,42 @@ route "all" { upstream = "app" }
 	}
 	if closed, _ := rc.closedWithin(3 * time.Second); !closed {
 		t.Errorf("connection not closed after a Connection: close exchange")
+	}
+}
+
+// TestE2EHalfClosedClient: a client that sends its request and then shuts
+// down its sending side (as `nc -N` or a script piping one request does)
+// gets the whole response, and then the proxy closes at once: the FIN that
+// came with the request means no next request, so the connection does not
+// wait out keepalive_timeout. The same holds when request and FIN arrive
+// in one batch, whose readiness the poller reports only once.
+func TestE2EHalfClosedClient(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, "half")
+	rp := startProxy(t, expand(`
+listener "pub" {
+  address           = "127.0.0.1:1"
+  keepalive_timeout = "60s"
+}
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"BE": be.Addr}), proxy.Options{})
+	for i := range 3 {
+		rc := dialRaw(t, rp.Addr("pub"))
+		rc.send("GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
+		if err := rc.c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		resp, body := rc.mustRead("GET")
+		if resp.StatusCode != 200 || !strings.Contains(body, `"uri":"/half"`) {
+			t.Fatalf("try %d: status %d body %q", i, resp.StatusCode, clip(body))
+		}
+		start := time.Now()
+		if closed, extra := rc.closedWithin(5 * time.Second); !closed || extra != "" {
+			t.Fatalf("try %d: after the response to a half-closed client: closed %v (after %v), extra %q; want closed at once (keepalive_timeout 60s)",
+				i, closed, time.Since(start), extra)
+		}
 	}
 }
