@@ -155,9 +155,19 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	return w, nil
 }
 
+// readerGrace bounds how long a worker's exit waits for the reader of its
+// control socket to reach the end. The end normally comes with the exit
+// itself; the bound is for a socket held open elsewhere. It is generous
+// because what the reader has not yet passed on when the exit is handled
+// is lost: the worker's final counters (a late sample of a retired worker
+// is ignored), and on a loaded machine the reader may wait its turn for a
+// CPU well past a second.
+const readerGrace = 5 * time.Second
+
 // watchWorker forwards the worker's messages and then its exit to the
 // master's loop, in that order (the exit waits for the message reader to
-// finish, so an error the worker reported is known when its exit is seen).
+// finish, so an error the worker reported and its final counters are known
+// when its exit is seen).
 func (m *Master) watchWorker(w *worker) {
 	readerDone := make(chan struct{})
 	go func() {
@@ -174,7 +184,9 @@ func (m *Master) watchWorker(w *worker) {
 		err := w.cmd.Wait()
 		select {
 		case <-readerDone:
-		case <-time.After(time.Second):
+		case <-time.After(readerGrace):
+			m.log.Warn("worker exited but its control socket is still open elsewhere; handling the exit anyway",
+				"worker", w.pid, "waited", readerGrace)
 		}
 		w.ctl.Close()
 		m.events <- func() { m.onWorkerExit(w, err) }
