@@ -437,6 +437,11 @@ func (ex *exchange) routeName() string {
 	return ex.rt.name
 }
 
+// logFields are what every error-log line about an exchange names.
+func (cc *clientConn) logFields(ex *exchange, status int) []any {
+	return []any{"status", status, "route", ex.routeName(), "upstream", ex.upstream, "client", string(cc.remote)}
+}
+
 // logError logs an error response with its route and upstream: 5xx as
 // warnings, 4xx as info.
 func (cc *clientConn) logError(ex *exchange, status int, cause error) {
@@ -444,7 +449,7 @@ func (cc *clientConn) logError(ex *exchange, status int, cause error) {
 	if (status >= 500 && !log.IsWarn()) || (status < 500 && !log.IsInfo()) {
 		return
 	}
-	args := []any{"status", status, "route", ex.routeName(), "upstream", ex.upstream, "client", string(cc.remote)}
+	args := cc.logFields(ex, status)
 	if cc.req.method != nil && status != stBad && status != stTooLarge {
 		args = append(args, "method", string(cc.req.method))
 	}
@@ -468,8 +473,7 @@ func (cc *clientConn) logSendTimeout(ex *exchange) {
 		return
 	}
 	log.Info("client timed out taking the response; connection closed",
-		"status", ex.status, "route", ex.routeName(), "upstream", ex.upstream, "client", string(cc.remote),
-		"sent", cc.written-ex.out0, "send_timeout", cc.ls.cfg.SendTimeout)
+		append(cc.logFields(ex, ex.status), "sent", cc.written-ex.out0, "send_timeout", cc.ls.cfg.SendTimeout)...)
 }
 
 // copyForLog keeps what the access log needs from the head, which a

@@ -96,8 +96,9 @@ func (t *tunnelState) copy(dst, src net.Conn) int64 {
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
-			t.touch()
-			if now := time.Now(); wdl.Sub(now) < t.idle/2 {
+			now := time.Now()
+			t.last.Store(now.UnixNano())
+			if wdl.Sub(now) < t.idle/2 {
 				wdl = now.Add(t.idle)
 				dst.SetWriteDeadline(wdl)
 			}
@@ -110,17 +111,13 @@ func (t *tunnelState) copy(dst, src net.Conn) int64 {
 		if err == nil {
 			continue
 		}
-		if !isTimeout(err) {
+		// Quiet this way until the deadline: go on only if the other way
+		// moved bytes meanwhile (the deadline is then set anew, above,
+		// from that last byte).
+		if !isTimeout(err) || time.Since(time.Unix(0, t.last.Load())) >= t.idle {
 			return moved
 		}
-		// Quiet this way for the timeout: the other way may have moved
-		// bytes meanwhile; wait on until idle counts from that.
-		last := time.Unix(0, t.last.Load())
-		if time.Since(last) >= t.idle {
-			return moved
-		}
-		rdl = last.Add(t.idle)
-		src.SetReadDeadline(rdl)
+		rdl = time.Time{}
 	}
 }
 
