@@ -185,7 +185,7 @@ func (m *Master) watchWorker(w *worker) {
 		select {
 		case <-readerDone:
 		case <-time.After(readerGrace):
-			m.log.Warn("worker exited but its control socket is still open elsewhere; handling the exit anyway",
+			m.log.Warn("worker exited but its control socket's reader has not reached the end; handling the exit anyway, later messages are lost",
 				"worker", w.pid, "waited", readerGrace)
 		}
 		w.ctl.Close()
