@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/config"
@@ -64,12 +65,15 @@ type upConn struct {
 	idleSince time.Time
 	rdl, wdl  time.Time // deadlines as set
 	reused    bool      // came from the keep-alive pool
-}
+	sio       *sockIO   // br's and bw's socket: sio.sent tells whether a send went out
 
-// Liveness is probed only for connections idle longer than this: a
-// connection used a moment ago is as good as certainly alive, so the hot
-// path pays nothing.
-const probeAfterIdle = time.Second
+	// probeFn is probeFD bound once, so that the liveness probe run
+	// before every reuse allocates nothing; probeErr is its result
+	// (EAGAIN: nothing to read, 0: bytes or EOF).
+	probeFn  func(fd uintptr) bool
+	probeErr syscall.Errno
+	probeBuf [1]byte
+}
 
 func newUpstreamState(cfg config.Upstream, log hclog.Logger) (*upstreamState, error) {
 	pool, err := upstream.NewPool(cfg, log.Named("upstream").With("upstream", cfg.Name))
@@ -140,8 +144,12 @@ func (ss *serverState) get(now time.Time) *upConn {
 		ss.idle[n-1] = nil
 		ss.idle = ss.idle[:n-1]
 		ss.mu.Unlock()
-		idle := now.Sub(uc.idleSince)
-		if idle > ss.up.idleTimeout || (idle > probeAfterIdle && !uc.alive()) {
+		// Probed before every reuse, however short the idle time: bytes
+		// that arrived after the previous response (a body sent after a
+		// HEAD answer or a 204, more than Content-Length, a late
+		// response) would otherwise be read as the next client's
+		// response.
+		if now.Sub(uc.idleSince) > ss.up.idleTimeout || !uc.alive() {
 			uc.release()
 			continue
 		}
@@ -194,23 +202,29 @@ func (ss *serverState) closeIdle() {
 	}
 }
 
-// alive peeks at the socket without blocking: an idle keep-alive
-// connection must have nothing to read. EOF (the server closed it) or
-// stray bytes (a late or unsolicited response) make it unusable.
+// alive peeks at the socket without blocking (one recvfrom with
+// MSG_PEEK|MSG_DONTWAIT): an idle keep-alive connection must have nothing
+// to read. EOF (the server closed it), an error, or stray bytes (a late or
+// unsolicited response) make it unusable.
 func (uc *upConn) alive() bool {
 	if uc.raw == nil {
 		return true
 	}
-	var buf [1]byte
-	var err error
-	rerr := uc.raw.Read(func(fd uintptr) bool {
-		_, _, err = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true
-	})
-	if rerr != nil {
+	if uc.raw.Read(uc.probeFn) != nil {
 		return false
 	}
-	return err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+	return uc.probeErr == syscall.EAGAIN
+}
+
+func (uc *upConn) probeFD(fd uintptr) bool {
+	for {
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&uc.probeBuf[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			uc.probeErr = e
+			return true
+		}
+	}
 }
 
 // release closes the connection and returns its buffers. Only the
@@ -241,8 +255,9 @@ func (p *Proxy) dial(ss *serverState) (*upConn, error) {
 	if sc, ok := c.(syscall.Conn); ok {
 		uc.raw, _ = sc.SyscallConn()
 	}
-	sio := newSockIO(c)
-	uc.br = p.upBufs.getReader(sio)
-	uc.bw = p.upBufs.getWriter(sio)
+	uc.probeFn = uc.probeFD
+	uc.sio = newSockIO(c)
+	uc.br = p.upBufs.getReader(uc.sio)
+	uc.bw = p.upBufs.getWriter(uc.sio)
 	return uc, nil
 }
