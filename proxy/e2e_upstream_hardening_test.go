@@ -9,6 +9,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -142,5 +143,79 @@ route "all" { upstream = "app" }
 				}
 			})
 		}
+	}
+}
+
+// closingOnSecondRequest is a raw backend that answers the first request
+// on each connection and closes the connection without answering the
+// second one, as a server does that dies or times the connection out just
+// as the request arrives. It counts the requests to path.
+func closingOnSecondRequest(t testing.TB, path string, seen *atomic.Int64) string {
+	return rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for n := 0; ; n++ {
+			req, err := readRequest(c, br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == path {
+				seen.Add(1)
+			}
+			if n > 0 {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+}
+
+// TestE2ENonIdempotentNeverResentOnReusedConn: a POST written to a reused
+// keep-alive connection that the server then closes without answering is
+// not sent again (the server may have acted on it): the client gets 502
+// and the server saw the POST once. A GET in the same situation is retried
+// on a fresh connection and succeeds.
+func TestE2ENonIdempotentNeverResentOnReusedConn(t *testing.T) {
+	t.Parallel()
+	for _, method := range []string{"POST", "GET"} {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			var seen atomic.Int64
+			addr := closingOnSecondRequest(t, "/act", &seen)
+			rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  retries = 2
+  server "@B@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B": addr}), proxy.Options{})
+
+			c := dialRaw(t, rp.Addr("pub"))
+			c.send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, _ := c.mustRead("GET"); resp.StatusCode != 200 {
+				t.Fatalf("warm-up: status %d", resp.StatusCode)
+			}
+			body := ""
+			if method == "POST" {
+				body = "amount=100"
+			}
+			c.send(fmt.Sprintf("%s /act HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", method, len(body), body))
+			resp, got := c.mustRead(method)
+			switch method {
+			case "POST":
+				if resp.StatusCode != http.StatusBadGateway {
+					t.Errorf("POST on a reused connection the server closed: status %d %q, want 502", resp.StatusCode, got)
+				}
+				if n := seen.Load(); n != 1 {
+					t.Errorf("the server saw the POST %d times, want exactly 1 (never re-sent)", n)
+				}
+			case "GET":
+				if resp.StatusCode != 200 || got != "ok" {
+					t.Errorf("GET on a reused connection the server closed: status %d %q, want 200 (retried)", resp.StatusCode, got)
+				}
+				if n := seen.Load(); n != 2 {
+					t.Errorf("the server saw the GET %d times, want 2 (retried once)", n)
+				}
+			}
+		})
 	}
 }

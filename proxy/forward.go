@@ -175,8 +175,9 @@ func (p *Proxy) newRequestID(dst []byte) []byte {
 
 // attempt sends the request to one server and relays the response. A
 // pooled connection that turns out dead before anything of the response
-// arrived is replaced by a fresh one to the same server, for any method,
-// as long as nothing of the client's input was consumed yet.
+// arrived is replaced by a fresh one to the same server when the request
+// can be replayed (nothing of the client's input consumed yet) and either
+// nothing of it was sent or it is idempotent.
 func (cc *clientConn) attempt(ex *exchange, rt *route, ss *serverState, headLen, bodyLen int, buffered bool, maxBody int64, keep bool) attemptResult {
 	uc := ss.get(cc.now)
 	for {
@@ -213,7 +214,8 @@ func isNetTimeout(err error) bool {
 
 // exchangeWith runs the request over one upstream connection. stale
 // reports a reused connection found dead before any response byte while
-// the request can still be replayed: the caller retries on a fresh one.
+// the request can still be replayed and may be sent again (nothing of it
+// went out, or it is idempotent): the caller retries on a fresh one.
 func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen, bodyLen int, buffered bool, maxBody int64, keep bool) (res attemptResult, stale bool) {
 	req := &cc.req
 	u := rt.up
@@ -222,17 +224,28 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 	setDeadlines(uc.c, &uc.rdl, &uc.wdl, cc.now.Add(u.responseHeaderTimeout), u.responseHeaderTimeout)
 
 	cc.uh.host = uc.ss.host
+	// From here sent tells whether any byte of this request went out
+	// (the flag serves nothing else on an upstream socket): once one did,
+	// the server may have acted on a non-idempotent request, which must
+	// then never be sent again (RFC 9110 9.2.2).
+	uc.sio.sent = false
 	writeUpstreamHead(uc.bw, rt, req, &cc.uh)
 	if buffered && bodyLen > 0 {
 		all, _ := cc.br.Peek(headLen + bodyLen)
 		uc.bw.Write(all[headLen:])
 	}
 	if err := uc.bw.Flush(); err != nil {
-		if uc.reused {
+		unsent := uc.sio.raw != nil && !uc.sio.sent
+		if uc.reused && (unsent || (req.idempotent && buffered)) {
 			return res, true
 		}
 		uc.release()
-		return attemptResult{out: outUpstreamErr, status: upstreamStatus(err), err: fmt.Errorf("send to %s: %w", uc.ss.srv.Addr, err)}, false
+		err = fmt.Errorf("send to %s: %w", uc.ss.srv.Addr, err)
+		if unsent {
+			// Nothing reached the server: any method may go elsewhere.
+			return attemptResult{out: outConnectFail, status: upstreamStatus(err), err: err}, false
+		}
+		return attemptResult{out: outUpstreamErr, status: upstreamStatus(err), err: err}, false
 	}
 	if !buffered {
 		// Stream the body: from here on the client's input is consumed
@@ -285,7 +298,18 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 		head, got, err = readResponseHead(uc.br)
 		if err != nil {
 			if !got && uc.reused && buffered && interim == 0 && !isTimeout(err) {
-				return res, true
+				if req.idempotent {
+					return res, true
+				}
+				// The server may have acted on the request before it
+				// closed: a non-idempotent one is answered 502, never
+				// re-sent.
+				uc.release()
+				if errors.Is(err, io.EOF) {
+					err = errUpstreamGone
+				}
+				return attemptResult{out: outUpstreamErr, status: 502,
+					err: fmt.Errorf("response from %s: %w (on a reused connection; %s is not idempotent: not re-sent)", uc.ss.srv.Addr, err, req.method)}, false
 			}
 			uc.release()
 			if errors.Is(err, errHeadTooLarge) {
