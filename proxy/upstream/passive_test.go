@@ -140,3 +140,40 @@ func TestPassivePoolRecovers(t *testing.T) {
 		t.Fatalf("stats after recovery: %+v", st)
 	}
 }
+
+// TestPassiveSingleServerNeverMarked: as nginx, an upstream with a single
+// server and no backup ignores max_fails: its failures are counted, but it
+// stays in rotation. With a backup, the lone primary is marked as usual
+// (the backup takes over).
+func TestPassiveSingleServerNeverMarked(t *testing.T) {
+	t0 := time.Now()
+	lone, err := NewPool(config.Upstream{Name: "app", Servers: []config.Server{
+		{Address: "10.0.0.1:80", MaxFails: 1, FailTimeout: time.Hour},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := lone.Servers()[0]
+	for range 5 {
+		s.Fail(t0)
+	}
+	if st := s.Stats(); !st.Healthy || st.Disabled != 0 || st.Failures != 5 {
+		t.Fatalf("lone server after 5 failures with max_fails 1: %+v; want healthy, never disabled, 5 failures counted", st)
+	}
+	if lone.Pick(nil, nil) != s {
+		t.Fatal("lone server not picked after failures")
+	}
+
+	withBackup, err := NewPool(config.Upstream{Name: "app", Servers: []config.Server{
+		{Address: "10.0.0.1:80", MaxFails: 1, FailTimeout: time.Hour},
+		{Address: "10.0.0.2:80", Backup: true},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := withBackup.Servers()[0]
+	primary.Fail(t0)
+	if primary.Healthy() {
+		t.Fatal("a lone primary with a backup was not marked down after max_fails failures")
+	}
+}

@@ -92,6 +92,13 @@ func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
 	if len(primary) == 0 {
 		return nil, fmt.Errorf("upstream %q: every server is a backup; at least one must not be", cfg.Name)
 	}
+	if len(primary) == 1 && len(backup) == 0 {
+		// As nginx: a lone server is never taken out by passive marking,
+		// max_fails or not. Marking it down would only turn the errors of
+		// some requests into 503 for every client for fail_timeout, with
+		// nowhere else to send them. Failures are still counted.
+		primary[0].maxFails = 0
+	}
 	var err error
 	if p.primary, err = newBalancer(p.balance, primary); err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", cfg.Name, err)
