@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,5 +218,179 @@ route "all" { upstream = "app" }
 				}
 			}
 		})
+	}
+}
+
+// TestE2ELocalDialErrorBlamesNoServer: a dial that fails because the proxy
+// itself is out of descriptors (EMFILE) is answered 503 and counts against
+// no server: once descriptors are free again, both servers serve at once
+// (before, both were marked down for fail_timeout and every client got
+// 503). Not parallel: it lowers the open-files limit of the test process,
+// so that no other test may run meanwhile.
+func TestE2ELocalDialErrorBlamesNoServer(t *testing.T) {
+	b1, b2 := startBackend(t, "s1"), startBackend(t, "s2")
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  retries = 1
+  server "@B1@" {
+    max_fails    = 1
+    fail_timeout = "60s"
+  }
+  server "@B2@" {
+    max_fails    = 1
+    fail_timeout = "60s"
+  }
+}
+route "local" {
+  path_prefix = "/local"
+  respond {
+    status = 200
+    body   = "here"
+  }
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B1": b1.Addr, "B2": b2.Addr}), proxy.Options{})
+
+	// A client connection the proxy has accepted and served: the request
+	// below needs no new descriptor but the upstream socket.
+	c := dialRaw(t, rp.Addr("pub"))
+	c.send("GET /local HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := c.mustRead("GET"); resp.StatusCode != 200 {
+		t.Fatalf("local route: status %d", resp.StatusCode)
+	}
+
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	// No descriptor number is free below the limit: every socket(2)
+	// fails with EMFILE, even after the proxy closes its parked numbers.
+	lim := saved
+	lim.Cur = 3
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	c.send("GET /at-limit HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body, err := c.read("GET")
+	if rerr := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved); rerr != nil {
+		t.Fatalf("restore RLIMIT_NOFILE: %v", rerr)
+	}
+	if err != nil {
+		t.Fatalf("request at the open-files limit: %v", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("request while the proxy is out of descriptors: status %d %q, want 503 (a local failure, not a bad gateway)", resp.StatusCode, body)
+	}
+
+	seen := map[string]int{}
+	for i := 0; i < 4; i++ {
+		c.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := c.mustRead("GET")
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d after descriptors were freed: status %d %q, want 200 (no server is to blame)", i, resp.StatusCode, body)
+		}
+		seen[resp.Header.Get("X-Backend")]++
+	}
+	if seen["s1"] == 0 || seen["s2"] == 0 {
+		t.Errorf("after the local failure the servers served %v; both must still be in rotation", seen)
+	}
+}
+
+// TestE2ESingleServerNeverMarkedDown: as nginx, an upstream with one
+// server ignores max_fails: a failed request is answered 502, and the next
+// ones reach the server again instead of getting 503 for fail_timeout.
+func TestE2ESingleServerNeverMarkedDown(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int64
+	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		first := conns.Add(1) == 1
+		for {
+			if _, err := readRequest(c, br); err != nil {
+				return
+			}
+			if first {
+				c.(*net.TCPConn).SetLinger(0) // reset: a connection error
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  server "@B@" {
+    max_fails    = 1
+    fail_timeout = "60s"
+  }
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B": addr}), proxy.Options{})
+
+	c := dialRaw(t, rp.Addr("pub"))
+	c.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := c.mustRead("GET"); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("request the server reset: status %d, want 502", resp.StatusCode)
+	}
+	for i := 0; i < 3; i++ {
+		c.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.mustRead("GET"); resp.StatusCode != 200 {
+			t.Fatalf("request %d after one failure of the only server: status %d %q, want 200", i, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestE2EMalformedResponseNotAFailure: an invalid response head is
+// answered 502 but does not count for passive health (nginx counts
+// invalid_header only when proxy_next_upstream lists it, and its default
+// does not): the server stays in rotation with max_fails 1.
+func TestE2EMalformedResponseNotAFailure(t *testing.T) {
+	t.Parallel()
+	var answered atomic.Int64
+	bad := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := readRequest(c, br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/garbage" {
+				io.WriteString(c, "HTTP/1.1 2x0 What\r\nContent-Length: 0\r\n\r\n")
+				return
+			}
+			answered.Add(1)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Backend: odd\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	good := startBackend(t, "good")
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  server "@BAD@" {
+    max_fails    = 1
+    fail_timeout = "60s"
+  }
+  server "@GOOD@" { max_fails = 0 }
+}
+route "all" { upstream = "app" }
+`, map[string]string{"BAD": bad, "GOOD": good.Addr}), proxy.Options{})
+
+	c := dialRaw(t, rp.Addr("pub"))
+	got502 := false
+	for i := 0; i < 2 && !got502; i++ { // round robin: one of two reaches the odd server
+		c.send("GET /garbage HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, _ := c.mustRead("GET")
+		got502 = resp.StatusCode == http.StatusBadGateway
+	}
+	if !got502 {
+		t.Fatal("the malformed response never came back as 502")
+	}
+	for i := 0; i < 6; i++ {
+		c.send("GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.mustRead("GET"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if answered.Load() == 0 {
+		t.Errorf("after one malformed response the server got none of 6 requests: passive health counted it as a failure")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/pingora-go/pingora/proxy/upstream"
@@ -24,6 +25,7 @@ const (
 	outUpstreamErr                // failed before the response head: retry if idempotent and replayable
 	outBadResponse                // invalid response head: no retry
 	outAnswered                   // the attempt answered the client itself (400, 408, 413, 502 mid-body)
+	outLocalErr                   // the proxy itself failed (out of descriptors, buffers, ports): no retry, not the server's fault
 )
 
 // attemptResult is an attempt's outcome with the status to answer when no
@@ -121,8 +123,14 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 				continue
 			}
 		case outBadResponse:
+			// Not a failure for passive health (nginx counts
+			// invalid_header only when proxy_next_upstream lists it,
+			// which its default does not): one malformed answer must
+			// not take the server out for every client.
 			p.stats.upstreamErr.Add(1)
-			srv.Fail(cc.now)
+		case outLocalErr:
+			// The proxy's own failure: no server is blamed, and no
+			// other server would fare better.
 		}
 		break
 	}
@@ -185,11 +193,11 @@ func (cc *clientConn) attempt(ex *exchange, rt *route, ss *serverState, headLen,
 			var err error
 			uc, err = cc.p.dial(ss)
 			if err != nil {
-				status := 502
-				if isTimeout(err) || isNetTimeout(err) {
-					status = 504
+				err = fmt.Errorf("connect %s: %w", ss.srv.Addr, err)
+				if isLocalErr(err) {
+					return attemptResult{out: outLocalErr, status: 503, err: err}
 				}
-				return attemptResult{out: outConnectFail, status: status, err: fmt.Errorf("connect %s: %w", ss.srv.Addr, err)}
+				return attemptResult{out: outConnectFail, status: upstreamStatus(err), err: err}
 			}
 		}
 		if !cc.setUpstream(uc) {
@@ -205,6 +213,16 @@ func (cc *clientConn) attempt(ex *exchange, rt *route, ss *serverState, headLen,
 		}
 		return res
 	}
+}
+
+// isLocalErr reports a failure of the proxy's own host, not of the
+// server: out of descriptors (EMFILE, ENFILE), of socket buffers
+// (ENOBUFS, ENOMEM), or of local ports (EADDRNOTAVAIL). Another server
+// would fail alike, and the server must not be blamed for it.
+func isLocalErr(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.EADDRNOTAVAIL)
 }
 
 func isNetTimeout(err error) bool {
