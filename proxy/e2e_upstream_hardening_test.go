@@ -394,3 +394,59 @@ route "all" { upstream = "app" }
 		t.Errorf("after one malformed response the server got none of 6 requests: passive health counted it as a failure")
 	}
 }
+
+// TestE2EEarlyUpstreamAnswerToStreamedBody: an upstream that answers 413
+// after the request head and closes while the client is still sending a
+// large body gets its answer relayed to the client (not a 502), and the
+// client connection closes after it.
+func TestE2EEarlyUpstreamAnswerToStreamedBody(t *testing.T) {
+	t.Parallel()
+	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nX-Early: yes\r\nContent-Length: 9\r\n\r\ntoo large")
+		// Closed with the body unread: the proxy's sends then fail.
+	})
+	rp := startProxy(t, expand(`
+listener "pub" {
+  address       = "127.0.0.1:1"
+  max_body_size = 0
+}
+upstream "app" {
+  server "@B@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B": addr}), proxy.Options{})
+
+	const size = 256 << 20
+	c := dialRaw(t, rp.Addr("pub"))
+	c.send(fmt.Sprintf("PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
+	go func() {
+		// Sends until the proxy closes the connection.
+		c.c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		io.Copy(c.c, io.LimitReader(zeros{}, size))
+	}()
+	resp, body, err := c.read("PUT")
+	if err != nil {
+		t.Fatalf("no response while the body was streaming: %v", err)
+	}
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("X-Early") != "yes" || body != "too large" {
+		t.Fatalf("got %d %q (X-Early %q), want the upstream's own 413", resp.StatusCode, body, resp.Header.Get("X-Early"))
+	}
+	if !resp.Close {
+		t.Errorf("the relayed early answer does not say Connection: close, yet the body was not read")
+	}
+	if closed, extra := c.closedWithin(5 * time.Second); !closed {
+		t.Errorf("client connection still open after the early answer (read %q)", extra)
+	}
+}
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}

@@ -285,6 +285,11 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 				side = sideWrite
 			}
 		}
+		if side == sideWrite {
+			if res, ok := cc.earlyResponse(ex, rt, uc, attemptStart); ok {
+				return res, false
+			}
+		}
 		if side != sideNone {
 			uc.release()
 			switch side {
@@ -360,6 +365,42 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 	ex.upDur = now.Sub(attemptStart)
 	ex.status = resp.status
 	return cc.relay(ex, rt, uc, len(head), keep), false
+}
+
+// earlyResponseWait bounds the wait for an answer the upstream may have
+// sent before it stopped taking the request body: such an answer has
+// arrived by the time a send fails, or comes right after.
+const earlyResponseWait = 500 * time.Millisecond
+
+// earlyResponse relays the response an upstream sent before it stopped
+// taking the request body (a 413 answered after the head, the connection
+// then closed, so that sending the rest failed): that answer, not a 502,
+// is what the client needs. The client's body is left unread, so its
+// connection is closed after a lingering read. ok is false when no
+// complete, valid final response head is to be had.
+func (cc *clientConn) earlyResponse(ex *exchange, rt *route, uc *upConn, attemptStart time.Time) (res attemptResult, ok bool) {
+	uc.rdl = time.Now().Add(earlyResponseWait)
+	uc.c.SetReadDeadline(uc.rdl)
+	head, _, err := readResponseHead(uc.br)
+	if err != nil {
+		return res, false
+	}
+	resp := &cc.resp
+	if parseResponse(resp, head) != stOK || resp.status < 200 {
+		return res, false
+	}
+	uc.unfinished = true
+	uc.rdl = time.Now().Add(rt.up.readTimeout)
+	uc.c.SetReadDeadline(uc.rdl)
+	now := time.Now()
+	cc.now = now
+	ex.upDur = now.Sub(attemptStart)
+	ex.status = resp.status
+	res = cc.relay(ex, rt, uc, len(head), false)
+	if !cc.cutDown.Load() {
+		lingerClose(cc.c)
+	}
+	return res, true
 }
 
 // answered writes an error response from inside an attempt (the body
@@ -480,7 +521,7 @@ func (cc *clientConn) relay(ex *exchange, rt *route, uc *upConn, headLen int, ke
 		}
 		return attemptResult{out: outDone, keep: false}
 	}
-	if reuse && uc.br.Buffered() == 0 && uc.ss.up.keepalive > 0 && !cc.p.closing.Load() {
+	if reuse && !uc.unfinished && uc.br.Buffered() == 0 && uc.ss.up.keepalive > 0 && !cc.p.closing.Load() {
 		uc.ss.put(uc, cc.now)
 	} else {
 		uc.release()

@@ -65,7 +65,10 @@ type upConn struct {
 	idleSince time.Time
 	rdl, wdl  time.Time // deadlines as set
 	reused    bool      // came from the keep-alive pool
-	sio       *sockIO   // br's and bw's socket: sio.sent tells whether a send went out
+	// unfinished: the request was not sent in full (the response came
+	// early), so the connection can carry no other.
+	unfinished bool
+	sio        *sockIO // br's and bw's socket: sio.sent tells whether a send went out
 
 	// probeFn is probeFD bound once, so that the liveness probe run
 	// before every reuse allocates nothing; probeErr is its result
