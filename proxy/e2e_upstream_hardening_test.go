@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -449,4 +450,136 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// readAll reads what the proxy sends until it closes the connection
+// (within 10 s).
+func (rc *rawConn) readAll() string {
+	rc.t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(rc.br)
+	if err != nil {
+		rc.t.Fatalf("read until close: %v (got %q)", err, b)
+	}
+	return string(b)
+}
+
+// TestE2ENoContinueToHTTP10Client: an HTTP/1.0 client that sends Expect:
+// 100-continue gets no 100 Continue (it does not understand 1xx), only the
+// final response; an HTTP/1.1 client still gets its go-ahead.
+func TestE2ENoContinueToHTTP10Client(t *testing.T) {
+	t.Parallel()
+	heads := make(chan struct{}, 2) // a request head reached the backend
+	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		heads <- struct{}{}
+		body, _ := io.ReadAll(req.Body)
+		io.WriteString(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	})
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  server "@B@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B": addr}), proxy.Options{})
+
+	for _, version := range []string{"HTTP/1.0", "HTTP/1.1"} {
+		c := dialRaw(t, rp.Addr("pub"))
+		c.send("POST /up " + version + "\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		<-heads // the proxy is past its answer to Expect: it streams the body now
+		c.send("hello")
+		got := c.readAll()
+		continues := strings.Count(got, " 100 Continue")
+		switch {
+		case !strings.HasSuffix(got, "\r\n\r\nhello"):
+			t.Errorf("%s client: got %q, want the final response with the body", version, got)
+		case version == "HTTP/1.0" && continues != 0:
+			t.Errorf("HTTP/1.0 client got a 100 Continue: %q", got)
+		case version == "HTTP/1.1" && (continues != 1 || !strings.HasPrefix(got, "HTTP/1.1 100 Continue\r\n\r\n")):
+			t.Errorf("HTTP/1.1 client: got %q, want one 100 Continue before the final response", got)
+		}
+	}
+}
+
+// TestE2EInterimResponsesForwarded: a 103 Early Hints from the upstream
+// reaches an HTTP/1.1 client before the final response, with its fields;
+// an upstream's 100 Continue does not (Expect is the proxy's business), and
+// an HTTP/1.0 client gets no interim response at all.
+func TestE2EInterimResponsesForwarded(t *testing.T) {
+	t.Parallel()
+	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := readRequest(c, br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"+
+			"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"+
+			"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+	})
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  server "@B@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B": addr}), proxy.Options{})
+
+	c := dialRaw(t, rp.Addr("pub"))
+	c.send("GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	got := c.readAll()
+	const hints = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+	if !strings.HasPrefix(got, hints) || !strings.HasSuffix(got, "\r\n\r\nok") {
+		t.Errorf("HTTP/1.1 client: got %q, want the 103 with its Link field, then the 200 (and no 100)", got)
+	}
+
+	c = dialRaw(t, rp.Addr("pub"))
+	c.send("GET /page HTTP/1.0\r\nHost: x\r\n\r\n")
+	if got := c.readAll(); !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\nok") {
+		t.Errorf("HTTP/1.0 client: got %q, want the 200 alone", got)
+	}
+}
+
+// TestE2EBodilessResponsesFramedCleanly: a 204 reaches the client without
+// the Content-Length and the body the upstream sent with it, and neither
+// a 204 nor a 304 carries Transfer-Encoding.
+func TestE2EBodilessResponsesFramedCleanly(t *testing.T) {
+	t.Parallel()
+	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := readRequest(c, br)
+		if err != nil {
+			return
+		}
+		switch req.URL.Path {
+		case "/204-length":
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello")
+		case "/204-chunked":
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+		case "/304-chunked":
+			io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nTransfer-Encoding: chunked\r\n\r\n")
+		}
+	})
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  keepalive_conns = 0
+  server "@B@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B": addr}), proxy.Options{})
+
+	for _, path := range []string{"/204-length", "/204-chunked", "/304-chunked"} {
+		c := dialRaw(t, rp.Addr("pub"))
+		c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		got := c.readAll()
+		head, body, _ := strings.Cut(got, "\r\n\r\n")
+		lower := strings.ToLower(head)
+		if body != "" || strings.Contains(lower, "transfer-encoding") ||
+			(strings.HasPrefix(path, "/204") && strings.Contains(lower, "content-length")) {
+			t.Errorf("%s: got %q; want a head without framing fields and no body", path, got)
+		}
+	}
 }

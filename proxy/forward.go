@@ -81,8 +81,9 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 	}
 	cc.uh.upgrade = req.connUpgrade && req.upgrade != nil
 
-	if req.expect100 && !buffered {
-		// The client waits for our go-ahead before sending the body.
+	if req.expect100 && !buffered && req.minor >= 1 {
+		// The client waits for our go-ahead before sending the body (an
+		// HTTP/1.0 client sends it anyway and must get no 1xx).
 		cc.ensureWriteDeadline()
 		cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if cc.bw.Flush() != nil {
@@ -311,8 +312,10 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 		uc.c.SetReadDeadline(uc.rdl)
 	}
 
-	// The response head; interim 1xx responses (other than 101) are
-	// dropped: Expect was answered here.
+	// The response head. Interim 1xx responses (other than 101) go to an
+	// HTTP/1.1 client as they come (103 Early Hints is of use only then),
+	// but for 100 Continue: Expect is answered here, not by the upstream.
+	// An HTTP/1.0 client gets none (RFC 9110 15.2).
 	resp := &cc.resp
 	var head []byte
 	for interim := 0; ; interim++ {
@@ -353,6 +356,15 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 		if interim == 8 {
 			uc.release()
 			return attemptResult{out: outBadResponse, status: 502, err: fmt.Errorf("%w %s: too many interim responses", errBadResponse, uc.ss.srv.Addr)}, false
+		}
+		if resp.status != 100 && req.minor >= 1 {
+			cc.now = time.Now()
+			cc.ensureWriteDeadline()
+			writeInterimHead(cc.bw, rt, resp)
+			if cc.bw.Flush() != nil {
+				uc.release()
+				return attemptResult{out: outDone, keep: false}, false // the client went away
+			}
 		}
 		uc.br.Discard(len(head))
 	}

@@ -121,6 +121,38 @@ const (
 
 // writeClientHead writes the response head for the client.
 func writeClientHead(bw *bufio.Writer, rt *route, resp *response, body bodyMode, mode connMode, upgraded bool) {
+	writeResponseFields(bw, rt, resp, upgraded)
+	bw.Write(rt.respSetRaw)
+	// A 204 has no body, so no Content-Length either (RFC 9110 8.6); a
+	// 304's is the length the 200 would have had, and stays.
+	if resp.contentLength >= 0 && (body == bodyFixed || body == bodyNone) && resp.status != 204 {
+		bw.WriteString("Content-Length: ")
+		writeInt(bw, resp.contentLength, 10)
+		bw.WriteString("\r\n")
+	}
+	if body == bodyChunked || body == bodyRechunk {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if upgraded {
+		bw.WriteString("Connection: Upgrade\r\n")
+	} else {
+		bw.WriteString(connHeaderLines[mode])
+	}
+	bw.WriteString("\r\n")
+}
+
+// writeInterimHead writes a 1xx interim response (103 Early Hints, say)
+// for an HTTP/1.1 client: the status line and the end-to-end fields, no
+// framing or connection fields (RFC 9110 15.2).
+func writeInterimHead(bw *bufio.Writer, rt *route, resp *response) {
+	writeResponseFields(bw, rt, resp, false)
+	bw.WriteString("\r\n")
+}
+
+// writeResponseFields writes the status line and the fields of resp that
+// are forwarded: not framing, hop-by-hop or dropped ones, nor those the
+// Connection header names.
+func writeResponseFields(bw *bufio.Writer, rt *route, resp *response, upgraded bool) {
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(resp.statusRest)
 	bw.WriteString("\r\n")
@@ -145,21 +177,6 @@ func writeClientHead(bw *bufio.Writer, rt *route, resp *response, body bodyMode,
 		bw.Write(h.value)
 		bw.WriteString("\r\n")
 	}
-	bw.Write(rt.respSetRaw)
-	if resp.contentLength >= 0 && (body == bodyFixed || body == bodyNone) {
-		bw.WriteString("Content-Length: ")
-		writeInt(bw, resp.contentLength, 10)
-		bw.WriteString("\r\n")
-	}
-	if body == bodyChunked || body == bodyRechunk {
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	}
-	if upgraded {
-		bw.WriteString("Connection: Upgrade\r\n")
-	} else {
-		bw.WriteString(connHeaderLines[mode])
-	}
-	bw.WriteString("\r\n")
 }
 
 // writeInt writes n in the given base straight into bw's buffer (a
