@@ -583,3 +583,48 @@ route "all" { upstream = "app" }
 		}
 	}
 }
+
+// TestE2EPooledConnReusedAfterReadTimeoutPassed: the probe before reuse
+// does not mistake a clean idle connection for a dead one when the last
+// response's read deadline (response_header_timeout, read_timeout) passed
+// while it sat in the pool.
+func TestE2EPooledConnReusedAfterReadTimeoutPassed(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int64
+	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, accountReply)
+		}
+	})
+	rp := startProxy(t, expand(`
+listener "pub" { address = "127.0.0.1:1" }
+upstream "app" {
+  response_header_timeout = "200ms"
+  read_timeout            = "200ms"
+  idle_timeout            = "60s"
+  server "@B@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"B": addr}), proxy.Options{})
+
+	c := dialRaw(t, rp.Addr("pub"))
+	for i := 0; i < 2; i++ {
+		if i == 1 {
+			// The time itself is what is tested: the pooled connection's
+			// read deadline must lapse while it is idle.
+			time.Sleep(300 * time.Millisecond)
+		}
+		c.send("GET /account HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.mustRead("GET"); resp.StatusCode != 200 || body != "account" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d upstream connections for 2 requests; the idle one must be reused", n)
+	}
+}

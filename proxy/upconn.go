@@ -73,7 +73,7 @@ type upConn struct {
 	// probeFn is probeFD bound once, so that the liveness probe run
 	// before every reuse allocates nothing; probeErr is its result
 	// (EAGAIN: nothing to read, 0: bytes or EOF).
-	probeFn  func(fd uintptr) bool
+	probeFn  func(fd uintptr)
 	probeErr syscall.Errno
 	probeBuf [1]byte
 }
@@ -213,19 +213,22 @@ func (uc *upConn) alive() bool {
 	if uc.raw == nil {
 		return true
 	}
-	if uc.raw.Read(uc.probeFn) != nil {
+	// Control, not Read: the probe never waits, and Read would refuse
+	// a connection whose last read deadline (the previous response's)
+	// has passed while it was idle.
+	if uc.raw.Control(uc.probeFn) != nil {
 		return false
 	}
 	return uc.probeErr == syscall.EAGAIN
 }
 
-func (uc *upConn) probeFD(fd uintptr) bool {
+func (uc *upConn) probeFD(fd uintptr) {
 	for {
 		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&uc.probeBuf[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		if e != syscall.EINTR {
 			uc.probeErr = e
-			return true
+			return
 		}
 	}
 }
