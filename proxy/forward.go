@@ -26,6 +26,7 @@ const (
 	outBadResponse                // invalid response head: no retry
 	outAnswered                   // the attempt answered the client itself (400, 408, 413, 502 mid-body)
 	outLocalErr                   // the proxy itself failed (out of descriptors, buffers, ports): no retry, not the server's fault
+	outNotResent                  // a reused connection died under a non-idempotent request already sent: no retry, no blame
 )
 
 // attemptResult is an attempt's outcome with the status to answer when no
@@ -132,6 +133,11 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 		case outLocalErr:
 			// The proxy's own failure: no server is blamed, and no
 			// other server would fare better.
+		case outNotResent:
+			// The race with the server's idle timeout, as for the
+			// reused connections replaced in attempt: not a server
+			// failure, but the request may have had its effect.
+			p.stats.upstreamErr.Add(1)
 		}
 		break
 	}
@@ -260,9 +266,13 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 		}
 		uc.release()
 		err = fmt.Errorf("send to %s: %w", uc.ss.srv.Addr, err)
-		if unsent {
+		switch {
+		case unsent:
 			// Nothing reached the server: any method may go elsewhere.
 			return attemptResult{out: outConnectFail, status: upstreamStatus(err), err: err}, false
+		case uc.reused:
+			return attemptResult{out: outNotResent, status: 502,
+				err: fmt.Errorf("%w (on a reused connection, after part of the %s was sent: not re-sent)", err, req.method)}, false
 		}
 		return attemptResult{out: outUpstreamErr, status: upstreamStatus(err), err: err}, false
 	}
@@ -334,7 +344,7 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 				if errors.Is(err, io.EOF) {
 					err = errUpstreamGone
 				}
-				return attemptResult{out: outUpstreamErr, status: 502,
+				return attemptResult{out: outNotResent, status: 502,
 					err: fmt.Errorf("response from %s: %w (on a reused connection; %s is not idempotent: not re-sent)", uc.ss.srv.Addr, err, req.method)}, false
 			}
 			uc.release()
