@@ -227,11 +227,15 @@ func TestStatuses(t *testing.T) {
 		}
 	})
 	t.Run("503 no server", func(t *testing.T) {
-		cfg := testConfig(dead)
-		cfg.Upstreams[0].Retries = 0
+		// Two servers: a lone one is never marked down (as nginx).
+		ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+		dead2 := ln2.Addr().String()
+		ln2.Close()
+		cfg := testConfig(dead, dead2)
+		cfg.Upstreams[0].Retries = 1
 		r := start(t, cfg, Options{})
 		c := dial(t, r.addr)
-		c.do(get("/")) // fails: max_fails 1 marks the only server down
+		c.do(get("/")) // fails on both: max_fails 1 marks them down
 		resp, _ := c.do(get("/"))
 		if resp.StatusCode != 503 {
 			t.Fatalf("%d", resp.StatusCode)
