@@ -397,9 +397,10 @@ route "all" { upstream = "app" }
 }
 
 // TestE2EEarlyUpstreamAnswerToStreamedBody: an upstream that answers 413
-// after the request head and closes while the client is still sending a
-// large body gets its answer relayed to the client (not a 502), and the
-// client connection closes after it.
+// (after a 100 Continue, as some do) once it has the request head, and
+// closes while the client is still sending a large body, gets its answer
+// relayed to the client (not a 502), and the client connection closes
+// after it.
 func TestE2EEarlyUpstreamAnswerToStreamedBody(t *testing.T) {
 	t.Parallel()
 	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
@@ -407,7 +408,8 @@ func TestE2EEarlyUpstreamAnswerToStreamedBody(t *testing.T) {
 		if _, err := http.ReadRequest(br); err != nil {
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nX-Early: yes\r\nContent-Length: 9\r\n\r\ntoo large")
+		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n"+
+			"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nX-Early: yes\r\nContent-Length: 9\r\n\r\ntoo large")
 		// Closed with the body unread: the proxy's sends then fail.
 	})
 	rp := startProxy(t, expand(`

@@ -403,13 +403,17 @@ const earlyResponseWait = 500 * time.Millisecond
 func (cc *clientConn) earlyResponse(ex *exchange, rt *route, uc *upConn, attemptStart time.Time) (res attemptResult, ok bool) {
 	uc.rdl = time.Now().Add(earlyResponseWait)
 	uc.c.SetReadDeadline(uc.rdl)
-	head, _, err := readResponseHead(uc.br)
-	if err != nil {
-		return res, false
-	}
 	resp := &cc.resp
-	if parseResponse(resp, head) != stOK || resp.status < 200 {
-		return res, false
+	var head []byte
+	for interim := 0; ; interim++ {
+		var err error
+		if head, _, err = readResponseHead(uc.br); err != nil || parseResponse(resp, head) != stOK || resp.status == 101 || interim == 8 {
+			return res, false
+		}
+		if resp.status >= 200 {
+			break
+		}
+		uc.br.Discard(len(head)) // a 100 Continue before the answer, say
 	}
 	uc.unfinished = true
 	uc.rdl = time.Now().Add(rt.up.readTimeout)
