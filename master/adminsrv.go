@@ -235,8 +235,11 @@ func (m *Master) onSample(wk *worker, s *wire.WorkerSample) {
 		return
 	}
 	s.PID, s.Generation, s.Started = wk.pid, wk.gen.id, wk.started
-	if err := a.agg.Observe(*s); err != nil {
-		m.log.Debug("worker sample refused", "worker", wk.pid, "error", err)
+	if wk.gen.names == nil {
+		wk.gen.names = admin.NamesOf(wk.gen.cfg)
+	}
+	if err := a.agg.Observe(*s, wk.gen.names); err != nil {
+		m.log.Warn("worker sample refused", "worker", wk.pid, "error", err)
 	}
 	m.sampleAnswered(wk)
 }

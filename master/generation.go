@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora/config"
+	"github.com/pingora-go/pingora/master/admin"
 	"github.com/pingora-go/pingora/worker/wire"
 )
 
@@ -72,6 +73,9 @@ type generation struct {
 	// retiring: draining or killed; no restarts any more.
 	retiring bool
 	deadline time.Time
+	// names are what the admin aggregator accepts from this generation's
+	// workers; built from cfg at the first sample.
+	names *admin.Names
 }
 
 // addrs are the listener addresses the generation's workers use.
