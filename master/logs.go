@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -47,11 +46,12 @@ func openLogTargets(cfg *config.Config) (*logTargets, error) {
 	return t, nil
 }
 
+// openLogFile opens a log for appending, creating it and its directory as
+// needed. As openChecked does: never through a symlink, only a regular
+// file, in a directory only root (or we) control; in a shared sticky
+// directory only a file of ours.
 func openLogFile(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, logFileMode)
+	return openChecked(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, logFileMode, ownedInShared)
 }
 
 // sameAs reports whether the targets already write where cfg asks.
