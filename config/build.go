@@ -26,7 +26,7 @@ func (b *builder) build(r *rawFile) *Config {
 	top := b.scope("", r.Body)
 	cfg := &Config{}
 
-	cfg.PIDFile = top.path("pid_file", r.PIDFile, defaultPIDFile, false)
+	cfg.PIDFile = top.path("pid_file", r.PIDFile, b.pidFile, false)
 	cfg.LockFile = top.path("lock_file", r.LockFile, cfg.PIDFile+".lock", false)
 	cfg.ControlSocket = top.path("control_socket", r.ControlSocket,
 		filepath.Join(filepath.Dir(cfg.PIDFile), "pingora.sock"), false)

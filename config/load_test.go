@@ -163,7 +163,7 @@ func TestEverySettingIsRead(t *testing.T) {
 }
 
 func TestEmbeddedDefaultLoads(t *testing.T) {
-	cfg, err := config.Default()
+	cfg, err := config.Default(false)
 	if err != nil {
 		t.Fatalf("embedded default: %v", err)
 	}
@@ -172,6 +172,19 @@ func TestEmbeddedDefaultLoads(t *testing.T) {
 	}
 	if cfg.File != "" || cfg.PIDFile != "/tmp/pingora-master.pid" || cfg.Workers != 2 {
 		t.Errorf("file %q, pid_file %q, workers %d", cfg.File, cfg.PIDFile, cfg.Workers)
+	}
+	if cfg.LockFile != "/tmp/pingora-master.pid.lock" || cfg.ControlSocket != "/tmp/pingora.sock" {
+		t.Errorf("unprivileged: lock_file %q, control_socket %q; want them beside the PID file in /tmp", cfg.LockFile, cfg.ControlSocket)
+	}
+	// As root, never /tmp: another user could plant a symlink there.
+	root, err := config.Default(true)
+	if err != nil {
+		t.Fatalf("embedded default, privileged: %v", err)
+	}
+	for what, p := range map[string]string{"pid_file": root.PIDFile, "lock_file": root.LockFile, "control_socket": root.ControlSocket} {
+		if !strings.HasPrefix(p, "/run/pingora/") {
+			t.Errorf("privileged: %s %q, want it under /run/pingora", what, p)
+		}
 	}
 	if len(cfg.Listeners) != 2 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Address != "127.0.0.1:8081" {
 		t.Errorf("listeners: %+v", cfg.Listeners)
