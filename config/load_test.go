@@ -378,3 +378,39 @@ func writeFile(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// TestEnvList: workers get TZ and what env lists, as nginx's env
+// directive; bad, reserved and repeated names are errors at the element.
+func TestEnvList(t *testing.T) {
+	const base = "listener \"l\" { address = \"127.0.0.1:1\" }\nroute \"r\" {\n  respond {}\n}\n"
+	cfg, err := config.Parse([]byte(base), "env.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.Env, []string{"TZ"}) {
+		t.Errorf("no env: %q, want [TZ]", cfg.Env)
+	}
+	cfg, err = config.Parse([]byte(`env = ["LANG", "GODEBUG=madvdontneed=1", "TZ=UTC", "EMPTY="]`+"\n"+base), "env.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"TZ=UTC", "LANG", "GODEBUG=madvdontneed=1", "EMPTY="}; !reflect.DeepEqual(cfg.Env, want) {
+		t.Errorf("env: %q, want %q", cfg.Env, want)
+	}
+	_, err = config.Parse([]byte(`env = ["LANG", "1BAD", "PINGORA_WORKER=1", "LANG=C", "A B", "NOTIFY_SOCKET", "LISTEN_FDS=3"]`+"\n"+base), "env.hcl")
+	if err == nil {
+		t.Fatal("bad env list accepted")
+	}
+	for _, want := range []string{
+		`env.hcl:1,16: Error: Invalid environment variable`,
+		`env.hcl:1,24: Error: Reserved environment variable`,
+		`env.hcl:1,44: Error: Duplicate environment variable`,
+		`env.hcl:1,54: Error: Invalid environment variable`,
+		`env.hcl:1,61: Error: Reserved environment variable`,
+		`env.hcl:1,78: Error: Reserved environment variable`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("diagnostics lack %q:\n%s", want, err)
+		}
+	}
+}
