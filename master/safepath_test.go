@@ -247,3 +247,26 @@ func TestLogFileRefusesSymlinkAndFIFO(t *testing.T) {
 		f.Close()
 	}
 }
+
+// TestLogFileDevStdoutIsTheMastersOwn: /dev/stdout and /dev/stderr (the
+// container examples' access log) are symlinks that O_NOFOLLOW would
+// refuse; they name the master's own descriptors instead.
+func TestLogFileDevStdoutIsTheMastersOwn(t *testing.T) {
+	for path, std := range map[string]*os.File{"/dev/stdout": os.Stdout, "/dev/stderr": os.Stderr} {
+		f, err := openLogFile(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		var got, want unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Fstat(int(std.Fd()), &want); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if got.Dev != want.Dev || got.Ino != want.Ino {
+			t.Errorf("%s opened %d:%d, want the master's own %d:%d", path, got.Dev, got.Ino, want.Dev, want.Ino)
+		}
+	}
+}
