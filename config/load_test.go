@@ -40,6 +40,7 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 		ShutdownTimeout: 30 * time.Second,
 		ReloadTimeout:   30 * time.Second,
 		UpgradeTimeout:  60 * time.Second,
+		Env:             []string{"TZ"},
 		Log:             config.Log{File: "/var/log/pingora/error.log", Level: "info", Format: "text"},
 		AccessLog:       &config.AccessLog{File: "/var/log/pingora/access.log", BufferSize: 64 << 10, FlushInterval: time.Second},
 		Limits:          config.Limits{NoFile: 65535, Core: 0},
@@ -124,6 +125,7 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("reload_timeout", cfg.ReloadTimeout, 20*time.Second)
 	check("upgrade_timeout", cfg.UpgradeTimeout, 2*time.Minute)
 	check("daemon", cfg.Daemon, true)
+	check("env", cfg.Env, []string{"TZ", "LANG", "GODEBUG=madvdontneed=1"})
 	check("log", cfg.Log, config.Log{File: filepath.Join(dir, "log/error.log"), Level: "debug", Format: "json"})
 	check("access_log", *cfg.AccessLog, config.AccessLog{File: filepath.Join(dir, "log/access.log"), BufferSize: 128 << 10, FlushInterval: 500 * time.Millisecond})
 	check("limits", cfg.Limits, config.Limits{NoFile: 1048576, Core: 1 << 30})
