@@ -239,7 +239,13 @@ func (m *Master) onSample(wk *worker, s *wire.WorkerSample) {
 		wk.gen.names = admin.NamesOf(wk.gen.cfg)
 	}
 	if err := a.agg.Observe(*s, wk.gen.names); err != nil {
-		m.log.Warn("worker sample refused", "worker", wk.pid, "error", err)
+		wk.samplesRefused++
+		if wk.samplesRefused == 1 {
+			m.log.Warn("worker sample refused; later refusals of this worker are logged at debug level",
+				"worker", wk.pid, "error", err)
+		} else {
+			m.log.Debug("worker sample refused", "worker", wk.pid, "refused", wk.samplesRefused, "error", err)
+		}
 	}
 	m.sampleAnswered(wk)
 }

@@ -43,6 +43,10 @@ type worker struct {
 	// statsAsked is when the master asked for a sample still unanswered
 	// (zero: none outstanding); see requestSamples.
 	statsAsked time.Time
+	// samplesRefused counts the worker's samples the aggregator refused:
+	// the first is logged as a warning, the rest only at debug level, so a
+	// broken or compromised worker cannot flood the log.
+	samplesRefused int
 }
 
 func (w *worker) alive() bool { return w.state != stateExited }
