@@ -26,7 +26,7 @@ func (b *builder) build(r *rawFile) *Config {
 	top := b.scope("", r.Body)
 	cfg := &Config{}
 
-	cfg.PIDFile = top.path("pid_file", r.PIDFile, defaultPIDFile, false)
+	cfg.PIDFile = top.path("pid_file", r.PIDFile, b.pidFile, false)
 	cfg.LockFile = top.path("lock_file", r.LockFile, cfg.PIDFile+".lock", false)
 	cfg.ControlSocket = top.path("control_socket", r.ControlSocket,
 		filepath.Join(filepath.Dir(cfg.PIDFile), "pingora.sock"), false)
@@ -57,6 +57,7 @@ func (b *builder) build(r *rawFile) *Config {
 	if r.Daemon != nil {
 		cfg.Daemon = *r.Daemon
 	}
+	cfg.Env = b.env(r)
 
 	cfg.Log = b.log(r.Log)
 	cfg.AccessLog = b.accessLog(r.AccessLog)
@@ -82,6 +83,53 @@ func (b *builder) build(r *rawFile) *Config {
 
 	b.check(r, cfg)
 	return cfg
+}
+
+// env checks the env list: NAME or NAME=value, each name once, and none
+// of the names the master sets or strips itself. TZ comes first unless
+// listed (nginx keeps TZ too).
+func (b *builder) env(r *rawFile) []string {
+	out := []string{"TZ"}
+	seen := map[string]int{} // name -> index in r.Env
+	for i, kv := range r.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		rng := elemRange(r.Body, "env", i)
+		switch {
+		case !validEnvName(name) || strings.ContainsRune(kv, 0):
+			b.errorf(rng, "Invalid environment variable",
+				"env: %q: write NAME to pass the master's value or NAME=value to set one; a name is letters, digits and _, not starting with a digit", kv)
+			continue
+		case strings.HasPrefix(name, "PINGORA_") || name == "NOTIFY_SOCKET" || strings.HasPrefix(name, "LISTEN_"):
+			b.errorf(rng, "Reserved environment variable",
+				"env: %s is pingora-master's or systemd's own and never passed to workers", name)
+			continue
+		}
+		if j, dup := seen[name]; dup {
+			b.errorf(rng, "Duplicate environment variable", "env: %s is already listed (element %d)", name, j+1)
+			continue
+		}
+		seen[name] = i
+		if name == "TZ" {
+			out[0] = kv
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// validEnvName is the portable shell name syntax.
+func validEnvName(name string) bool {
+	if name == "" || (name[0] >= '0' && name[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *builder) log(r *rawLog) Log {

@@ -34,6 +34,13 @@ type Config struct {
 	UpgradeTimeout  time.Duration `json:"upgrade_timeout"`  // default 60s
 	Daemon          bool          `json:"daemon"`
 
+	// Env is the whole environment workers get besides what the master
+	// itself passes them, as nginx's env directive: "NAME" passes the
+	// master's value of NAME (nothing when it is unset), "NAME=value" sets
+	// it. Everything else in the master's environment stays with the
+	// master. Always starts with "TZ" unless the file names TZ itself.
+	Env []string `json:"env"`
+
 	Log       Log        `json:"log"`
 	AccessLog *AccessLog `json:"access_log,omitempty"` // nil: no access log
 	Limits    Limits     `json:"limits"`

@@ -1,6 +1,7 @@
 # The embedded default: no root and no backend needed. "public" proxies to
 # "backend", a second listener of this same daemon that answers by itself.
-pid_file = "/tmp/pingora-master.pid"
+# No pid_file: a master started as root keeps its PID file, lock and control
+# socket in /run/pingora, any other user in /tmp (see config.Default).
 workers  = 2
 listener "public"  { address = "127.0.0.1:8080" }
 listener "backend" { address = "127.0.0.1:8081" }

@@ -23,6 +23,10 @@ type builder struct {
 	// left out of the duplicate-route check, which would otherwise compare
 	// the defaults put in their place.
 	unmatchable map[*rawRoute]bool
+
+	// pidFile is pid_file's default (defaultPIDFile but for the embedded
+	// default run by a user other than root).
+	pidFile string
 }
 
 func (b *builder) errorf(rng hcl.Range, summary, format string, args ...any) {

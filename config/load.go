@@ -27,9 +27,22 @@ func DefaultSource() []byte {
 	return append([]byte(nil), defaultSource...)
 }
 
-// Default parses the embedded default configuration.
-func Default() (*Config, error) {
-	return Parse(defaultSource, DefaultFilename)
+// UnprivilegedPIDFile is the embedded default's PID file for a master that
+// does not run as root, which cannot create /run/pingora. Its lock file
+// and control socket go beside it, in /tmp.
+const UnprivilegedPIDFile = "/tmp/pingora-master.pid"
+
+// Default parses the embedded default configuration (DefaultSource). Its
+// PID file, and the lock file and control socket beside it, default as in
+// any config to /run/pingora when privileged (the master runs as root:
+// never a world-writable directory such as /tmp, where another user could
+// plant what root then opens), and to UnprivilegedPIDFile otherwise, so
+// that `make run` works for any user.
+func Default(privileged bool) (*Config, error) {
+	if privileged {
+		return Parse(defaultSource, DefaultFilename)
+	}
+	return parse(defaultSource, DefaultFilename, UnprivilegedPIDFile)
 }
 
 // Load reads the config file at path, then parses, defaults and validates it
@@ -64,6 +77,11 @@ func Load(path string) (*Config, error) {
 // Every problem found is reported at once in a *Error; warnings (which do
 // not stop the load) are in Config.Warnings.
 func Parse(src []byte, filename string) (*Config, error) {
+	return parse(src, filename, defaultPIDFile)
+}
+
+// parse is Parse with the pid_file default given.
+func parse(src []byte, filename, pidFile string) (*Config, error) {
 	// A fresh parser each time: hclparse caches files by name, and a reload
 	// of the same path must see the new text.
 	parser := hclparse.NewParser()
@@ -83,7 +101,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", filename, err)
 	}
-	b := &builder{baseDir: baseDir, fileRange: fileStart(file), unmatchable: map[*rawRoute]bool{}}
+	b := &builder{baseDir: baseDir, fileRange: fileStart(file), unmatchable: map[*rawRoute]bool{}, pidFile: pidFile}
 	b.diags = dropUnknownNoise(diags)
 	b.forgetFailed(reflect.ValueOf(&raw))
 	cfg := b.build(&raw)

@@ -40,6 +40,7 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 		ShutdownTimeout: 30 * time.Second,
 		ReloadTimeout:   30 * time.Second,
 		UpgradeTimeout:  60 * time.Second,
+		Env:             []string{"TZ"},
 		Log:             config.Log{File: "/var/log/pingora/error.log", Level: "info", Format: "text"},
 		AccessLog:       &config.AccessLog{File: "/var/log/pingora/access.log", BufferSize: 64 << 10, FlushInterval: time.Second},
 		Limits:          config.Limits{NoFile: 65535, Core: 0},
@@ -124,6 +125,7 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("reload_timeout", cfg.ReloadTimeout, 20*time.Second)
 	check("upgrade_timeout", cfg.UpgradeTimeout, 2*time.Minute)
 	check("daemon", cfg.Daemon, true)
+	check("env", cfg.Env, []string{"TZ", "LANG", "GODEBUG=madvdontneed=1"})
 	check("log", cfg.Log, config.Log{File: filepath.Join(dir, "log/error.log"), Level: "debug", Format: "json"})
 	check("access_log", *cfg.AccessLog, config.AccessLog{File: filepath.Join(dir, "log/access.log"), BufferSize: 128 << 10, FlushInterval: 500 * time.Millisecond})
 	check("limits", cfg.Limits, config.Limits{NoFile: 1048576, Core: 1 << 30})
@@ -163,7 +165,7 @@ func TestEverySettingIsRead(t *testing.T) {
 }
 
 func TestEmbeddedDefaultLoads(t *testing.T) {
-	cfg, err := config.Default()
+	cfg, err := config.Default(false)
 	if err != nil {
 		t.Fatalf("embedded default: %v", err)
 	}
@@ -172,6 +174,19 @@ func TestEmbeddedDefaultLoads(t *testing.T) {
 	}
 	if cfg.File != "" || cfg.PIDFile != "/tmp/pingora-master.pid" || cfg.Workers != 2 {
 		t.Errorf("file %q, pid_file %q, workers %d", cfg.File, cfg.PIDFile, cfg.Workers)
+	}
+	if cfg.LockFile != "/tmp/pingora-master.pid.lock" || cfg.ControlSocket != "/tmp/pingora.sock" {
+		t.Errorf("unprivileged: lock_file %q, control_socket %q; want them beside the PID file in /tmp", cfg.LockFile, cfg.ControlSocket)
+	}
+	// As root, never /tmp: another user could plant a symlink there.
+	root, err := config.Default(true)
+	if err != nil {
+		t.Fatalf("embedded default, privileged: %v", err)
+	}
+	for what, p := range map[string]string{"pid_file": root.PIDFile, "lock_file": root.LockFile, "control_socket": root.ControlSocket} {
+		if !strings.HasPrefix(p, "/run/pingora/") {
+			t.Errorf("privileged: %s %q, want it under /run/pingora", what, p)
+		}
 	}
 	if len(cfg.Listeners) != 2 || cfg.Listeners[0].Address != "127.0.0.1:8080" || cfg.Listeners[1].Address != "127.0.0.1:8081" {
 		t.Errorf("listeners: %+v", cfg.Listeners)
@@ -363,5 +378,41 @@ func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEnvList: workers get TZ and what env lists, as nginx's env
+// directive; bad, reserved and repeated names are errors at the element.
+func TestEnvList(t *testing.T) {
+	const base = "listener \"l\" { address = \"127.0.0.1:1\" }\nroute \"r\" {\n  respond {}\n}\n"
+	cfg, err := config.Parse([]byte(base), "env.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.Env, []string{"TZ"}) {
+		t.Errorf("no env: %q, want [TZ]", cfg.Env)
+	}
+	cfg, err = config.Parse([]byte(`env = ["LANG", "GODEBUG=madvdontneed=1", "TZ=UTC", "EMPTY="]`+"\n"+base), "env.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"TZ=UTC", "LANG", "GODEBUG=madvdontneed=1", "EMPTY="}; !reflect.DeepEqual(cfg.Env, want) {
+		t.Errorf("env: %q, want %q", cfg.Env, want)
+	}
+	_, err = config.Parse([]byte(`env = ["LANG", "1BAD", "PINGORA_WORKER=1", "LANG=C", "A B", "NOTIFY_SOCKET", "LISTEN_FDS=3"]`+"\n"+base), "env.hcl")
+	if err == nil {
+		t.Fatal("bad env list accepted")
+	}
+	for _, want := range []string{
+		`env.hcl:1,16: Error: Invalid environment variable`,
+		`env.hcl:1,24: Error: Reserved environment variable`,
+		`env.hcl:1,44: Error: Duplicate environment variable`,
+		`env.hcl:1,54: Error: Invalid environment variable`,
+		`env.hcl:1,61: Error: Reserved environment variable`,
+		`env.hcl:1,78: Error: Reserved environment variable`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("diagnostics lack %q:\n%s", want, err)
+		}
 	}
 }

@@ -117,7 +117,7 @@ func TestKubernetesManifest(t *testing.T) {
 	for _, want := range []string{
 		`args: ["-c", "/etc/pingora/pingora.hcl"]`,
 		"mountPath: /etc/pingora\n",
-		`add: ["SETUID", "SETGID", "KILL"]`,
+		`add: ["SETUID", "SETGID", "KILL", "SETPCAP"]`,
 		"runAsUser: 0",
 	} {
 		if !strings.Contains(manifest, want) {
@@ -231,6 +231,9 @@ func TestNomadJob(t *testing.T) {
 	}
 	checkConfig(t, path)
 	cfg := loadConfig(t, path)
+	if cfg.User != "pingora" {
+		t.Errorf("the Nomad job's workers run as %q, want pingora (the image's own user)", cfg.User)
+	}
 	if n := len(cfg.Upstreams[0].Servers); n != 2 {
 		t.Errorf("rendered upstream has %d servers, want the 2 service instances:\n%s", n, rendered.String())
 	}
@@ -305,6 +308,13 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	all := strings.Join(ins, "\n")
+	// The image's config runs workers as pingora: the image must have it.
+	if cfg.User != "pingora" {
+		t.Errorf("the image's config runs workers as %q, want pingora", cfg.User)
+	}
+	if !strings.Contains(all, "pingora:x:10001:10001:") || !strings.Contains(all, "pingora:x:10001:' >> /out/etc/group") {
+		t.Errorf("the image does not add user and group pingora to /etc/passwd and /etc/group")
+	}
 	if !strings.Contains(all, "ARG RUNTIME_PATCH=required") {
 		t.Errorf("the image build does not require the runtime patch (ARG RUNTIME_PATCH=required)")
 	}

@@ -20,9 +20,14 @@ lock_file      = "/run/pingora/pingora.lock"    # instance lock, held for the ma
 control_socket = "/run/pingora/pingora.sock"    # what `-s reload|status|...` talks to (mode 0600)
 
 # Workers run as this user and group (created by deploy/systemd/pingora.sysusers).
-# They hold no capability and cannot setuid back to root.
+# They hold no capability, cannot setuid back to root, and are not dumpable.
 user  = "pingora"
 group = "pingora"
+
+# Workers get TZ and only what is listed here of the environment ("NAME"
+# passes the master's value, "NAME=value" sets one); root's stays with the
+# master.
+env = ["LANG=C.UTF-8"]
 
 # Worker processes. The default is one per CPU; here it comes from the
 # environment so that one file serves machines of different sizes

@@ -126,7 +126,7 @@ func TestSystemdUnitMatchesConfig(t *testing.T) {
 	}
 
 	caps := strings.Fields(u.get(svc, "CapabilityBoundingSet"))
-	for _, c := range []string{"CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"} {
+	for _, c := range []string{"CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SETPCAP"} {
 		if !contains(caps, c) {
 			t.Errorf("CapabilityBoundingSet lacks %s", c)
 		}

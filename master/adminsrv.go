@@ -235,8 +235,17 @@ func (m *Master) onSample(wk *worker, s *wire.WorkerSample) {
 		return
 	}
 	s.PID, s.Generation, s.Started = wk.pid, wk.gen.id, wk.started
-	if err := a.agg.Observe(*s); err != nil {
-		m.log.Debug("worker sample refused", "worker", wk.pid, "error", err)
+	if wk.gen.names == nil {
+		wk.gen.names = admin.NamesOf(wk.gen.cfg)
+	}
+	if err := a.agg.Observe(*s, wk.gen.names); err != nil {
+		wk.samplesRefused++
+		if wk.samplesRefused == 1 {
+			m.log.Warn("worker sample refused; later refusals of this worker are logged at debug level",
+				"worker", wk.pid, "error", err)
+		} else {
+			m.log.Debug("worker sample refused", "worker", wk.pid, "refused", wk.samplesRefused, "error", err)
+		}
 	}
 	m.sampleAnswered(wk)
 }

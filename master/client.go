@@ -92,7 +92,7 @@ func controlPath(cfgPath string) (string, error) {
 	}
 	var cfg *config.Config
 	if path == "" {
-		cfg, err = config.Parse(src, config.DefaultFilename)
+		cfg, err = defaultConfig()
 	} else {
 		cfg, err = config.Load(path)
 	}

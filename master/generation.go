@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora/config"
+	"github.com/pingora-go/pingora/master/admin"
 	"github.com/pingora-go/pingora/worker/wire"
 )
 
@@ -42,6 +43,10 @@ type worker struct {
 	// statsAsked is when the master asked for a sample still unanswered
 	// (zero: none outstanding); see requestSamples.
 	statsAsked time.Time
+	// samplesRefused counts the worker's samples the aggregator refused:
+	// the first is logged as a warning, the rest only at debug level, so a
+	// broken or compromised worker cannot flood the log.
+	samplesRefused int
 }
 
 func (w *worker) alive() bool { return w.state != stateExited }
@@ -72,6 +77,9 @@ type generation struct {
 	// retiring: draining or killed; no restarts any more.
 	retiring bool
 	deadline time.Time
+	// names are what the admin aggregator accepts from this generation's
+	// workers; built from cfg at the first sample.
+	names *admin.Names
 }
 
 // addrs are the listener addresses the generation's workers use.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,12 +34,13 @@ type Lock struct {
 // AcquireLock takes the lock at path without waiting. pidFile is read to
 // name the holder when the lock is taken.
 func AcquireLock(path, pidFile string) (*Lock, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("lock file directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// Checked before locking: a lock file another user made (and holds
+	// locked) would otherwise pass for a running master, and one planted
+	// as a symlink or hard link would have root write the pid into its
+	// target.
+	f, err := openChecked(path, os.O_RDWR|os.O_CREATE, 0o644, ownedAlways)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
+		return nil, fmt.Errorf("lock file: %w", err)
 	}
 	if err := flock(f); err != nil {
 		f.Close()

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/config"
+	"golang.org/x/sys/unix"
 )
 
 // logFileMode is for files the master creates. The master opens them as
@@ -47,11 +47,31 @@ func openLogTargets(cfg *config.Config) (*logTargets, error) {
 	return t, nil
 }
 
+// openLogFile opens a log for appending, creating it and its directory as
+// needed. As openChecked does: never through a symlink, only a regular
+// file, in a directory only root (or we) control; in a shared sticky
+// directory only a file of ours.
+//
+// /dev/stdout and /dev/stderr (a container's logs) are the master's own
+// standard output and error, duplicated: not paths to open, since they are
+// symlinks to whatever those descriptors are (a pipe, a terminal).
 func openLogFile(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
+	switch path {
+	case "/dev/stdout":
+		return dupStd(os.Stdout, path)
+	case "/dev/stderr":
+		return dupStd(os.Stderr, path)
 	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, logFileMode)
+	return openChecked(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, logFileMode, ownedInShared)
+}
+
+// dupStd duplicates a standard descriptor (close-on-exec) as a log file.
+func dupStd(f *os.File, path string) (*os.File, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // sameAs reports whether the targets already write where cfg asks.

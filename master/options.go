@@ -40,16 +40,22 @@ func (o Options) stderr() io.Writer {
 // loadInitial loads the config the master starts from. path is the
 // absolute config path, "" for the embedded default.
 func loadInitial(cfgPath string) (path string, cfg *config.Config, err error) {
-	path, src, err := configSource(cfgPath)
+	path, _, err = configSource(cfgPath)
 	if err != nil {
 		return "", nil, err
 	}
 	if path == "" {
-		cfg, err = config.Parse(src, config.DefaultFilename)
+		cfg, err = defaultConfig()
 		return "", cfg, err
 	}
 	cfg, err = config.Load(path)
 	return path, cfg, err
+}
+
+// defaultConfig parses the embedded default for this process: as root its
+// PID file, lock and control socket are in /run/pingora, never in /tmp.
+func defaultConfig() (*config.Config, error) {
+	return config.Default(os.Geteuid() == 0)
 }
 
 // Test is `-t`: load and validate the config, never bind anything. It

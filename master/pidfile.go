@@ -1,20 +1,30 @@
 package master
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // WritePIDFile writes pid to path atomically (temporary file in the same
 // directory, then rename), so a reader never sees a partial file and a
 // stale one is simply replaced. Mode 0644, as nginx.
+//
+// The directory must be safe (checkSafeDir). The temporary file is created
+// exclusively (never an existing file or a symlink), and rename replaces
+// whatever is at path, a planted symlink included, without following it;
+// in a sticky shared directory it fails rather than replace another
+// user's file.
 func WritePIDFile(path string, pid int) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("pid file directory: %w", err)
+	if _, err := makeSafeDir(dir); err != nil {
+		return fmt.Errorf("pid file: %w", err)
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -38,12 +48,25 @@ func WritePIDFile(path string, pid int) error {
 	return nil
 }
 
-// ReadPIDFile returns the pid stored at path.
+// maxPIDFileLen is more than any pid and its newline; ReadPIDFile reads
+// no further.
+const maxPIDFileLen = 32
+
+// ReadPIDFile returns the pid stored at path. It does not follow a symlink
+// at path and reads only the first bytes, so a PID file replaced by a link
+// to a secret file cannot bring that file's content into an error message.
 func ReadPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, err
 	}
+	defer f.Close()
+	buf := make([]byte, maxPIDFileLen)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	b := buf[:n]
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
 		return 0, fmt.Errorf("pid file %s: bad content %q", path, strings.TrimSpace(string(b)))

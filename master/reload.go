@@ -128,7 +128,7 @@ func (m *Master) collectListeners() {
 // loadConfig reads the master's config source again.
 func (m *Master) loadConfig() (*config.Config, error) {
 	if m.cfgPath == "" {
-		return config.Parse(config.DefaultSource(), config.DefaultFilename)
+		return defaultConfig()
 	}
 	return config.Load(m.cfgPath)
 }

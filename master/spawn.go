@@ -7,11 +7,13 @@ import (
 	"os/exec"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/pingora-go/pingora/worker/wire"
+	"golang.org/x/sys/unix"
 )
 
 // selfExe is what workers are exec'd from. Exec'ing the running binary
@@ -42,11 +44,52 @@ func newSpawner() *spawner {
 	return s
 }
 
+// run also hardens its thread before the first worker: a forked child
+// inherits the forking thread's no_new_privs flag and capability bounding
+// set, and Go forks on the calling thread (syscall.forkExec clones the
+// current M, to which this goroutine is locked). So every worker starts
+// with no_new_privs set (no setuid or file-capability binary can give it
+// privileges back) and, under a root master, an empty bounding set (no
+// capability can ever be regained), without an extra exec. The rest of
+// the master keeps its privileges: only this thread changes.
 func (s *spawner) run() {
 	runtime.LockOSThread() // never unlocked: see the type's doc
+	err := hardenThread(os.Geteuid() == 0)
 	for r := range s.reqs {
+		if err != nil {
+			r.done <- err
+			continue
+		}
 		r.done <- r.cmd.Start()
 	}
+}
+
+// hardenThread sets no_new_privs on the calling thread and, when
+// dropBounding (the master is root and starts workers as another user),
+// drops every capability from its bounding set. A master that is not root
+// cannot drop them (that takes CAP_SETPCAP), and its workers run as its
+// own user with no_new_privs, so they cannot gain any either.
+func hardenThread(dropBounding bool) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("worker hardening: prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	}
+	if !dropBounding {
+		return nil
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return fmt.Errorf("worker hardening: %w", err)
+	}
+	last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || last < 0 || last > 63 {
+		return fmt.Errorf("worker hardening: /proc/sys/kernel/cap_last_cap: bad content %q", strings.TrimSpace(string(b)))
+	}
+	for c := 0; c <= last; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("worker hardening: drop capability %d from the workers' bounding set: %w (the master needs CAP_SETPCAP)", c, err)
+		}
+	}
+	return nil
 }
 
 func (s *spawner) start(cmd *exec.Cmd) error {
@@ -113,7 +156,7 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	cmd := &exec.Cmd{
 		Path:       selfExe,
 		Args:       []string{"pingora-master", wire.ArgWorker},
-		Env:        workerEnv(),
+		Env:        workerEnv(g.cfg.Env),
 		Dir:        "/",
 		Stderr:     g.logs.errorLog(),
 		ExtraFiles: files,
@@ -193,19 +236,20 @@ func (m *Master) watchWorker(w *worker) {
 	}()
 }
 
-// workerEnv is the master's environment minus what must not reach a worker:
-// systemd's notify socket and socket-activation variables, tableflip's and
-// the daemon's markers.
-func workerEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch {
-		case name == "NOTIFY_SOCKET", strings.HasPrefix(name, "LISTEN_"),
-			strings.HasPrefix(name, "TABLEFLIP_"), strings.HasPrefix(name, "PINGORA_"):
-			continue
+// workerEnv is a worker's whole environment: the config's env list
+// (config.Config.Env, TZ and what the operator named; "NAME" takes the
+// master's value when it has one, "NAME=value" is used as written) and the
+// marker that makes the process a worker. Nothing else of the master's
+// environment (root's HOME, credentials in variables, systemd's notify
+// socket) reaches a worker.
+func workerEnv(list []string) []string {
+	env := make([]string, 0, len(list)+1)
+	for _, kv := range list {
+		if strings.Contains(kv, "=") {
+			env = append(env, kv)
+		} else if v, ok := os.LookupEnv(kv); ok {
+			env = append(env, kv+"="+v)
 		}
-		env = append(env, kv)
 	}
 	return append(env, wire.EnvWorker+"="+wire.WorkerValue)
 }

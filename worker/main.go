@@ -36,6 +36,15 @@ func IsWorker(args []string) bool {
 
 // Main runs a worker and returns its exit code.
 func Main() int {
+	// First, before the config (and what it holds) is read: a process
+	// that is not dumpable has its /proc files owned by root, so another
+	// process of the worker's user can neither read its memory and
+	// environment nor ptrace it. (The kernel makes a process dumpable
+	// again at execve, so the master cannot do this for us.)
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "pingora-master worker: prctl(PR_SET_DUMPABLE, 0): %v\n", err)
+		return 2
+	}
 	started := time.Now()
 	os.Unsetenv(wire.EnvWorker)
 	hsFile := os.NewFile(wire.HandshakeFD, "handshake")
@@ -100,7 +109,7 @@ func (w *worker) run() int {
 	if err := checkPrivileges(w.hs); err != nil {
 		return w.fail(err)
 	}
-	w.log.Info("privileges checked: setuid(0) refused with EPERM, no capabilities",
+	w.log.Info("privileges checked: setuid(0) refused with EPERM, no capabilities, no_new_privs set",
 		"uid", os.Getuid(), "gid", os.Getgid())
 	procs := threads(w.hs)
 	runtime.GOMAXPROCS(procs)

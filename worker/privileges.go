@@ -15,8 +15,12 @@ import (
 // checkPrivileges refuses to serve unless the privilege drop really
 // happened: not root, the configured uid/gid and only that group when the
 // master dropped privileges, setuid(0) failing with EPERM (the sketch's
-// test: a process that can become root again has dropped nothing), and no
-// effective capabilities.
+// test: a process that can become root again has dropped nothing), no
+// effective capabilities, no_new_privs set (no setuid or file-capability
+// binary can raise it again) and, when the master dropped privileges, an
+// empty capability bounding set (no capability can ever be regained).
+// The master sets no_new_privs and the bounding set on the thread that
+// forks workers.
 func checkPrivileges(hs *wire.Handshake) error {
 	if hs.Unprivileged {
 		if os.Getuid() == 0 || os.Geteuid() == 0 {
@@ -40,32 +44,67 @@ func checkPrivileges(hs *wire.Handshake) error {
 	} else if os.Getuid() != 0 && !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("setuid(0) failed with %v, expected EPERM", err)
 	}
-	capEff, err := effectiveCaps()
+	st, err := readStatus()
 	if err != nil {
 		return err
 	}
-	if capEff != 0 && os.Getuid() != 0 {
-		return fmt.Errorf("worker has effective capabilities %#x", capEff)
+	if st.capEff != 0 && os.Getuid() != 0 {
+		return fmt.Errorf("worker has effective capabilities %#x", st.capEff)
+	}
+	if !st.noNewPrivs {
+		return errors.New("no_new_privs is not set: a setuid binary could give this worker privileges")
+	}
+	if hs.Unprivileged && st.capBnd != 0 {
+		return fmt.Errorf("capability bounding set is %#x, not empty: the master did not drop it", st.capBnd)
 	}
 	return nil
 }
 
-// effectiveCaps reads CapEff from /proc/self/status.
-func effectiveCaps() (uint64, error) {
+// procStatus is what checkPrivileges reads from /proc/self/status.
+type procStatus struct {
+	capEff, capBnd uint64
+	noNewPrivs     bool
+}
+
+// readStatus reads CapEff, CapBnd and NoNewPrivs from /proc/self/status.
+// All three must be there: a kernel without them cannot be checked.
+func readStatus() (procStatus, error) {
+	var st procStatus
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return 0, fmt.Errorf("read capabilities: %w", err)
+		return st, fmt.Errorf("read capabilities: %w", err)
 	}
 	defer f.Close()
+	found := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		key, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch key {
+		case "CapEff", "CapBnd":
+			n, err := strconv.ParseUint(v, 16, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parse CapEff %q: %w", v, err)
+				return st, fmt.Errorf("parse %s %q: %w", key, v, err)
 			}
-			return n, nil
+			if key == "CapEff" {
+				st.capEff = n
+			} else {
+				st.capBnd = n
+			}
+			found++
+		case "NoNewPrivs":
+			st.noNewPrivs = v == "1"
+			found++
 		}
 	}
-	return 0, errors.New("CapEff not found in /proc/self/status")
+	if err := sc.Err(); err != nil {
+		return st, fmt.Errorf("read /proc/self/status: %w", err)
+	}
+	if found != 3 {
+		return st, errors.New("CapEff, CapBnd or NoNewPrivs missing from /proc/self/status")
+	}
+	return st, nil
 }

@@ -10,6 +10,7 @@ shutdown_timeout = "45s"
 reload_timeout   = "20s"
 upgrade_timeout  = "2m"
 daemon           = true
+env              = ["LANG", "GODEBUG=madvdontneed=1"]
 
 log {
   file   = "log/error.log"

@@ -4,10 +4,10 @@
 #
 # Logs go to stderr and the access log to stdout, where the platform
 # collects them. The master runs as root inside the container and starts its
-# workers as nobody.
+# workers as pingora, a user of their own (the image's /etc/passwd has it).
 
 pid_file = "/run/pingora/pingora.pid"
-user     = "nobody"
+user     = "pingora"
 
 # Match the pod's CPU limit: the default (one worker per CPU) counts the
 # node's CPUs, not the container's share.

@@ -71,7 +71,7 @@ job "pingora" {
         # Go template delimiters are {{ }}; the pingora config uses no ${}.
         data = <<-EOF
           pid_file         = "/run/pingora/pingora.pid"
-          user             = "nobody"
+          user             = "pingora" # in the image's /etc/passwd
           workers          = 2 # resources.cpu: two cores' worth
           shutdown_timeout = "20s"
 

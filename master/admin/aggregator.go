@@ -47,14 +47,22 @@ var ErrBadSample = errors.New("bad worker sample")
 // one. The aggregator keeps s: the caller must not modify it afterwards
 // (a sample freshly decoded from JSON is the intended input).
 //
+// known are the names of the worker's own generation's config (NamesOf).
+// A sample naming anything else, or naming something twice, is refused
+// whole with ErrBadSample and changes nothing: no worker of that
+// generation sends one, so it comes from a broken or compromised worker.
+//
 // A sample from a worker already retired (same pid and start time) is
 // ignored: it arrived late, and its worker's counts are already in the
 // retired totals. A sample whose pid is live but whose start time differs,
 // or whose counters went backwards, is a new process that reused the pid:
 // the old one is retired first, so nothing is lost or counted twice.
-func (a *Aggregator) Observe(s WorkerSample) error {
+func (a *Aggregator) Observe(s WorkerSample, known *Names) error {
 	if s.PID <= 0 {
 		return fmt.Errorf("%w: pid %d", ErrBadSample, s.PID)
+	}
+	if err := known.check(&s); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

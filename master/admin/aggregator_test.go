@@ -2,6 +2,8 @@ package admin
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,7 +115,7 @@ func TestObserveRetiresAReplacedProcess(t *testing.T) {
 func TestObserveRejectsBadPID(t *testing.T) {
 	var a Aggregator
 	for _, pid := range []int{0, -1} {
-		if err := a.Observe(traffic(pid, 1, t0, 5)); !errors.Is(err, ErrBadSample) {
+		if err := a.Observe(traffic(pid, 1, t0, 5), fixtureNames); !errors.Is(err, ErrBadSample) {
 			t.Errorf("pid %d: err %v, want ErrBadSample", pid, err)
 		}
 	}
@@ -138,15 +140,96 @@ func TestHistogramBuckets(t *testing.T) {
 	if h.Count() != 5 {
 		t.Errorf("count %d", h.Count())
 	}
-	// A histogram with a short or long Counts is tolerated.
+	// A histogram with a short Counts is tolerated; a longer one than the
+	// buckets is refused.
 	var a Aggregator
 	s := traffic(1, 1, t0, 3)
-	s.RequestLatency = Histogram{Counts: []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, Sum: 1}
+	s.RequestLatency = Histogram{Counts: []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}, Sum: 1}
 	s.UpstreamLatency = Histogram{Counts: []uint64{4}}
 	mustObserve(t, &a, s)
 	st := a.Status(time.Now())
-	if st.Totals.RequestLatency.Count != 136 || st.Totals.UpstreamLatency.Count != 4 {
+	if st.Totals.RequestLatency.Count != 105 || st.Totals.UpstreamLatency.Count != 4 {
 		t.Fatalf("counts %d %d", st.Totals.RequestLatency.Count, st.Totals.UpstreamLatency.Count)
+	}
+	long := traffic(2, 1, t0, 3)
+	long.RequestLatency = Histogram{Counts: make([]uint64, 1<<20)}
+	if err := a.Observe(long, fixtureNames); !errors.Is(err, ErrBadSample) {
+		t.Fatalf("a histogram of 1<<20 buckets: err %v, want ErrBadSample", err)
+	}
+}
+
+// TestObserveRefusesNamesNotInConfig: a worker is untrusted input, and the
+// totals live as long as the master. A sample naming a route, upstream or
+// server its generation's config does not define, or naming one twice, or
+// naming 100,000 things, is refused whole: the totals, /metrics and the
+// status stay exactly as they were.
+func TestObserveRefusesNamesNotInConfig(t *testing.T) {
+	var a Aggregator
+	a.SetMaster(fixtureMaster(1))
+	mustObserve(t, &a, traffic(1, 1, t0, 10))
+	a.Retire(1)
+	mustObserve(t, &a, traffic(2, 1, t0, 4))
+	before := observeTotals(&a)
+	base := serve(t, &a)
+	// Only the proxy's series: the Go runtime's change by themselves.
+	metricsText := func() string {
+		_, body := get(t, base+"/metrics")
+		var own []string
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "pingora_") {
+				own = append(own, line)
+			}
+		}
+		return strings.Join(own, "\n")
+	}
+	metricsBefore := metricsText()
+
+	many := traffic(2, 1, t0, 50)
+	for i := range 100_000 {
+		many.Routes = append(many.Routes, RouteSample{Name: fmt.Sprintf("r%d", i), Responses: [5]uint64{0, 1}})
+	}
+	manyServers := traffic(2, 1, t0, 50)
+	for i := range 100_000 {
+		manyServers.Upstreams[0].Servers = append(manyServers.Upstreams[0].Servers, ServerSample{Addr: fmt.Sprintf("10.0.%d.%d:80", i/256, i%256), Picks: 1})
+	}
+	unknownRoute := traffic(2, 1, t0, 50)
+	unknownRoute.Routes = append(unknownRoute.Routes, RouteSample{Name: "no-such-route", Responses: [5]uint64{0, 7}})
+	unknownUpstream := traffic(2, 1, t0, 50)
+	unknownUpstream.Upstreams = []UpstreamSample{{Name: "elsewhere", Servers: []ServerSample{{Addr: "10.9.9.9:80", Picks: 3}}}}
+	unknownServer := traffic(2, 1, t0, 50)
+	unknownServer.Upstreams[0].Servers[1].Addr = "10.9.9.9:80"
+	twice := traffic(2, 1, t0, 50)
+	twice.Routes = append(twice.Routes, twice.Routes[0])
+	unrouted := traffic(2, 1, t0, 50)
+	unrouted.Routes = append(unrouted.Routes[:1], RouteSample{Name: unroutedRoute, Responses: [5]uint64{0, 0, 0, 9}})
+
+	for name, s := range map[string]WorkerSample{
+		"100,000 routes": many, "100,000 servers": manyServers, "unknown route": unknownRoute,
+		"unknown upstream": unknownUpstream, "unknown server": unknownServer,
+		"a route twice": twice, "the unrouted label as a route": unrouted,
+	} {
+		if err := a.Observe(s, fixtureNames); !errors.Is(err, ErrBadSample) {
+			t.Errorf("%s: err %v, want ErrBadSample", name, err)
+		}
+		if err := a.Observe(s, nil); !errors.Is(err, ErrBadSample) {
+			t.Errorf("%s, no names to check against: err %v, want ErrBadSample", name, err)
+		}
+	}
+	if got := observeTotals(&a); got != before {
+		t.Fatalf("totals changed by refused samples: %+v, were %+v", got, before)
+	}
+	after := metricsText()
+	if after != metricsBefore {
+		t.Fatalf("/metrics changed by refused samples:\n%s\nwas:\n%s", after, metricsBefore)
+	}
+	for _, bad := range []string{"no-such-route", "r99999", "elsewhere", "10.9.9.9"} {
+		if strings.Contains(after, bad) {
+			t.Errorf("/metrics shows %q, which the config does not define", bad)
+		}
+	}
+	a.Retire(2)
+	if got := a.Status(time.Now()).Totals.Requests; got != 14 {
+		t.Fatalf("requests after retiring %d, want 14: a refused sample replaced the worker's last good one", got)
 	}
 }
 
@@ -160,7 +243,7 @@ func bound(i int) float64 {
 func mustObserve(t *testing.T, a *Aggregator, samples ...WorkerSample) {
 	t.Helper()
 	for _, s := range samples {
-		if err := a.Observe(s); err != nil {
+		if err := a.Observe(s, fixtureNames); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -70,6 +70,10 @@ func fixtureConfig() *config.Config {
 	}
 }
 
+// fixtureNames are the names fixtureConfig defines, which traffic's
+// samples use.
+var fixtureNames = NamesOf(fixtureConfig())
+
 func fixtureMaster(gen int, workers ...Worker) Master {
 	return Master{
 		PID: 4000, Started: t0, Binary: "/usr/local/sbin/pingora-master",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora/config"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -197,7 +198,13 @@ func TestMetricsSurviveBadLabels(t *testing.T) {
 		RouteSample{Name: "bad\xff", Responses: [5]uint64{0, 1, 0, 0, 0}},
 		RouteSample{Name: "", Responses: [5]uint64{0, 0, 0, 2, 0}},
 	)
-	mustObserve(t, &a, s)
+	// The master accepts only names of the worker's config; this one is
+	// made to define them, to see that the scrape survives them anyway.
+	cfg := fixtureConfig()
+	cfg.Routes = append(cfg.Routes, config.Route{Name: "bad\xff"}, config.Route{Name: ""})
+	if err := a.Observe(s, NamesOf(cfg)); err != nil {
+		t.Fatal(err)
+	}
 	resp, body := get(t, base+"/metrics")
 	if resp.StatusCode != 200 {
 		t.Fatalf("/metrics: %s\n%s", resp.Status, body)

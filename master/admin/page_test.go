@@ -69,7 +69,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 				// Served the first paint: now the figures move on.
 				w := traffic(3101, 2, g2, 9191)
 				w.ActiveConns = 23
-				if err := a.Observe(w); err != nil {
+				if err := a.Observe(w, fixtureNames); err != nil {
 					t.Error(err)
 				}
 			}

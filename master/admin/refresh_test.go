@@ -42,7 +42,7 @@ func TestRefreshBeforeEachView(t *testing.T) {
 	s.SetRefresh(func(ctx context.Context) {
 		n := calls.Add(1)
 		// Each refresh brings a fresh sample: 10 more requests per call.
-		if err := agg.Observe(traffic(101, 1, t0, 10*n)); err != nil {
+		if err := agg.Observe(traffic(101, 1, t0, 10*n), fixtureNames); err != nil {
 			t.Errorf("Observe: %v", err)
 		}
 	})

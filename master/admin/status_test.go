@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora/config"
 )
 
 // TestStatusJSON checks /status: the `-s status` fields under their names
@@ -23,7 +25,12 @@ func TestStatusJSON(t *testing.T) {
 	w101 := traffic(101, 1, t0, 10)
 	// A route the new config no longer has, counted by generation 1.
 	w101.Routes = append(w101.Routes, RouteSample{Name: "legacy", Responses: [5]uint64{0, 3, 0, 0, 0}})
-	mustObserve(t, &a, w101, w201, w202)
+	gen1 := fixtureConfig()
+	gen1.Routes = append(gen1.Routes, config.Route{Name: "legacy"})
+	if err := a.Observe(w101, NamesOf(gen1)); err != nil {
+		t.Fatal(err)
+	}
+	mustObserve(t, &a, w201, w202)
 	a.Retire(101)
 	a.SetMaster(fixtureMaster(2,
 		Worker{PID: 201, Generation: 2, State: "ready", Started: g2},

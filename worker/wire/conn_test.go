@@ -5,7 +5,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSendRecvWithDescriptorsAndEOF(t *testing.T) {
@@ -65,5 +68,25 @@ func TestSendRejectsOversizedMessage(t *testing.T) {
 	}
 	if err := c.Send(Message{Type: TypeError, Error: string(big)}); err == nil {
 		t.Fatal("oversized message sent")
+	}
+}
+
+// TestRecvRefusesOversizedMessage: Send bounds what an honest peer sends,
+// but a compromised worker writes to its socket directly. Recv reads into
+// its fixed MaxMessage buffer and refuses what did not fit, rather than
+// decoding a truncated message or growing a buffer.
+func TestRecvRefusesOversizedMessage(t *testing.T) {
+	c, theirs, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer theirs.Close()
+	defer c.Close()
+	big := []byte(`{"type":"error","error":"` + strings.Repeat("x", MaxMessage) + `"}`)
+	if _, err := unix.Write(int(theirs.Fd()), big); err != nil {
+		t.Fatalf("raw write of %d bytes: %v", len(big), err)
+	}
+	if _, _, err := c.Recv(); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("Recv of a %d-byte message: err %v, want a truncated-message error", len(big), err)
 	}
 }

@@ -78,8 +78,9 @@ var LatencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 // Counts[len(LatencyBuckets)], counts those above the largest bound (+Inf).
 // So a worker counts an observation with one add into one slot
 // (BucketIndex). The total count is the sum of Counts. Sum is in seconds.
-// A nil Counts is an empty histogram; a Counts of another length is
-// tolerated (extra slots count as +Inf).
+// A nil Counts is an empty histogram; a shorter Counts is tolerated, a
+// longer one is refused by the master (workers and master are the same
+// binary, so they agree on the buckets).
 type Histogram struct {
 	Counts []uint64 `json:"counts"`
 	Sum    float64  `json:"sum"`
