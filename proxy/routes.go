@@ -354,11 +354,11 @@ func appendNormalizedPath(dst, p []byte) ([]byte, bool) {
 		c := p[i]
 		if c == '%' {
 			if i+2 >= len(p) {
-				return dst, false
+				return dst[:base], false
 			}
 			hi, lo := unhex(p[i+1]), unhex(p[i+2])
 			if hi < 0 || lo < 0 {
-				return dst, false
+				return dst[:base], false
 			}
 			i += 2
 			if c = byte(hi<<4 | lo); c == '%' {
