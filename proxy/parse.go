@@ -431,8 +431,8 @@ func parseRequest(r *request, head []byte) int {
 	}
 	r.target = line[:sp]
 	for _, c := range r.target {
-		if c <= ' ' || c == 0x7f {
-			return stBad
+		if c <= ' ' || c == 0x7f || c == '#' {
+			return stBad // a fragment is never sent (RFC 9110 7.1)
 		}
 	}
 	version := line[sp+1:]
@@ -466,7 +466,7 @@ func parseRequest(r *request, head []byte) int {
 			}
 		}
 	}
-	if r.hostN > 1 || (r.minor == 1 && r.hostN == 0) {
+	if r.hostN > 1 || (r.minor == 1 && r.hostN == 0) || !validHost(r.host) {
 		return stBad
 	}
 	if r.minor == 0 && r.chunked {
@@ -518,12 +518,6 @@ func parseRequest(r *request, head []byte) int {
 		}
 		r.target = rest[end:] // empty or "?query": writeUpstreamHead adds the "/"
 	default:
-		return stBad
-	}
-	if bytes.IndexByte(r.target, '#') >= 0 {
-		return stBad // a fragment is never sent (RFC 9110 7.1)
-	}
-	if !validHost(r.host) {
 		return stBad
 	}
 	r.path = r.target

@@ -172,6 +172,7 @@ func TestParseRequestRejects(t *testing.T) {
 		{"bad method", "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"asterisk GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"fragment", "GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"asterisk bad host", "OPTIONS * HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 		{"fragment in query", "GET /a?q#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"absolute userinfo", "GET http://u:p@h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"absolute empty authority", "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400},
