@@ -84,6 +84,9 @@ func (pp *pipe) copyFixed(n int64) (int, error) {
 // copyChunked moves a chunked body, validated as it goes: verbatim when
 // decode is false, only the data when it is true. limit > 0 bounds the
 // data bytes. Nothing of a chunk line that fails validation is forwarded.
+// The trailer section is validated and dropped, as nginx does: a trailer
+// field could otherwise carry framing or routing fields past every header
+// rule (the body then ends with the last chunk and an empty line).
 func (pp *pipe) copyChunked(cp *chunkParser, decode bool, limit int64) (int, error) {
 	for !cp.done() {
 		if pp.src.Buffered() == 0 {
@@ -92,18 +95,34 @@ func (pp *pipe) copyChunked(cp *chunkParser, decode bool, limit int64) (int, err
 			}
 		}
 		buf, _ := pp.src.Peek(pp.src.Buffered())
-		off := 0
+		off, from := 0, 0 // buf[from:off] is validated and not yet written
 		for off < len(buf) && !cp.done() {
+			trailer := cp.inTrailer()
 			n, data, err := cp.step(buf[off:])
 			if err != nil {
-				if !decode && off > 0 {
-					pp.dst.Write(buf[:off])
+				if !decode && off > from {
+					pp.dst.Write(buf[from:off])
 				}
 				return sideFraming, err
 			}
-			if decode && data {
-				if _, err := pp.dst.Write(buf[off : off+n]); err != nil {
-					return sideWrite, err
+			switch {
+			case decode:
+				if data {
+					if _, err := pp.dst.Write(buf[off : off+n]); err != nil {
+						return sideWrite, err
+					}
+				}
+			case trailer:
+				if from < off {
+					if _, err := pp.dst.Write(buf[from:off]); err != nil {
+						return sideWrite, err
+					}
+				}
+				from = off + n
+				if cp.done() {
+					if _, err := pp.dst.WriteString("\r\n"); err != nil {
+						return sideWrite, err
+					}
 				}
 			}
 			off += n
@@ -111,8 +130,8 @@ func (pp *pipe) copyChunked(cp *chunkParser, decode bool, limit int64) (int, err
 				return sideLimit, errBodyTooLarge
 			}
 		}
-		if !decode {
-			if _, err := pp.dst.Write(buf[:off]); err != nil {
+		if !decode && from < off {
+			if _, err := pp.dst.Write(buf[from:off]); err != nil {
 				return sideWrite, err
 			}
 		}

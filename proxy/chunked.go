@@ -6,7 +6,10 @@ import "errors"
 // that chunked bodies can be forwarded verbatim (requests and responses
 // alike) or decoded (for HTTP/1.0 clients) without ever being held whole.
 // It is strict: a chunk size is hex digits only (no sign, no whitespace),
-// extensions carry no control bytes, every line ends in CRLF.
+// extensions carry no control bytes, every line ends in CRLF. Trailer
+// lines are header fields by the same rules as parseFields (a token, a
+// colon with no space before it, a value without control bytes, no
+// obs-fold); they are never forwarded (see copyChunked).
 type chunkParser struct {
 	state   uint8
 	digits  int
@@ -16,17 +19,18 @@ type chunkParser struct {
 }
 
 const (
-	csSize      = iota // first hex digit of a chunk size
-	csSizeMore         // more hex digits, ';' or CR
-	csExt              // chunk extension up to CR
-	csSizeLF           // LF after the size line
-	csData             // chunk data
-	csDataCR           // CR after data
-	csDataLF           // LF after data
-	csTrailer          // start of a trailer line (or the final CRLF)
-	csTrailerLn        // inside a trailer line
-	csTrailerLF        // LF ending a trailer line
-	csEndLF            // LF of the final CRLF
+	csSize        = iota // first hex digit of a chunk size
+	csSizeMore           // more hex digits, ';' or CR
+	csExt                // chunk extension up to CR
+	csSizeLF             // LF after the size line
+	csData               // chunk data
+	csDataCR             // CR after data
+	csDataLF             // LF after data
+	csTrailer            // start of a trailer line (or the final CRLF)
+	csTrailerName        // trailer field name up to the colon
+	csTrailerLn          // trailer field value
+	csTrailerLF          // LF ending a trailer line
+	csEndLF              // LF of the final CRLF
 	csDone
 )
 
@@ -42,9 +46,14 @@ func (c *chunkParser) done() bool { return c.state == csDone }
 
 func (c *chunkParser) reset() { *c = chunkParser{} }
 
+// inTrailer reports whether the last chunk was seen: what follows is the
+// trailer section and the final CRLF.
+func (c *chunkParser) inTrailer() bool { return c.state >= csTrailer }
+
 // step consumes a prefix of p that is either framing only (data false) or
 // chunk data only (data true). It consumes nothing only when p is empty or
-// the body is done.
+// the body is done. It stops after the last-chunk line, so that a step
+// never mixes chunk framing and the trailer section.
 func (c *chunkParser) step(p []byte) (n int, data bool, err error) {
 	if c.state == csData {
 		k := int64(len(p))
@@ -96,6 +105,7 @@ func (c *chunkParser) step(p []byte) (n int, data bool, err error) {
 			c.digits = 0
 			if c.size == 0 {
 				c.state = csTrailer
+				return n, false, nil
 			} else {
 				c.state = csData
 			}
@@ -113,9 +123,15 @@ func (c *chunkParser) step(p []byte) (n int, data bool, err error) {
 			if b == '\r' {
 				c.state = csEndLF
 			} else if tcharTable[b] {
-				c.state = csTrailerLn
+				c.state = csTrailerName
 			} else {
-				return n, false, errChunked
+				return n, false, errChunked // obs-fold or a bad name byte
+			}
+		case csTrailerName:
+			if b == ':' {
+				c.state = csTrailerLn
+			} else if !tcharTable[b] {
+				return n, false, errChunked // no colon, or whitespace before it
 			}
 		case csTrailerLn:
 			if b == '\r' {

@@ -41,6 +41,7 @@ type clientConn struct {
 	cutDown atomic.Bool
 
 	reqIDBuf [32]byte
+	pathBuf  []byte // the normalized path of a request that needs it, for routing
 	logBuf   []byte
 	logCopy  []byte // method, host, path and request id copied for the access log
 }
@@ -265,7 +266,7 @@ func (cc *clientConn) readHead() ([]byte, int) {
 				return buf[:from+i+4], 0
 			}
 			if n >= max {
-				return nil, stTooLarge
+				return nil, headTooLarge(buf)
 			}
 			if bytes.Contains(buf[from:], lflf) {
 				return nil, stBad // bare LF line endings
@@ -286,11 +287,21 @@ func (cc *clientConn) readHead() ([]byte, int) {
 				return nil, 408
 			}
 			if n > 0 && errors.Is(err, bufio.ErrBufferFull) {
-				return nil, stTooLarge
+				b, _ := br.Peek(n)
+				return nil, headTooLarge(b)
 			}
 			return nil, 0
 		}
 	}
+}
+
+// headTooLarge is the status for a head that outgrew the buffer: 414 while
+// the request line itself has not ended, 431 when the header fields did.
+func headTooLarge(buf []byte) int {
+	if bytes.IndexByte(buf, '\n') < 0 {
+		return stURITooLong
+	}
+	return stTooLarge
 }
 
 func max0(n int) int {
@@ -343,7 +354,9 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 			cc.done(&ex)
 			return false, true
 		}
-		if n < 0 {
+		if n < 0 || cc.chunk.trailer > len("\r\n") {
+			// Incomplete, or with trailer fields: those are dropped, so
+			// the body goes through copyChunked rather than verbatim.
 			buffered = false
 		} else {
 			bodyLen = n
@@ -356,7 +369,20 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 		}
 	}
 
-	rt := cc.ls.table.match(req.host, req.path)
+	// Routes match the normalized path (see appendNormalizedPath); the
+	// request still goes upstream as the client wrote it.
+	matchPath := req.path
+	if pathNeedsNormalizing(matchPath) {
+		var ok bool
+		if cc.pathBuf, ok = appendNormalizedPath(cc.pathBuf[:0], matchPath); !ok {
+			cc.br.Discard(headLen)
+			cc.answer(&ex, stBad, false, 0, errors.New("malformed request path"))
+			cc.done(&ex)
+			return false, true
+		}
+		matchPath = cc.pathBuf
+	}
+	rt := cc.ls.table.match(req.host, matchPath)
 	ex.rt = rt
 	switch {
 	case rt == nil:

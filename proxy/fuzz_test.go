@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
+	"path"
 	"strings"
 	"testing"
 )
@@ -125,6 +127,10 @@ func FuzzChunkParser(f *testing.F) {
 		"-5\r\nhello\r\n",
 		"1000000000000000\r\n",
 		"5\r\nhello\n0\r\n\r\n",
+		"0\r\nGET /admin/secret HTTP/1.1\r\nHost: a\r\n\r\n",
+		"3\r\nabc\r\n0\r\nContent-Length: 5\r\nX-A: b\r\n\r\n",
+		"0\r\nX-A : b\r\n\r\n",
+		"0\r\nX-A: b\r\n c\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -139,8 +145,11 @@ func FuzzChunkParser(f *testing.F) {
 		// HTTP/1.0 client.
 		var bytewise chunkParser
 		var data []byte
-		end, bad := -1, false
+		end, bad, trailerAt := -1, false, -1
 		for i := 0; i < len(in) && !bytewise.done(); i++ {
+			if trailerAt < 0 && bytewise.inTrailer() {
+				trailerAt = i
+			}
 			k, isData, err := bytewise.step(in[i : i+1])
 			if err != nil {
 				bad = true
@@ -175,7 +184,133 @@ func FuzzChunkParser(f *testing.F) {
 		if !bytes.Equal(data, want) {
 			t.Fatalf("%q: decoded %q here, net/http %q", in[:n], data, want)
 		}
+
+		// Trailers: net/http's request reader, which parses the trailer
+		// section as header fields, accepts what is accepted here and
+		// ends the body at the same byte, so no trailer line can be read
+		// as a request of its own (the next request is where both say).
+		// Every trailer line accepted is a header field by parseFields'
+		// rules.
+		if trailerAt < 0 || trailerAt > n {
+			t.Fatalf("%q: trailer section at %d, body end %d", in[:n], trailerAt, n)
+		}
+		msg := "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + string(in[:n]) + "GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
+		br := bufio.NewReader(strings.NewReader(msg))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			t.Fatalf("%q: net/http: %v", in[:n], err)
+		}
+		got, err := io.ReadAll(req.Body)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%q: net/http body %q, %v", in[:n], got, err)
+		}
+		next, err := http.ReadRequest(br)
+		if err != nil || next.URL.Path != "/next" {
+			t.Fatalf("%q: net/http ends the body elsewhere: next request %v", in[:n], err)
+		}
+		if trailers := in[trailerAt:n]; len(trailers) > 2 {
+			var fl fields
+			fl.reset()
+			if st := fl.parseFields(trailers); st == stBad && !semanticTrailer(trailers) {
+				t.Fatalf("%q: trailer accepted here, parseFields: %d", trailers, st)
+			}
+		}
 	})
+}
+
+// semanticTrailer reports whether a trailer section holds a field that
+// parseFields may refuse for its meaning rather than its syntax (framing
+// and connection fields, which the proxy drops from trailers anyway).
+func semanticTrailer(b []byte) bool {
+	for _, line := range bytes.Split(b, []byte("\r\n")) {
+		if i := bytes.IndexByte(line, ':'); i > 0 {
+			switch classify(line[:i]) {
+			case hdrContentLength, hdrTransferEncoding, hdrConnection:
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// FuzzNormalizePath: the path routes are matched against never panics,
+// is idempotent, starts with '/', has no empty, "." or ".." segment, and
+// agrees with a reference built from url.PathUnescape and path.Clean: the
+// same cleaned path, refusal exactly for bad escapes and climbs above the
+// root, and a trailing slash exactly where the input ends in a directory.
+func FuzzNormalizePath(f *testing.F) {
+	for _, s := range []string{"/", "/admin/", "//admin/", "/x/../admin/", "/%61dmin/", "/x%2F..%2Fadmin/",
+		"/%2e%2e/", "/a/./b/.", "/%2541", "/..", "/a/b/../../..", "/%zz", "/a%", "/.hidden/..."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		if len(in) == 0 || in[0] != '/' {
+			if _, ok := appendNormalizedPath(nil, []byte(in)); ok {
+				t.Fatalf("%q accepted without a leading slash", in)
+			}
+			return
+		}
+		out, ok := appendNormalizedPath(nil, []byte(in))
+		refDecoded, refOK := referenceDecode(in)
+		climbs := refOK && climbsAboveRoot(refDecoded)
+		if ok != (refOK && !climbs) {
+			t.Fatalf("%q: accepted %v, reference decode %v climbs %v", in, ok, refOK, climbs)
+		}
+		if !ok {
+			return
+		}
+		if !pathNeedsNormalizing([]byte(in)) && string(out) != in {
+			t.Fatalf("%q takes the fast path but normalizes to %q", in, out)
+		}
+		o := string(out)
+		if o[0] != '/' || strings.Contains(o, "//") || strings.Contains(o+"/", "/./") || strings.Contains(o+"/", "/../") {
+			t.Fatalf("%q: %q is not normal", in, o)
+		}
+		again, ok := appendNormalizedPath(nil, out)
+		if !ok || string(again) != o {
+			t.Fatalf("%q: %q normalizes again to %q (%v)", in, o, again, ok)
+		}
+		if c := path.Clean(refDecoded); path.Clean(o) != c {
+			t.Fatalf("%q: %q, reference %q", in, o, c)
+		}
+		dir := strings.HasSuffix(refDecoded, "/") || strings.HasSuffix(refDecoded, "/.") || strings.HasSuffix(refDecoded, "/..")
+		if (dir || o == "/") != strings.HasSuffix(o, "/") {
+			t.Fatalf("%q: %q, trailing slash want %v", in, o, dir)
+		}
+	})
+}
+
+// referenceDecode percent-decodes p with net/url, except that %25 stays
+// as it is.
+func referenceDecode(p string) (string, bool) {
+	parts := strings.Split(p, "%25")
+	for i, s := range parts {
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return "", false
+		}
+		parts[i] = d
+	}
+	return strings.Join(parts, "%25"), true
+}
+
+// climbsAboveRoot reports whether a decoded path's ".." segments go above
+// "/", counting depth segment by segment.
+func climbsAboveRoot(p string) bool {
+	depth := 0
+	for _, seg := range strings.Split(p, "/") {
+		switch seg {
+		case "", ".":
+		case "..":
+			if depth == 0 {
+				return true
+			}
+			depth--
+		default:
+			depth++
+		}
+	}
+	return false
 }
 
 // completeHead makes a fuzz input a complete head, as the connection's

@@ -25,11 +25,10 @@ type upstreamHead struct {
 func writeUpstreamHead(bw *bufio.Writer, rt *route, req *request, uh *upstreamHead) {
 	bw.Write(req.method)
 	bw.WriteByte(' ')
-	if len(req.target) == 0 {
-		bw.WriteByte('/')
-	} else {
-		bw.Write(req.target)
+	if len(req.target) == 0 || req.target[0] == '?' {
+		bw.WriteByte('/') // absolute-form without a path: origin-form starts with "/"
 	}
+	bw.Write(req.target)
 	bw.WriteString(" HTTP/1.1\r\n")
 
 	for i := range req.headers {
@@ -48,7 +47,9 @@ func writeUpstreamHead(bw *bufio.Writer, rt *route, req *request, uh *upstreamHe
 			// (rewritten below), X-Forwarded-* (rewritten below).
 			continue
 		}
-		if req.nConnTokens > 0 && req.namedInConnection(h.name) && h.kind != hdrUpgrade {
+		// Connection may name only end-to-end fields the proxy does not
+		// manage: Host and X-Request-Id stay whatever it names.
+		if req.nConnTokens > 0 && h.kind == hdrOther && req.namedInConnection(h.name) {
 			continue
 		}
 		bw.Write(h.name)
@@ -58,7 +59,11 @@ func writeUpstreamHead(bw *bufio.Writer, rt *route, req *request, uh *upstreamHe
 	}
 	if req.hostN == 0 && !rt.setsHost {
 		bw.WriteString("Host: ")
-		bw.Write(uh.host)
+		if len(req.host) > 0 {
+			bw.Write(req.host) // HTTP/1.0 absolute-form: its authority
+		} else {
+			bw.Write(uh.host)
+		}
 		bw.WriteString("\r\n")
 	}
 	if !rt.setsXFF {

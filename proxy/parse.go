@@ -43,11 +43,12 @@ const (
 
 // Parse outcomes that are not an HTTP status of their own.
 const (
-	stOK       = 0
-	stBad      = 400
-	stTooLarge = 431
-	stVersion  = 505
-	stMethod   = 405
+	stOK         = 0
+	stBad        = 400
+	stTooLarge   = 431
+	stURITooLong = 414
+	stVersion    = 505
+	stMethod     = 405
 )
 
 // fields is what requests and responses share: the header lines and the
@@ -430,8 +431,8 @@ func parseRequest(r *request, head []byte) int {
 	}
 	r.target = line[:sp]
 	for _, c := range r.target {
-		if c <= ' ' || c == 0x7f {
-			return stBad
+		if c <= ' ' || c == 0x7f || c == '#' {
+			return stBad // a fragment is never sent (RFC 9110 7.1)
 		}
 	}
 	version := line[sp+1:]
@@ -465,7 +466,7 @@ func parseRequest(r *request, head []byte) int {
 			}
 		}
 	}
-	if r.hostN > 1 || (r.minor == 1 && r.hostN == 0) {
+	if r.hostN > 1 || (r.minor == 1 && r.hostN == 0) || !validHost(r.host) {
 		return stBad
 	}
 	if r.minor == 0 && r.chunked {
@@ -485,11 +486,15 @@ func parseRequest(r *request, head []byte) int {
 	switch {
 	case t[0] == '/':
 	case len(t) == 1 && t[0] == '*':
+		if string(r.method) != "OPTIONS" {
+			return stBad // asterisk-form is for OPTIONS only (RFC 9112 3.2.4)
+		}
 		r.path = t[:0]
 		return stOK
 	case len(t) > 7 && (equalFoldString(t[:7], "http://") || (len(t) > 8 && equalFoldString(t[:8], "https://"))):
-		// absolute-form: route by the authority when there is no Host,
-		// forward the origin-form.
+		// absolute-form: the authority is the host (RFC 9112 3.2.2: it
+		// wins over a Host header, which is rewritten to match), and the
+		// origin-form is forwarded.
 		rest := t[7:]
 		if t[4] != ':' {
 			rest = t[8:]
@@ -501,13 +506,17 @@ func parseRequest(r *request, head []byte) int {
 				break
 			}
 		}
-		if r.hostN == 0 {
-			r.host = rest[:end]
+		authority := rest[:end]
+		if len(authority) == 0 || bytes.IndexByte(authority, '@') >= 0 || !validHost(authority) {
+			return stBad // no host, or userinfo (a phishing and confusion vector)
 		}
-		r.target = rest[end:]
-		if len(r.target) == 0 {
-			r.target = t[:0] // written as "/" upstream
+		r.host = authority
+		for j := range r.headers {
+			if r.headers[j].kind == hdrHost {
+				r.headers[j].value = authority
+			}
 		}
+		r.target = rest[end:] // empty or "?query": writeUpstreamHead adds the "/"
 	default:
 		return stBad
 	}
@@ -516,6 +525,77 @@ func parseRequest(r *request, head []byte) int {
 		r.path = r.path[:q]
 	}
 	return stOK
+}
+
+// regNameTable is true for the bytes of an RFC 3986 reg-name (unreserved,
+// sub-delims, and '%' of a pct-encoding) and so of an IPv4 address.
+var regNameTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._~!$&'()*+,;=%" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validHost reports whether a Host value (or an absolute-form authority
+// without userinfo) is uri-host [ ":" port ]: a reg-name, an IPv4 address
+// or a bracketed IP-literal, and a port of digits. Empty is valid (RFC
+// 9112 3.2 allows an empty Host). Anything else could be read differently
+// by the routing here and by the backend.
+func validHost(h []byte) bool {
+	if len(h) == 0 {
+		return true
+	}
+	var port []byte
+	if h[0] == '[' {
+		i := bytes.IndexByte(h, ']')
+		if i < 2 {
+			return false
+		}
+		for _, c := range h[1:i] {
+			if unhex(c) < 0 && c != ':' && c != '.' && c != 'v' && c != 'V' {
+				return false
+			}
+		}
+		if i+1 < len(h) {
+			if h[i+1] != ':' {
+				return false
+			}
+			port = h[i+2:]
+		}
+	} else {
+		name := h
+		if i := bytes.IndexByte(h, ':'); i >= 0 {
+			name, port = h[:i], h[i+1:]
+		}
+		if len(name) == 0 {
+			return false
+		}
+		for k := 0; k < len(name); k++ {
+			c := name[k]
+			if !regNameTable[c] {
+				return false
+			}
+			if c == '%' {
+				if k+2 >= len(name) || unhex(name[k+1]) < 0 || unhex(name[k+2]) < 0 {
+					return false
+				}
+				k += 2
+			}
+		}
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseResponse parses a complete response head into r. Any problem is an

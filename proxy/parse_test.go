@@ -40,6 +40,96 @@ func TestParseRequestAbsoluteForm(t *testing.T) {
 	if st := parseRequest(&r, []byte("GET http://h.example HTTP/1.0\r\n\r\n")); st != stOK || string(r.host) != "h.example" || len(r.target) != 0 {
 		t.Fatalf("status %d host %q target %q", st, r.host, r.target)
 	}
+	// RFC 9112 3.2.2: the authority wins over a disagreeing Host, which
+	// is rewritten to it.
+	if st := parseRequest(&r, []byte("GET http://a.example:8080?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n")); st != stOK {
+		t.Fatalf("status %d", st)
+	}
+	if string(r.host) != "a.example:8080" || string(r.target) != "?q=1" || len(r.path) != 0 {
+		t.Fatalf("host %q target %q path %q", r.host, r.target, r.path)
+	}
+	if string(r.headers[0].value) != "a.example:8080" {
+		t.Fatalf("Host header %q", r.headers[0].value)
+	}
+}
+
+func TestParseRequestValidHosts(t *testing.T) {
+	for _, h := range []string{"h", "H.Example.COM", "h:80", "h:", "10.0.0.1:8080", "[::1]", "[::1]:443", "[v1.fe80::a]", "a-b_c~d.e", "%41bc", "xn--bcher-kva.example"} {
+		var r request
+		if st := parseRequest(&r, []byte("OPTIONS * HTTP/1.1\r\nHost: "+h+"\r\n\r\n")); st != stOK {
+			t.Errorf("Host %q: status %d", h, st)
+		}
+	}
+	var r request
+	if st := parseRequest(&r, []byte("GET / HTTP/1.1\r\nHost:\r\n\r\n")); st != stOK {
+		t.Errorf("empty Host: status %d", st)
+	}
+}
+
+func TestNormalizePath(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"/", "/"},
+		{"/admin/", "/admin/"},
+		{"//admin/", "/admin/"},
+		{"/x/../admin/", "/admin/"},
+		{"/%61dmin/", "/admin/"},
+		{"/%2e%2E/", ""},
+		{"/x/%2e%2e/admin/", "/admin/"},
+		{"/x%2F..%2Fadmin/", "/admin/"},
+		{"/a/./b", "/a/b"},
+		{"/a/.", "/a/"},
+		{"/a/..", "/"},
+		{"/a/b/..//c", "/a/c"},
+		{"/a//b///", "/a/b/"},
+		{"/.hidden", "/.hidden"},
+		{"/a/...", "/a/..."},
+		{"/%25", "/%25"},
+		{"/%2541", "/%2541"},
+		{"/a%20b", "/a b"},
+		{"/..", ""},
+		{"/a/../..", ""},
+		{"/./..", ""},
+		{"/%", ""},
+		{"/%4", ""},
+		{"/%zz", ""},
+		{"a", ""},
+		{"", ""},
+	}
+	for _, c := range cases {
+		got, ok := appendNormalizedPath([]byte("pre"), []byte(c.in))
+		if !ok {
+			if c.want != "" {
+				t.Errorf("%q refused, want %q", c.in, c.want)
+			}
+			if string(got) != "pre" {
+				t.Errorf("%q: refused but dst is %q", c.in, got)
+			}
+			continue
+		}
+		if c.want == "" {
+			t.Errorf("%q: %q, want refused", c.in, got[3:])
+		} else if string(got) != "pre"+c.want {
+			t.Errorf("%q: %q, want %q", c.in, got, "pre"+c.want)
+		}
+	}
+	for _, p := range []string{"/", "/a/b", "/a/b/", "/a.b/c.d", "/a?b"} {
+		if pathNeedsNormalizing([]byte(p)) {
+			t.Errorf("%q takes the slow path", p)
+		}
+	}
+	for _, p := range []string{"//", "/a/./b", "/a/../b", "/%61", "/a/.", "/.x"} {
+		if !pathNeedsNormalizing([]byte(p)) {
+			t.Errorf("%q takes the fast path", p)
+		}
+	}
+}
+
+func TestNormalizePathAllocs(t *testing.T) {
+	buf := make([]byte, 0, 64)
+	p := []byte("/x/../%61dmin//y/")
+	if n := testing.AllocsPerRun(100, func() { buf, _ = appendNormalizedPath(buf[:0], p) }); n != 0 {
+		t.Fatalf("%v allocations per normalization with a scratch buffer", n)
+	}
 }
 
 // TestParseRequestRejects covers the smuggling and malformed-head cases:
@@ -80,6 +170,22 @@ func TestParseRequestRejects(t *testing.T) {
 		{"bad target", "GET a HTTP/1.1\r\nHost: h\r\n\r\n", 400},
 		{"CONNECT", "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 405},
 		{"bad method", "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"asterisk GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"fragment", "GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"asterisk bad host", "OPTIONS * HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"fragment in query", "GET /a?q#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"absolute userinfo", "GET http://u:p@h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"absolute empty authority", "GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+		{"host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"host with slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+		{"host with userinfo", "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", 400},
+		{"host bad port", "GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n", 400},
+		{"host two colons", "GET / HTTP/1.1\r\nHost: h:80:81\r\n\r\n", 400},
+		{"host only port", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400},
+		{"host bad escape", "GET / HTTP/1.1\r\nHost: h%zz\r\n\r\n", 400},
+		{"host bad literal", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+		{"host literal junk", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400},
+		{"host quote", "GET / HTTP/1.1\r\nHost: h\"\r\n\r\n", 400},
 	}
 	for _, c := range cases {
 		var r request
@@ -135,6 +241,7 @@ func TestChunkParser(t *testing.T) {
 		"5\r\nhello\r\n0\r\n\r\n",
 		"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n",
 		"0\r\nTrailer: x\r\n\r\n",
+		"0\r\nX-A:\r\nContent-Length: 5\r\n\r\n",
 	}
 	for _, g := range good {
 		var c chunkParser
@@ -158,6 +265,14 @@ func TestChunkParser(t *testing.T) {
 		"1000000000000000\r\n",
 		"0\r\nTrailer: x\n\r\n",
 		"5\r\nhello\r\n0\r\n\n",
+		// trailer lines are header fields: a request line is not one
+		"0\r\nGET /admin/secret HTTP/1.1\r\nHost: a\r\n\r\n",
+		"0\r\nX-A : b\r\n\r\n",
+		"0\r\nX-A\r\n\r\n",
+		"0\r\n: b\r\n\r\n",
+		"0\r\nX-A: b\r\n c\r\n\r\n",
+		"0\r\nX-A: b\x00\r\n\r\n",
+		"0\r\nX(A): b\r\n\r\n",
 	}
 	for _, b := range bad {
 		var c chunkParser

@@ -141,11 +141,15 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			readers: newBufPools(max(lc.MaxHeaderSize, minClientReadBuf), 0),
 		}
 	}
-	if _, err := rand.Read(p.reqIDPrefix[:8]); err != nil {
+	// 64 random bits per proxy instance (so per worker and per reload);
+	// they are drawn into their own array because hex.Encode cannot work
+	// in place: encoding over its source would leave 8 random bits.
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
 		p.closeUpstreams()
 		return nil, fmt.Errorf("proxy: request id seed: %w", err)
 	}
-	hex.Encode(p.reqIDPrefix[:], p.reqIDPrefix[:8])
+	hex.Encode(p.reqIDPrefix[:], seed[:])
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if opts.AccessLog != nil {
 		size, interval := 64<<10, time.Second

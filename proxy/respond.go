@@ -122,7 +122,7 @@ var statusTexts = map[int]string{
 	307: "Temporary Redirect", 308: "Permanent Redirect",
 	400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
 	405: "Method Not Allowed", 408: "Request Timeout", 410: "Gone",
-	413: "Content Too Large", 417: "Expectation Failed", 421: "Misdirected Request",
+	413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed", 421: "Misdirected Request",
 	429: "Too Many Requests", 431: "Request Header Fields Too Large",
 	500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
 	503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",

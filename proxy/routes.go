@@ -319,3 +319,90 @@ func validName(s string) bool {
 	}
 	return true
 }
+
+// pathNeedsNormalizing is the fast check of the common case: a path with
+// no '%', no "//" and no "/." is already in normal form and is matched as
+// it is, with no copy.
+func pathNeedsNormalizing(p []byte) bool {
+	for i, c := range p {
+		switch c {
+		case '%':
+			return true
+		case '/':
+			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendNormalizedPath appends to dst the form of path p that routes are
+// matched against: every percent-escape decoded except %25 (kept, so that
+// normalizing is idempotent and "%2541" never becomes "A"), a decoded '/'
+// is a separator like any other (as in nginx, so "/x%2F..%2Fadmin/" is
+// "/admin/"), repeated slashes merged, "." and ".." segments removed, a
+// trailing slash kept. It reports false for a path that does not start
+// with '/', a malformed escape, or ".." climbing above the root: those
+// are answered 400. p must not overlap dst's spare capacity.
+func appendNormalizedPath(dst, p []byte) ([]byte, bool) {
+	if len(p) == 0 || p[0] != '/' {
+		return dst, false
+	}
+	base := len(dst)
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '%' {
+			if i+2 >= len(p) {
+				return dst[:base], false
+			}
+			hi, lo := unhex(p[i+1]), unhex(p[i+2])
+			if hi < 0 || lo < 0 {
+				return dst[:base], false
+			}
+			i += 2
+			if c = byte(hi<<4 | lo); c == '%' {
+				dst = append(dst, "%25"...)
+				continue
+			}
+		}
+		dst = append(dst, c)
+	}
+	// Remove dot segments and empty ones in place: the output never gets
+	// ahead of the input (it writes "/seg" where the input had "/seg").
+	b := dst[base:]
+	w, r := 0, 0
+	dir := false // the output ends in a directory: add a trailing '/'
+	for r < len(b) {
+		for r < len(b) && b[r] == '/' {
+			r++
+		}
+		start := r
+		for r < len(b) && b[r] != '/' {
+			r++
+		}
+		seg := b[start:r]
+		switch {
+		case len(seg) == 0: // trailing slash
+			dir = true
+		case len(seg) == 1 && seg[0] == '.':
+			dir = true
+		case len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
+			if w == 0 {
+				return dst[:base], false
+			}
+			w = bytes.LastIndexByte(b[:w], '/')
+			dir = true
+		default:
+			b[w] = '/'
+			copy(b[w+1:], seg)
+			w += 1 + len(seg)
+			dir = r < len(b)
+		}
+	}
+	if w == 0 || dir {
+		b = append(b[:w], '/')
+		w++
+	}
+	return append(dst[:base], b[:w]...), true
+}
