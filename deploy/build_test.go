@@ -212,3 +212,24 @@ func TestBuildInfoRecordsRuntimePatch(t *testing.T) {
 		}
 	}
 }
+
+// The image's build stage runs the wake-order check on the binary it ships,
+// right after building it, whenever the patch is applied or required.
+func TestDockerfileChecksWakeOrder(t *testing.T) {
+	const bin = "/out/usr/local/sbin/pingora-master"
+	for _, in := range dockerInstructions(t) {
+		if !strings.HasPrefix(in, "RUN ") || !strings.Contains(in, "go build") {
+			continue
+		}
+		built := strings.Index(in, "-o "+bin+" ")
+		check := strings.Index(in, bin+" -check-wake-order")
+		if built < 0 || check < built {
+			t.Fatalf("the build step does not run `%s -check-wake-order` after building it:\n%s", bin, in)
+		}
+		if !strings.Contains(in, `if [ -n "$overlay" ] || [ "${RUNTIME_PATCH}" = required ]; then`) {
+			t.Errorf("the wake-order check is not bound to an applied or required patch:\n%s", in)
+		}
+		return
+	}
+	t.Fatal("no RUN instruction builds the binary")
+}
