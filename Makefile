@@ -67,8 +67,8 @@ bench-runtime:
 	$(MAKE) build RUNTIME_PATCH=0 BIN=bin/pingora-master.stock
 	$(MAKE) build RUNTIME_PATCH=required BIN=bin/pingora-master.fifo
 	bin/pingora-master.fifo -check-wake-order
-	MODE=keepalive ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo deploy/bench/pairs.sh
-	MODE=close ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo deploy/bench/pairs.sh
+	MODE=keepalive ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo NAME_A=stock NAME_B=fifo deploy/bench/pairs.sh
+	MODE=close ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo NAME_A=stock NAME_B=fifo deploy/bench/pairs.sh
 
 # SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
 # 20 runs each with 2 workers: median and max (needs root).
