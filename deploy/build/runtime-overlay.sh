@@ -93,7 +93,7 @@ key=$( {
 	echo "$probe_flags"
 	cat "$(go env GOROOT)/src/runtime/netpoll_epoll.go" "$probe_dir"/*.go "$probe_dir"/probe/*.go
 } | cksum)
-order=
+order= cached_key= cached_order=
 if [ -r "$out/probe" ]; then
 	read -r cached_key cached_order <"$out/probe" || true
 	[ "$cached_key" = "$(echo "$key" | tr ' ' _)" ] && order=$cached_order
