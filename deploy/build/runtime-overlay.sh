@@ -26,7 +26,9 @@
 # turned back to the reversed order. Before patching, the script therefore
 # builds cmd/pingora-master/internal/wakeorder/probe with the stock runtime
 # and runs it; the patch is applied only when the probe shows the reversed
-# order ("lifo") and the line is found exactly once in netpoll. The probe's
+# order ("lifo") and the line is found exactly once in netpoll (a cross
+# build to another architecture is probed on the host's, which has the same
+# netpoll_epoll.go; the host must be Linux). The probe's
 # verdict is kept in OUTDIR/probe, keyed by the Go release, the poller's
 # source and the probe's, so a make that starts again skips it.
 #
@@ -89,7 +91,7 @@ done
 probe_flags=${RUNTIME_PROBE_GOFLAGS-$(printf '%s\n' ${GOFLAGS:-} | grep -v -e '^-overlay=' -e "^-tags=$tag\$" | tr '\n' ' ')}
 probe_dir=$root/cmd/pingora-master/internal/wakeorder
 key=$( {
-	go env GOVERSION GOARCH GOROOT
+	go env GOVERSION GOHOSTARCH GOROOT
 	echo "$probe_flags"
 	cat "$(go env GOROOT)/src/runtime/netpoll_epoll.go" "$probe_dir"/*.go "$probe_dir"/probe/*.go
 } | cksum)
@@ -100,7 +102,11 @@ if [ -r "$out/probe" ]; then
 fi
 if [ -z "$order" ]; then
 	rm -f "$out/probe"
-	observed=$(cd "$root" && GOFLAGS="$probe_flags" go run ./cmd/pingora-master/internal/wakeorder/probe 2>&1) ||
+	# For the host, which must be Linux: a cross build to another
+	# architecture has the same netpoll_epoll.go, and the probe has to run.
+	[ "$(go env GOHOSTOS)" = linux ] || warn "the wake-order probe needs a Linux host"
+	observed=$(cd "$root" && GOOS=linux GOARCH=$(go env GOHOSTARCH) GOFLAGS="$probe_flags" \
+		go run ./cmd/pingora-master/internal/wakeorder/probe 2>&1) ||
 		warn "the wake-order probe did not run: $observed"
 	order=${observed%% *}
 	[ "$order" = lifo ] || [ "$order" = fifo ] || warn "$(go env GOVERSION): the stock runtime's wake order is neither reversed nor epoll's ($observed)"
