@@ -26,11 +26,11 @@
 # turned back to the reversed order. Before patching, the script therefore
 # builds cmd/pingora-master/internal/wakeorder/probe with the stock runtime
 # and runs it; the patch is applied only when the probe shows the reversed
-# order ("lifo") and the line is found exactly once in netpoll (a cross
+# order ("lifo") and the line is found exactly once in netpoll. A cross
 # build to another architecture is probed on the host's, which has the same
-# netpoll_epoll.go; the host must be Linux). The probe's
-# verdict is kept in OUTDIR/probe, keyed by the Go release, the poller's
-# source and the probe's, so a make that starts again skips it.
+# netpoll_epoll.go (the host must be Linux). The probe's verdict is kept in
+# OUTDIR/probe, keyed by the Go release, the poller's source and the
+# probe's, so a make that starts again skips it.
 #
 #   stock order  line found  result
 #   lifo         yes         patched runtime, flags printed
@@ -52,8 +52,13 @@
 # tag pingora_netpoll_fifo selects no code; it is there because build tags
 # are recorded in the binary's build information (`go version -m` shows
 # `build -tags=pingora_netpoll_fifo`), where SBOM and vulnerability
-# scanners look, while -ldflags and -overlay are not recorded in a
+# scanners look, while -overlay is never recorded and -ldflags is not in a
 # -trimpath build. A build without the patch has neither.
+#
+# What the binary checks. `pingora-master -check-wake-order` (hidden) runs
+# the same probe in the binary itself and fails unless ready goroutines run
+# in epoll's order; `make build` runs it on a patched native binary, and the
+# Dockerfile on the binary the image ships.
 #
 # Test hooks: RUNTIME_SRC, another copy of netpoll_epoll.go to patch (a Go
 # release that lacks the line); RUNTIME_PROBE_GOFLAGS, GOFLAGS for the
