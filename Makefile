@@ -7,23 +7,36 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Every build and test uses the Go runtime with the one change in
 # deploy/build/runtime-overlay.sh (the poller's wake order), through a build
-# overlay, tests' own `go build`s included. RUNTIME_PATCH=0 builds with the
-# stock runtime; where the change does not apply, the script says so and the
-# stock runtime is used, unless RUNTIME_PATCH=required (release builds),
-# which stops instead.
+# overlay in GOFLAGS, tests' own `go build`s included; the binary's build
+# information records it (`go version -m bin/pingora-master` shows
+# `-tags=pingora_netpoll_fifo`). The script applies the change only where the
+# stock runtime is shown to run ready goroutines in reverse; where it does
+# not apply it says why and the stock runtime is used, unless
+# RUNTIME_PATCH=required (release builds), which stops instead.
+# RUNTIME_PATCH=0 builds with the stock runtime. The default is the one line
+# below (1: patched; 0 makes the patch opt-in).
 RUNTIME_PATCH ?= 1
 ifneq ($(filter 1 required,$(RUNTIME_PATCH)),)
 OVERLAY := $(shell RUNTIME_PATCH=$(RUNTIME_PATCH) deploy/build/runtime-overlay.sh $(CURDIR)/bin/.overlay)
-endif
-ifeq ($(RUNTIME_PATCH):$(OVERLAY),required:)
+ifneq ($(.SHELLSTATUS),0)
 $(error RUNTIME_PATCH=required and the runtime patch does not apply (see above))
 endif
-export GOFLAGS := $(strip $(GOFLAGS) $(OVERLAY))
+endif
+# A make started by this one (bench-runtime) chooses its own runtime.
+export GOFLAGS := $(strip $(filter-out -overlay=% -tags=pingora_netpoll_fifo,$(GOFLAGS)) $(OVERLAY))
 
-.PHONY: build run test bench bench-pairs bench-reload install clean
+# Where `make build` writes the binary.
+BIN ?= bin/pingora-master
+
+.PHONY: build run test bench bench-pairs bench-runtime bench-reload install clean
+
+# A patched binary checks its own wake order (the hidden -check-wake-order)
+# where it can run here, i.e. unless cross-compiled.
+native = $(shell [ "$$($(GO) env GOOS GOARCH)" = "$$($(GO) env GOHOSTOS GOHOSTARCH)" ] && echo yes)
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/pingora-master ./cmd/pingora-master
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pingora-master
+	$(if $(OVERLAY),$(if $(native),$(BIN) -check-wake-order >/dev/null))
 
 # The main job: the master in the foreground, two workers, on the embedded
 # default config (no root, no backend needed). Try: curl localhost:8080
@@ -48,13 +61,27 @@ bench-pairs: build
 	MODE=keepalive deploy/bench/pairs.sh
 	MODE=close deploy/bench/pairs.sh
 
+# The same commit built with the stock runtime and with the patched one,
+# measured by turns (keep-alive, then a new connection per request), ROUNDS
+# pairs of DUR each: per pair, then min/median/max of p99 and CPU per
+# request for each build. Run it on a quiet machine; it decides the
+# RUNTIME_PATCH default above (deploy/build/go-issue-netpoll-order.md).
+bench-runtime: ROUNDS ?= 10
+bench-runtime: DUR ?= 6s
+bench-runtime:
+	$(MAKE) build RUNTIME_PATCH=0 BIN=bin/pingora-master.stock
+	$(MAKE) build RUNTIME_PATCH=required BIN=bin/pingora-master.fifo
+	bin/pingora-master.fifo -check-wake-order
+	MODE=keepalive ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo NAME_A=stock NAME_B=fifo deploy/bench/pairs.sh
+	MODE=close ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo NAME_A=stock NAME_B=fifo deploy/bench/pairs.sh
+
 # SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
 # 20 runs each with 2 workers: median and max (needs root).
 bench-reload:
 	$(GO) test -count=1 -run '^$$' -bench 'Reload|Upgrade' -benchtime 20x ./cmd/pingora-master/
 
 install: build
-	install -D -m 0755 bin/pingora-master $(DESTDIR)$(PREFIX)/sbin/pingora-master
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/pingora-master
 
 clean:
 	rm -rf bin

@@ -3,7 +3,8 @@
 // the proxy. See README.md.
 //
 // main only parses flags and picks a mode: worker (hidden, started by the
-// master), -v, -t, -s, or the master itself.
+// master), -check-wake-order (hidden, a release build's self-check), -v,
+// -t, -s, or the master itself.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/pingora-go/pingora/cmd/pingora-master/internal/wakeorder"
 	"github.com/pingora-go/pingora/master"
 	"github.com/pingora-go/pingora/worker"
 )
@@ -49,11 +51,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pingora-master", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		conf     string
-		daemon   bool
-		test     bool
-		sig      string
-		showVers bool
+		conf      string
+		daemon    bool
+		test      bool
+		sig       string
+		showVers  bool
+		checkWake bool
 	)
 	for _, n := range []string{"c", "conf"} {
 		fs.StringVar(&conf, n, "", "configuration `FILE` (default "+master.DefaultConfigPath+" if it exists, else the embedded default)")
@@ -70,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, n := range []string{"v", "version"} {
 		fs.BoolVar(&showVers, n, false, "print the version and exit")
 	}
+	// Not in the usage text: release builds run it on the artifact they ship.
+	fs.BoolVar(&checkWake, "check-wake-order", false, "check that ready goroutines run in epoll's order and exit")
 	fs.Usage = func() { usage(stderr) }
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -87,6 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case showVers:
 		fmt.Fprintf(stdout, "pingora-master %s (commit %s, %s %s/%s)\n", version, commit, goRuntime(), runtime.GOOS, runtime.GOARCH)
 		return 0
+	case checkWake:
+		return wakeorder.SelfCheck(stdout, stderr, goRuntime())
 	case test:
 		return master.Test(opts)
 	case sig != "":
