@@ -55,6 +55,7 @@ func (m *Master) upgrade() (int, error) {
 		}
 	}
 	if upgErr != nil {
+		m.reclaim()
 		if reason := readReport(r); reason != "" {
 			return 0, fmt.Errorf("%w: %s", upgErr, reason)
 		}
@@ -66,6 +67,29 @@ func (m *Master) upgrade() (int, error) {
 	}
 	m.log.Info("new master serving, draining this one", "new_master", pid)
 	return pid, nil
+}
+
+// reclaim takes back what a new master that failed may have taken over
+// before it failed and removed on its way out: the control socket (so
+// `-s status` and `-s reload` reach this master again) and the PID file.
+func (m *Master) reclaim() {
+	if m.ctl != nil && !m.ctl.owned() {
+		ctl, err := listenControl(m.cfg.ControlSocket, m.cmds, m.log)
+		if err != nil {
+			m.log.Error("control socket lost to the failed upgrade and cannot be bound again", "error", err)
+		} else {
+			m.ctl.ln.Close()
+			m.ctl = ctl
+			m.log.Warn("control socket taken back from the failed new master", "path", ctl.path)
+		}
+	}
+	if pid, err := ReadPIDFile(m.cfg.PIDFile); err != nil || pid != os.Getpid() {
+		if err := WritePIDFile(m.cfg.PIDFile, os.Getpid()); err != nil {
+			m.log.Error("cannot write the pid file again after the failed upgrade", "error", err)
+		} else {
+			m.log.Warn("pid file written again after the failed upgrade", "path", m.cfg.PIDFile)
+		}
+	}
 }
 
 // readReport reads what a failed new master wrote, without blocking on a
