@@ -128,6 +128,14 @@ func (s *controlServer) serve() {
 
 func (s *controlServer) handle(conn *net.UnixConn) {
 	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReaderSize(conn, 4096).ReadSlice('\n')
+	if err != nil {
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	// Checked once the request is read, so that the refused client gets
+	// the answer rather than a broken pipe while it sends.
 	if ok, cred := s.peerAllowed(conn); !ok {
 		if cred != nil {
 			s.log.Warn("control socket: connection refused: not root nor the master's user",
@@ -139,12 +147,6 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 		conn.Write(append(b, '\n'))
 		return
 	}
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReaderSize(conn, 4096).ReadSlice('\n')
-	if err != nil {
-		return
-	}
-	conn.SetReadDeadline(time.Time{})
 	var req Request
 	var resp Response
 	if err := json.Unmarshal(line, &req); err != nil {
