@@ -22,6 +22,8 @@ type rawFile struct {
 	UpgradeTimeout  *string `hcl:"upgrade_timeout,optional"`
 	Daemon          *bool   `hcl:"daemon,optional"`
 
+	MaxDrainingGenerations *int `hcl:"max_draining_generations,optional"`
+
 	Log       *rawLog        `hcl:"log,block"`
 	AccessLog *rawAccessLog  `hcl:"access_log,block"`
 	Limits    *rawLimits     `hcl:"limits,block"`

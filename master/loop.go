@@ -19,11 +19,17 @@ type command struct {
 	kind   string
 	source string // "SIGHUP", "control socket"
 	reply  chan<- Response
+	// merged are requests of the same kind that arrived while this one
+	// waited: they share its outcome (a burst of reloads is one reload).
+	merged []*command
 }
 
 func (c *command) respond(r Response) {
 	if c.reply != nil {
 		c.reply <- r
+	}
+	for _, o := range c.merged {
+		o.respond(r)
 	}
 }
 
@@ -145,6 +151,17 @@ func (m *Master) deferCommand(c *command) {
 		// A fast stop does not wait for the operation in progress.
 		m.interrupted = true
 		m.pending = append([]*command{c}, m.pending...)
+	case cmdReload:
+		// One pending reload reads the config as it is when it runs, so
+		// it serves every reload asked for before then.
+		for _, p := range m.pending {
+			if p.kind == cmdReload {
+				p.merged = append(p.merged, c)
+				m.log.Info("reload already pending, merged with it", "requested_by", c.source)
+				return
+			}
+		}
+		m.pending = append(m.pending, c)
 	default:
 		m.pending = append(m.pending, c)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/pingora-go/pingora/config"
@@ -107,8 +108,28 @@ func (m *Master) reload() error {
 	m.log.Info("new generation serving, draining the previous one",
 		"generation", g.id, "workers", pids(g), "previous", old.id, "deadline", cfg.ShutdownTimeout)
 	m.drainGeneration(old, deadline)
+	m.capDraining(cfg.MaxDrainingGenerations)
 	m.awaitNotAccepting(old)
 	return nil
+}
+
+// capDraining cuts the oldest draining generations (their workers close
+// their connections now) while more than limit drain at once: long-lived
+// connections and frequent reloads would otherwise pile up old workers.
+func (m *Master) capDraining(limit int) {
+	var draining []*generation
+	for _, g := range m.gens {
+		if g != m.gen && g.retiring && slices.ContainsFunc(g.workers(), func(w *worker) bool { return w.state == stateDraining }) {
+			draining = append(draining, g)
+		}
+	}
+	for len(draining) > limit {
+		g := draining[0]
+		draining = draining[1:]
+		m.log.Warn("too many generations draining, cutting the oldest",
+			"generation", g.id, "workers", pids(g), "max_draining_generations", limit)
+		m.stopGeneration(g)
+	}
 }
 
 // collectListeners closes listeners that no generation uses (after a

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 	"unsafe"
@@ -136,5 +137,107 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 	})
 	if r := in.Ctl("status"); r.Code != 0 {
 		t.Errorf("-s status as root: want exit 0\n%s", r)
+	}
+}
+
+// TestReloadBurstMerges: 30 SIGHUPs in a burst run at most two reloads
+// (the one in progress and one pending that all the others merged into),
+// and every one of several concurrent `-s reload` callers gets an answer.
+func TestReloadBurstMerges(t *testing.T) {
+	in := newInstance(t, 1)
+	p := in.Start()
+	master := in.MustMasterPID()
+	in.SetGen(1)
+	for i := 0; i < 30; i++ {
+		if err := unix.Kill(master, unix.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		// Apart enough that the kernel does not fold them into one
+		// pending signal, close enough to all land in the first reload.
+		time.Sleep(2 * time.Millisecond)
+	}
+	// A graceful stop queues behind the pending reload: once the master
+	// is gone, every reload the burst caused has run.
+	if r := in.Ctl("quit"); r.Code != 0 {
+		t.Fatalf("-s quit after the burst: %s", r)
+	}
+	<-p.done
+	log := readText(in.ErrLog)
+	if n := strings.Count(log, "master: reloading:"); n < 1 || n > 2 {
+		t.Errorf("30 SIGHUPs in a burst ran %d reloads, want 1 or 2", n)
+	}
+	t.Logf("30 SIGHUPs: %d reloads, %d merged", strings.Count(log, "master: reloading:"), strings.Count(log, "merged with it"))
+
+	p = in.Start()
+	in.SetGen(2)
+	results := make(chan result, 6)
+	for i := 0; i < cap(results); i++ {
+		go func() { results <- in.Run(40*time.Second, "-c", in.Conf, "-s", "reload") }()
+	}
+	for i := 0; i < cap(results); i++ {
+		if r := <-results; r.Code != 0 || !strings.Contains(r.Stdout, "reloaded: generation") {
+			t.Errorf("concurrent -s reload %d: want exit 0 and \"reloaded: generation\"\n%s", i, r)
+		}
+	}
+	in.assertServesNow("after the concurrent reloads", 2)
+}
+
+// TestMaxDrainingGenerations: with max_draining_generations = 1 and a
+// request holding each old generation open, the reload that leaves two
+// generations draining cuts the oldest at once (its workers exit long
+// before shutdown_timeout) and says so in the log; the newer draining one
+// keeps its request.
+func TestMaxDrainingGenerations(t *testing.T) {
+	in := newInstance(t, 1)
+	in.Backend.SlowFor = 25 * time.Second
+	in.Params.Shutdown = "40s"
+	in.Params.Extra = "max_draining_generations = 1\n"
+	in.WriteConfig(in.Params)
+	in.Start()
+	master := in.MustMasterPID()
+
+	hold := func(gen int) []int {
+		t.Helper()
+		workers := in.WaitWorkers(master, 1, nil, 10*time.Second)
+		go fetch(in.Addr, "GET", "/app/slow", nil)
+		select {
+		case <-in.Backend.SlowArrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the slow request of generation %d did not reach the backend", gen)
+		}
+		return workers
+	}
+	gen0 := hold(0)
+	in.SetGen(1)
+	if r := in.Ctl("reload"); r.Code != 0 {
+		t.Fatalf("-s reload to generation 1: %s", r)
+	}
+	// Generation 0 drains, held by its request; generation 1 serves.
+	var gen1 []int
+	waitFor(t, 10*time.Second, "generation 1's worker", func() (bool, string) {
+		gen1 = nil
+		for _, w := range in.Workers(master) {
+			if !slices.Contains(gen0, w) {
+				gen1 = append(gen1, w)
+			}
+		}
+		return len(gen1) == 1, fmt.Sprintf("workers %v, generation 0 %v", in.Workers(master), gen0)
+	})
+	go fetch(in.Addr, "GET", "/app/slow", nil)
+	select {
+	case <-in.Backend.SlowArrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request of generation 1 did not reach the backend")
+	}
+	in.SetGen(2)
+	if r := in.Ctl("reload"); r.Code != 0 {
+		t.Fatalf("-s reload to generation 2: %s", r)
+	}
+	in.WaitVanished("generation 0's worker, cut", gen0, drainTimeout)
+	if !alive(gen1[0]) {
+		t.Errorf("generation 1's worker %d is gone: only the oldest draining generation is cut", gen1[0])
+	}
+	if !strings.Contains(readText(in.ErrLog), "too many generations draining, cutting the oldest") {
+		t.Errorf("no cut logged:\n%s", tail(in.ErrLog, 20))
 	}
 }
