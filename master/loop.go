@@ -143,6 +143,16 @@ func (m *Master) wait(timeout time.Duration, done func() bool) bool {
 	return true
 }
 
+// stopPending reports whether a stop (graceful or fast) waits to run.
+func (m *Master) stopPending() bool {
+	for _, p := range m.pending {
+		if p.kind == cmdQuit || p.kind == cmdStop {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Master) deferCommand(c *command) {
 	switch c.kind {
 	case cmdStatus:

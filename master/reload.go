@@ -58,7 +58,7 @@ func (m *Master) reload() error {
 	m.notify.reloading()
 	defer m.notify.ready()
 
-	cfg, err := m.loadConfig()
+	cfg, err := m.loadConfigOffLoop(m.cfg.ReloadTimeout)
 	if err != nil {
 		return err
 	}
@@ -143,6 +143,33 @@ func (m *Master) collectListeners() {
 	}
 	for _, a := range m.lns.retain(keep) {
 		m.log.Info("listener closed", "address", a)
+	}
+}
+
+// loadConfigOffLoop reads and parses the config on another goroutine: a
+// FIFO or a hung network file system would otherwise block the loop, and
+// with it signals and `-s`. It gives up after timeout, or as soon as a
+// stop is asked for; the reader is then abandoned (a blocked read cannot
+// be cancelled) and its result, if it ever comes, ignored.
+func (m *Master) loadConfigOffLoop(timeout time.Duration) (*config.Config, error) {
+	type result struct {
+		cfg *config.Config
+		err error
+	}
+	var res *result
+	go func() {
+		cfg, err := m.loadConfig()
+		r := &result{cfg, err}
+		m.events <- func() { res = r }
+	}()
+	m.wait(timeout, func() bool { return res != nil || m.stopPending() })
+	switch {
+	case res != nil:
+		return res.cfg, res.err
+	case m.interrupted || m.stopPending():
+		return nil, errors.New("interrupted by a stop while reading the config")
+	default:
+		return nil, fmt.Errorf("reading the config %s took longer than reload_timeout (%s); is it a FIFO or on a hung file system?", m.cfgPath, timeout)
 	}
 }
 

@@ -241,3 +241,44 @@ func TestMaxDrainingGenerations(t *testing.T) {
 		t.Errorf("no cut logged:\n%s", tail(in.ErrLog, 20))
 	}
 }
+
+// TestConfigFIFODoesNotBlockTheMaster: the config path is a FIFO nobody
+// writes to (a hung network file system behaves the same). A reload waits
+// on it without blocking the master: `-s status` answers meanwhile, and a
+// SIGTERM stops the master, answering the waiting `-s reload` with why.
+func TestConfigFIFODoesNotBlockTheMaster(t *testing.T) {
+	in := newInstance(t, 1)
+	p := in.Start()
+	// The -s clients read the config to find the socket: they get a copy
+	// (same absolute paths, so the same socket).
+	clientConf := filepath.Join(in.Dir, "client.hcl")
+	if err := copyFile(in.Conf, clientConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(in.Conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(in.Conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan result, 1)
+	go func() { reload <- in.Run(60*time.Second, "-c", clientConf, "-s", "reload") }()
+	waitFor(t, 10*time.Second, "the reload to start", func() (bool, string) {
+		return strings.Contains(readText(in.ErrLog), "master: reloading:"), tail(in.ErrLog, 5)
+	})
+	if r := in.Run(20*time.Second, "-c", clientConf, "-s", "status"); r.Code != 0 {
+		t.Errorf("-s status while the reload waits on the FIFO: want exit 0\n%s", r)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the master did not stop within 20 s of SIGTERM while a reload waited on a FIFO config")
+	}
+	r := <-reload
+	if r.Code != 1 || !strings.Contains(r.Output(), "interrupted") {
+		t.Errorf("-s reload cut short by the stop: want exit 1 saying it was interrupted\n%s", r)
+	}
+}
