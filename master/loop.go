@@ -89,6 +89,16 @@ func (m *Master) run(c *command) (code int, done bool) {
 			c.respond(Response{Error: "upgrade failed: " + err.Error()})
 			return 0, false
 		}
+		// Reloads and stops that arrived during the upgrade are for the
+		// service, which the new master now is.
+		m.successor = pid
+		var keep []*command
+		for _, p := range m.pending {
+			if !m.forwardToSuccessor(p) {
+				keep = append(keep, p)
+			}
+		}
+		m.pending = keep
 		// The new master serves the admin address on the same socket (and
 		// counts the upgrade): scrapes from now on must reach it only.
 		m.stopAdmin()
@@ -154,6 +164,13 @@ func (m *Master) stopPending() bool {
 }
 
 func (m *Master) deferCommand(c *command) {
+	if m.successor != 0 && m.forwardToSuccessor(c) {
+		if c.kind == cmdStop {
+			// This master's own drain is cut short as well.
+			m.interrupted = true
+		}
+		return
+	}
 	switch c.kind {
 	case cmdStatus:
 		c.respond(Response{OK: true, Status: m.status()})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -46,11 +47,16 @@ func (m *Master) upgrade() (int, error) {
 		err := m.upg.Upgrade()
 		m.events <- func() { upgErr, finished = err, true }
 	}()
+	aborted := false
 	for !finished {
-		m.wait(0, func() bool { return finished })
-		if m.interrupted && !finished {
-			// A fast stop: tableflip kills the new master.
+		m.wait(0, func() bool { return finished || (!aborted && m.stopPending()) })
+		if !finished && !aborted && (m.interrupted || m.stopPending()) {
+			// A stop outranks the upgrade: tableflip kills the new master
+			// (its workers follow), and the stop runs next. Letting the
+			// upgrade finish first would leave the new master serving.
+			m.log.Warn("stop requested during a binary upgrade: aborting the upgrade")
 			m.upg.Stop()
+			aborted = true
 			m.interrupted = false
 		}
 	}
@@ -67,6 +73,30 @@ func (m *Master) upgrade() (int, error) {
 	}
 	m.log.Info("new master serving, draining this one", "new_master", pid)
 	return pid, nil
+}
+
+// forwardToSuccessor hands a command that reached this master after a
+// new master took over (or while the upgrade completed) to the new master
+// as its signal: the operator means the service, and this master is
+// leaving. handled is false for commands it does not forward.
+func (m *Master) forwardToSuccessor(c *command) (handled bool) {
+	sig, ok := map[string]syscall.Signal{cmdReload: syscall.SIGHUP, cmdQuit: syscall.SIGTERM, cmdStop: syscall.SIGINT}[c.kind]
+	if !ok {
+		return false
+	}
+	if m.successor <= 0 {
+		m.log.Error("command refused: a new master took over and its pid is unknown", "command", c.kind, "requested_by", c.source)
+		c.respond(Response{Error: c.kind + " refused: this master is handing over to a new one whose pid is unknown; send it to the new master"})
+		return true
+	}
+	if err := syscall.Kill(m.successor, sig); err != nil {
+		m.log.Error("command refused: cannot forward it to the new master", "command", c.kind, "new_master", m.successor, "error", err)
+		c.respond(Response{Error: fmt.Sprintf("%s refused: forwarding to the new master %d: %v", c.kind, m.successor, err)})
+		return true
+	}
+	m.log.Info("command forwarded to the new master", "command", c.kind, "requested_by", c.source, "new_master", m.successor, "signal", signalName(sig))
+	c.respond(Response{OK: true, Message: fmt.Sprintf("%s forwarded to the new master (pid %d) as %s", c.kind, m.successor, signalName(sig))})
+	return true
 }
 
 // reclaim takes back what a new master that failed may have taken over

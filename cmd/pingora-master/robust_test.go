@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,4 +282,53 @@ func TestConfigFIFODoesNotBlockTheMaster(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Output(), "interrupted") {
 		t.Errorf("-s reload cut short by the stop: want exit 1 saying it was interrupted\n%s", r)
 	}
+}
+
+// TestStopDuringUpgrade: SIGTERM 10 ms after SIGUSR2 (systemd stopping the
+// service while an upgrade starts) is not lost: no master keeps serving,
+// both masters and all workers are gone, and the port is closed.
+func TestStopDuringUpgrade(t *testing.T) {
+	in := newInstance(t, 1)
+	p := in.Start()
+	master := in.Signal(syscall.SIGUSR2)
+	time.Sleep(10 * time.Millisecond) // the timing: the upgrade under way
+	if err := unix.Kill(master, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old master did not stop within 30 s of SIGTERM")
+	}
+	waitFor(t, 30*time.Second, "every process of the instance gone", func() (bool, string) {
+		reapAdopted()
+		left := processesOf(in.Bin)
+		return len(left) == 0, fmt.Sprintf("still running: %v", left)
+	})
+	if c, err := net.DialTimeout("tcp", in.Addr, 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("%s still accepts connections after SIGTERM during an upgrade", in.Addr)
+	}
+}
+
+// TestReloadDuringUpgrade: a SIGHUP that reaches the old master while the
+// new one starts (after it read the config) is not lost: once the upgrade
+// completes, the serving master runs the config written before the SIGHUP.
+func TestReloadDuringUpgrade(t *testing.T) {
+	in := newInstance(t, 1)
+	in.Start()
+	master := in.Signal(syscall.SIGUSR2)
+	waitFor(t, 20*time.Second, "the new master to have read its config", func() (bool, string) {
+		return strings.Contains(readText(in.ErrLog), "upgraded_from="), tail(in.ErrLog, 5)
+	})
+	in.SetGen(1)
+	if err := unix.Kill(master, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	newMaster := in.WaitServing(nil, 1)
+	if newMaster == master {
+		t.Errorf("generation 1 served by the old master %d: the upgrade did not complete", master)
+	}
+	in.WaitDead("the old master", []int{master}, 20*time.Second)
+	in.assertServesNow("after the upgrade and the forwarded reload", 1)
 }
