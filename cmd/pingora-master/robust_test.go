@@ -75,11 +75,18 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := unix.InotifyAddWatch(ino, runDir, unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+	wd, err := unix.InotifyAddWatch(ino, runDir, unix.IN_CREATE|unix.IN_MOVED_TO)
+	if err != nil {
+		unix.Close(ino)
 		t.Fatal(err)
 	}
-	bad := make(chan string, 16)
+	bad := make(chan string, 64)
+	watched := make(chan struct{})
+	// The reader owns the descriptor: removing the watch queues
+	// IN_IGNORED, which ends it.
 	go func() {
+		defer close(watched)
+		defer unix.Close(ino)
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := unix.Read(ino, buf)
@@ -88,17 +95,30 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 			}
 			for off := 0; off+unix.SizeofInotifyEvent <= n; {
 				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
-				off += unix.SizeofInotifyEvent + int(ev.Len)
+				if ev.Mask&unix.IN_IGNORED != 0 {
+					return
+				}
+				end := off + unix.SizeofInotifyEvent + int(ev.Len)
+				if end > n {
+					return
+				}
+				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:end]), "\x00")
+				off = end
 				fi, err := os.Lstat(filepath.Join(runDir, name))
 				if err != nil {
 					continue
 				}
 				switch {
 				case fi.Mode()&os.ModeSocket != 0 && fi.Mode().Perm() != 0o600:
-					bad <- fmt.Sprintf("socket %s appeared with mode %v", name, fi.Mode())
+					select {
+					case bad <- fmt.Sprintf("socket %s appeared with mode %v", name, fi.Mode()):
+					default:
+					}
 				case fi.IsDir() && fi.Mode().Perm() != 0o700:
-					bad <- fmt.Sprintf("directory %s appeared with mode %v", name, fi.Mode())
+					select {
+					case bad <- fmt.Sprintf("directory %s appeared with mode %v", name, fi.Mode()):
+					default:
+					}
 				}
 			}
 		}
@@ -107,7 +127,8 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 	p := in.StartNoWait()
 	syscall.Umask(old)
 	in.WaitServing(p, 0)
-	unix.Close(ino)
+	unix.InotifyRmWatch(ino, uint32(wd))
+	<-watched
 	select {
 	case why := <-bad:
 		t.Errorf("under umask 000: %s", why)
