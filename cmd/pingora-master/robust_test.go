@@ -165,31 +165,83 @@ func TestControlSocketRefusesOtherUsers(t *testing.T) {
 // TestReloadBurstMerges: 30 SIGHUPs in a burst run at most two reloads
 // (the one in progress and one pending that all the others merged into),
 // and every one of several concurrent `-s reload` callers gets an answer.
+// The config is a FIFO during the burst, so the first reload provably
+// lasts until the burst is over: the test writes the config into it once
+// per reload the master runs.
 func TestReloadBurstMerges(t *testing.T) {
 	in := newInstance(t, 1)
 	p := in.Start()
 	master := in.MustMasterPID()
-	in.SetGen(1)
+	clientConf := filepath.Join(in.Dir, "client.hcl")
+	if err := copyFile(in.Conf, clientConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p1 := in.Params
+	p1.Gen = 1
+	gen1 := in.ConfigText(p1)
+	if err := os.Remove(in.Conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(in.Conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 30; i++ {
 		if err := unix.Kill(master, unix.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		// Apart enough that the kernel does not fold them into one
-		// pending signal, close enough to all land in the first reload.
+		// pending signal.
 		time.Sleep(2 * time.Millisecond)
 	}
-	// A graceful stop queues behind the pending reload: once the master
-	// is gone, every reload the burst caused has run.
-	if r := in.Ctl("quit"); r.Code != 0 {
+	// A round trip through the loop: the signals, sent earlier, are in.
+	if r := in.Run(20*time.Second, "-c", clientConf, "-s", "status"); r.Code != 0 {
+		t.Fatalf("-s status during the burst: %s", r)
+	}
+	feed := func(n int) {
+		t.Helper()
+		fed := make(chan error, 1)
+		go func() {
+			f, err := os.OpenFile(in.Conf, os.O_WRONLY, 0)
+			if err == nil {
+				_, err = f.WriteString(gen1)
+				f.Close()
+			}
+			fed <- err
+		}()
+		select {
+		case err := <-fed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("reload %d never read the config", n)
+		}
+		waitFor(t, 20*time.Second, fmt.Sprintf("reload %d done", n), func() (bool, string) {
+			return strings.Count(readText(in.ErrLog), "new generation serving") == n, tail(in.ErrLog, 5)
+		})
+	}
+	feed(1)
+	if n := strings.Count(readText(in.ErrLog), "master: reloading:"); n == 2 {
+		feed(2)
+	}
+	// A graceful stop queues behind any pending reload, which would
+	// then read the FIFO (and block): it stops at once only if no third
+	// reload was left.
+	if r := in.Run(20*time.Second, "-c", clientConf, "-s", "quit"); r.Code != 0 {
 		t.Fatalf("-s quit after the burst: %s", r)
 	}
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the master did not exit within 20 s of -s quit returning")
+	}
 	log := readText(in.ErrLog)
 	if n := strings.Count(log, "master: reloading:"); n < 1 || n > 2 {
 		t.Errorf("30 SIGHUPs in a burst ran %d reloads, want 1 or 2", n)
 	}
 	t.Logf("30 SIGHUPs: %d reloads, %d merged", strings.Count(log, "master: reloading:"), strings.Count(log, "merged with it"))
 
+	in.WriteConfig(in.Params)
 	p = in.Start()
 	in.SetGen(2)
 	results := make(chan result, 6)
@@ -351,5 +403,8 @@ func TestReloadDuringUpgrade(t *testing.T) {
 		t.Errorf("generation 1 served by the old master %d: the upgrade did not complete", master)
 	}
 	in.WaitDead("the old master", []int{master}, 20*time.Second)
+	waitFor(t, 20*time.Second, "the new master's previous generation gone", func() (bool, string) {
+		return strings.Contains(readText(in.ErrLog), fmt.Sprintf("master: generation gone: pid=%d", newMaster)), tail(in.ErrLog, 5)
+	})
 	in.assertServesNow("after the upgrade and the forwarded reload", 1)
 }
