@@ -50,15 +50,20 @@ func (m *Master) upgrade() (int, error) {
 	aborted := false
 	for !finished {
 		m.wait(0, func() bool { return finished || (!aborted && m.stopPending()) })
-		if !finished && !aborted && (m.interrupted || m.stopPending()) {
+		if finished || !(m.interrupted || m.stopPending()) {
+			continue
+		}
+		if !aborted {
 			// A stop outranks the upgrade: tableflip kills the new master
 			// (its workers follow), and the stop runs next. Letting the
 			// upgrade finish first would leave the new master serving.
 			m.log.Warn("stop requested during a binary upgrade: aborting the upgrade")
 			m.upg.Stop()
 			aborted = true
-			m.interrupted = false
 		}
+		// The stop waits in pending; the flag would only make wait
+		// return at once while tableflip finishes the abort.
+		m.interrupted = false
 	}
 	if upgErr != nil {
 		m.reclaim()
