@@ -54,6 +54,7 @@ func (b *builder) build(r *rawFile) *Config {
 	cfg.ShutdownTimeout = top.duration("shutdown_timeout", r.ShutdownTimeout, 30*time.Second)
 	cfg.ReloadTimeout = top.duration("reload_timeout", r.ReloadTimeout, 30*time.Second)
 	cfg.UpgradeTimeout = top.duration("upgrade_timeout", r.UpgradeTimeout, 60*time.Second)
+	cfg.MaxDrainingGenerations = top.integer("max_draining_generations", r.MaxDrainingGenerations, 4, 1, 64)
 	if r.Daemon != nil {
 		cfg.Daemon = *r.Daemon
 	}

@@ -41,6 +41,12 @@ type Config struct {
 	// master. Always starts with "TZ" unless the file names TZ itself.
 	Env []string `json:"env"`
 
+	// MaxDrainingGenerations caps how many old generations may drain at
+	// once after reloads (default 4, 1..64): past it, the oldest is cut at
+	// once, so a burst of reloads with long-lived connections cannot pile
+	// up workers.
+	MaxDrainingGenerations int `json:"max_draining_generations"`
+
 	Log       Log        `json:"log"`
 	AccessLog *AccessLog `json:"access_log,omitempty"` // nil: no access log
 	Limits    Limits     `json:"limits"`

@@ -215,6 +215,7 @@ route »"b" {
 }` + route, []string{"Upstream without primary servers", `every server of upstream "u" is a backup`}},
 		{"no servers", base + `upstream »"u" {}` + route, []string{"Upstream without servers", `upstream "u" has no server`}},
 		{"workers", base + `workers = »0`, []string{`workers: 0 is out of range: it must be from 1 to 1024`}},
+		{"max_draining_generations", base + `max_draining_generations = »0`, []string{`max_draining_generations: 0 is out of range: it must be from 1 to 64`}},
 		{"nofile", base + `limits { nofile = »-1 }`, []string{`limits nofile: -1: the open files limit must be 0`}},
 		{"route without target", base + `»route "p" { path_prefix = "/p/" }`,
 			[]string{"Route without target", `route "p" needs upstream = "NAME" to proxy, or a respond`}},

@@ -23,6 +23,8 @@ type rawFile struct {
 	Daemon          *bool    `hcl:"daemon,optional"`
 	Env             []string `hcl:"env,optional"`
 
+	MaxDrainingGenerations *int `hcl:"max_draining_generations,optional"`
+
 	Log       *rawLog        `hcl:"log,block"`
 	AccessLog *rawAccessLog  `hcl:"access_log,block"`
 	Limits    *rawLimits     `hcl:"limits,block"`

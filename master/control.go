@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // Request is one control-socket request: a single JSON line.
@@ -45,15 +46,22 @@ type controlServer struct {
 	once    sync.Once
 }
 
-// listenControl binds the socket under a temporary name, sets its mode and
-// renames it into place: the path always names a working socket, and a new
-// master (binary upgrade) takes the path over atomically from the old one.
+// listenControl binds the socket inside a fresh private (0700) directory
+// beside the path, sets its mode and renames it into place: nobody but
+// root can reach the socket before it is 0600, whatever the umask (which
+// is process-wide and so not ours to change around one bind), the path
+// always names a working socket, and a new master (binary upgrade) takes
+// the path over atomically from the old one.
 func listenControl(path string, cmds chan<- *command, log hclog.Logger) (*controlServer, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("control socket directory: %w", err)
+	if _, err := makeSafeDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d", filepath.Base(path), os.Getpid()))
-	os.Remove(tmp)
+	private, err := os.MkdirTemp(filepath.Dir(path), "."+filepath.Base(path)+".")
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: private directory: %w", path, err)
+	}
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
@@ -61,7 +69,6 @@ func listenControl(path string, cmds chan<- *command, log hclog.Logger) (*contro
 	ln.SetUnlinkOnClose(false)
 	fail := func(err error) (*controlServer, error) {
 		ln.Close()
-		os.Remove(tmp)
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	if err := os.Chmod(tmp, 0o600); err != nil {
@@ -77,6 +84,32 @@ func listenControl(path string, cmds chan<- *command, log hclog.Logger) (*contro
 	s := &controlServer{path: path, ln: ln, ino: st.Ino, log: log, cmds: cmds}
 	go s.serve()
 	return s, nil
+}
+
+// owned reports whether the path still names this server's socket (a
+// new master that failed during an upgrade may have taken it and removed
+// it).
+func (s *controlServer) owned() bool {
+	var st syscall.Stat_t
+	return syscall.Stat(s.path, &st) == nil && st.Ino == s.ino
+}
+
+// peerAllowed checks the connecting process's credentials: root or the
+// master's own user only. The file mode already says so; this holds even
+// if the mode was loosened or the socket reached another way.
+func (s *controlServer) peerAllowed(conn *net.UnixConn) (bool, *unix.Ucred) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || credErr != nil {
+		return false, nil
+	}
+	return cred.Uid == 0 || int(cred.Uid) == os.Geteuid(), cred
 }
 
 func (s *controlServer) serve() {
@@ -101,6 +134,19 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
+	// Checked once the request is read, so that the refused client gets
+	// the answer rather than a broken pipe while it sends.
+	if ok, cred := s.peerAllowed(conn); !ok {
+		if cred != nil {
+			s.log.Warn("control socket: connection refused: not root nor the master's user",
+				"peer_pid", cred.Pid, "peer_uid", cred.Uid, "peer_gid", cred.Gid)
+		} else {
+			s.log.Warn("control socket: connection refused: peer credentials unknown")
+		}
+		b, _ := json.Marshal(Response{Error: "permission denied: only root or the master's user may control it"})
+		conn.Write(append(b, '\n'))
+		return
+	}
 	var req Request
 	var resp Response
 	if err := json.Unmarshal(line, &req); err != nil {
@@ -121,8 +167,7 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 func (s *controlServer) close() {
 	s.once.Do(func() {
 		s.ln.Close()
-		var st syscall.Stat_t
-		if syscall.Stat(s.path, &st) == nil && st.Ino == s.ino {
+		if s.owned() {
 			os.Remove(s.path)
 		}
 	})

@@ -19,11 +19,17 @@ type command struct {
 	kind   string
 	source string // "SIGHUP", "control socket"
 	reply  chan<- Response
+	// merged are requests of the same kind that arrived while this one
+	// waited: they share its outcome (a burst of reloads is one reload).
+	merged []*command
 }
 
 func (c *command) respond(r Response) {
 	if c.reply != nil {
 		c.reply <- r
+	}
+	for _, o := range c.merged {
+		o.respond(r)
 	}
 }
 
@@ -83,6 +89,16 @@ func (m *Master) run(c *command) (code int, done bool) {
 			c.respond(Response{Error: "upgrade failed: " + err.Error()})
 			return 0, false
 		}
+		// Reloads and stops that arrived during the upgrade are for the
+		// service, which the new master now is.
+		m.successor = pid
+		var keep []*command
+		for _, p := range m.pending {
+			if !m.forwardToSuccessor(p) {
+				keep = append(keep, p)
+			}
+		}
+		m.pending = keep
 		// The new master serves the admin address on the same socket (and
 		// counts the upgrade): scrapes from now on must reach it only.
 		m.stopAdmin()
@@ -137,7 +153,24 @@ func (m *Master) wait(timeout time.Duration, done func() bool) bool {
 	return true
 }
 
+// stopPending reports whether a stop (graceful or fast) waits to run.
+func (m *Master) stopPending() bool {
+	for _, p := range m.pending {
+		if p.kind == cmdQuit || p.kind == cmdStop {
+			return true
+		}
+	}
+	return false
+}
+
 func (m *Master) deferCommand(c *command) {
+	if m.successor != 0 && m.forwardToSuccessor(c) {
+		if c.kind == cmdStop {
+			// This master's own drain is cut short as well.
+			m.interrupted = true
+		}
+		return
+	}
 	switch c.kind {
 	case cmdStatus:
 		c.respond(Response{OK: true, Status: m.status()})
@@ -145,6 +178,17 @@ func (m *Master) deferCommand(c *command) {
 		// A fast stop does not wait for the operation in progress.
 		m.interrupted = true
 		m.pending = append([]*command{c}, m.pending...)
+	case cmdReload:
+		// One pending reload reads the config as it is when it runs, so
+		// it serves every reload asked for before then.
+		for _, p := range m.pending {
+			if p.kind == cmdReload {
+				p.merged = append(p.merged, c)
+				m.log.Info("reload already pending, merged with it", "requested_by", c.source)
+				return
+			}
+		}
+		m.pending = append(m.pending, c)
 	default:
 		m.pending = append(m.pending, c)
 	}

@@ -43,4 +43,7 @@ type Master struct {
 	interrupted bool
 	stopping    bool
 	upgrading   bool
+	// successor is the new master's pid once a binary upgrade handed
+	// over to it: commands for the service go there from then on.
+	successor int
 }

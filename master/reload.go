@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/pingora-go/pingora/config"
@@ -57,7 +58,7 @@ func (m *Master) reload() error {
 	m.notify.reloading()
 	defer m.notify.ready()
 
-	cfg, err := m.loadConfig()
+	cfg, err := m.loadConfigOffLoop(m.cfg.ReloadTimeout)
 	if err != nil {
 		return err
 	}
@@ -107,8 +108,28 @@ func (m *Master) reload() error {
 	m.log.Info("new generation serving, draining the previous one",
 		"generation", g.id, "workers", pids(g), "previous", old.id, "deadline", cfg.ShutdownTimeout)
 	m.drainGeneration(old, deadline)
+	m.capDraining(cfg.MaxDrainingGenerations)
 	m.awaitNotAccepting(old)
 	return nil
+}
+
+// capDraining cuts the oldest draining generations (their workers close
+// their connections now) while more than limit drain at once: long-lived
+// connections and frequent reloads would otherwise pile up old workers.
+func (m *Master) capDraining(limit int) {
+	var draining []*generation
+	for _, g := range m.gens {
+		if g != m.gen && g.retiring && slices.ContainsFunc(g.workers(), func(w *worker) bool { return w.state == stateDraining }) {
+			draining = append(draining, g)
+		}
+	}
+	for len(draining) > limit {
+		g := draining[0]
+		draining = draining[1:]
+		m.log.Warn("too many generations draining, cutting the oldest",
+			"generation", g.id, "workers", pids(g), "max_draining_generations", limit)
+		m.stopGeneration(g)
+	}
 }
 
 // collectListeners closes listeners that no generation uses (after a
@@ -122,6 +143,33 @@ func (m *Master) collectListeners() {
 	}
 	for _, a := range m.lns.retain(keep) {
 		m.log.Info("listener closed", "address", a)
+	}
+}
+
+// loadConfigOffLoop reads and parses the config on another goroutine: a
+// FIFO or a hung network file system would otherwise block the loop, and
+// with it signals and `-s`. It gives up after timeout, or as soon as a
+// stop is asked for; the reader is then abandoned (a blocked read cannot
+// be cancelled) and its result, if it ever comes, ignored.
+func (m *Master) loadConfigOffLoop(timeout time.Duration) (*config.Config, error) {
+	type result struct {
+		cfg *config.Config
+		err error
+	}
+	var res *result
+	go func() {
+		cfg, err := m.loadConfig()
+		r := &result{cfg, err}
+		m.events <- func() { res = r }
+	}()
+	m.wait(timeout, func() bool { return res != nil || m.stopPending() })
+	switch {
+	case res != nil:
+		return res.cfg, res.err
+	case m.interrupted || m.stopPending():
+		return nil, errors.New("interrupted by a stop while reading the config")
+	default:
+		return nil, fmt.Errorf("reading the config %s took longer than reload_timeout (%s); is it a FIFO or on a hung file system?", m.cfgPath, timeout)
 	}
 }
 

@@ -78,12 +78,14 @@ func (m *Master) shutdown(graceful, handover bool, c *command) int {
 // refusePending answers commands that will never run.
 func (m *Master) refusePending() {
 	for _, c := range m.pending {
+		m.log.Warn("command refused: the master is stopping", "command", c.kind, "requested_by", c.source)
 		c.respond(Response{Error: "master is stopping"})
 	}
 	m.pending = nil
 	for {
 		select {
 		case c := <-m.cmds:
+			m.log.Warn("command refused: the master is stopping", "command", c.kind, "requested_by", c.source)
 			c.respond(Response{Error: "master is stopping"})
 		default:
 			return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -46,15 +47,26 @@ func (m *Master) upgrade() (int, error) {
 		err := m.upg.Upgrade()
 		m.events <- func() { upgErr, finished = err, true }
 	}()
+	aborted := false
 	for !finished {
-		m.wait(0, func() bool { return finished })
-		if m.interrupted && !finished {
-			// A fast stop: tableflip kills the new master.
-			m.upg.Stop()
-			m.interrupted = false
+		m.wait(0, func() bool { return finished || (!aborted && m.stopPending()) })
+		if finished || !(m.interrupted || m.stopPending()) {
+			continue
 		}
+		if !aborted {
+			// A stop outranks the upgrade: tableflip kills the new master
+			// (its workers follow), and the stop runs next. Letting the
+			// upgrade finish first would leave the new master serving.
+			m.log.Warn("stop requested during a binary upgrade: aborting the upgrade")
+			m.upg.Stop()
+			aborted = true
+		}
+		// The stop waits in pending; the flag would only make wait
+		// return at once while tableflip finishes the abort.
+		m.interrupted = false
 	}
 	if upgErr != nil {
+		m.reclaim()
 		if reason := readReport(r); reason != "" {
 			return 0, fmt.Errorf("%w: %s", upgErr, reason)
 		}
@@ -66,6 +78,53 @@ func (m *Master) upgrade() (int, error) {
 	}
 	m.log.Info("new master serving, draining this one", "new_master", pid)
 	return pid, nil
+}
+
+// forwardToSuccessor hands a command that reached this master after a
+// new master took over (or while the upgrade completed) to the new master
+// as its signal: the operator means the service, and this master is
+// leaving. handled is false for commands it does not forward.
+func (m *Master) forwardToSuccessor(c *command) (handled bool) {
+	sig, ok := map[string]syscall.Signal{cmdReload: syscall.SIGHUP, cmdQuit: syscall.SIGTERM, cmdStop: syscall.SIGINT}[c.kind]
+	if !ok {
+		return false
+	}
+	if m.successor <= 0 {
+		m.log.Error("command refused: a new master took over and its pid is unknown", "command", c.kind, "requested_by", c.source)
+		c.respond(Response{Error: c.kind + " refused: this master is handing over to a new one whose pid is unknown; send it to the new master"})
+		return true
+	}
+	if err := syscall.Kill(m.successor, sig); err != nil {
+		m.log.Error("command refused: cannot forward it to the new master", "command", c.kind, "new_master", m.successor, "error", err)
+		c.respond(Response{Error: fmt.Sprintf("%s refused: forwarding to the new master %d: %v", c.kind, m.successor, err)})
+		return true
+	}
+	m.log.Info("command forwarded to the new master", "command", c.kind, "requested_by", c.source, "new_master", m.successor, "signal", signalName(sig))
+	c.respond(Response{OK: true, Message: fmt.Sprintf("%s forwarded to the new master (pid %d) as %s", c.kind, m.successor, signalName(sig))})
+	return true
+}
+
+// reclaim takes back what a new master that failed may have taken over
+// before it failed and removed on its way out: the control socket (so
+// `-s status` and `-s reload` reach this master again) and the PID file.
+func (m *Master) reclaim() {
+	if m.ctl != nil && !m.ctl.owned() {
+		ctl, err := listenControl(m.cfg.ControlSocket, m.cmds, m.log)
+		if err != nil {
+			m.log.Error("control socket lost to the failed upgrade and cannot be bound again", "error", err)
+		} else {
+			m.ctl.ln.Close()
+			m.ctl = ctl
+			m.log.Warn("control socket taken back from the failed new master", "path", ctl.path)
+		}
+	}
+	if pid, err := ReadPIDFile(m.cfg.PIDFile); err != nil || pid != os.Getpid() {
+		if err := WritePIDFile(m.cfg.PIDFile, os.Getpid()); err != nil {
+			m.log.Error("cannot write the pid file again after the failed upgrade", "error", err)
+		} else {
+			m.log.Warn("pid file written again after the failed upgrade", "path", m.cfg.PIDFile)
+		}
+	}
 }
 
 // readReport reads what a failed new master wrote, without blocking on a

@@ -9,6 +9,7 @@ worker_threads   = 2
 shutdown_timeout = "45s"
 reload_timeout   = "20s"
 upgrade_timeout  = "2m"
+max_draining_generations = 2
 daemon           = true
 env              = ["LANG", "GODEBUG=madvdontneed=1"]
 
