@@ -126,6 +126,16 @@ func TestDiagnostics(t *testing.T) {
   backlog = »70000
 }
 ` + respondRoute, []string{`listener "l" backlog: 70000 is out of range: it must be from 0 to 65535`}},
+		{"max_connections negative", `listener "l" {
+  address         = "127.0.0.1:1000"
+  max_connections = »-1
+}
+` + respondRoute, []string{`listener "l" max_connections: -1 is out of range`}},
+		{"body buffer too small", `listener "l" {
+  address                 = "127.0.0.1:1000"
+  client_body_buffer_size = »"100"
+}
+` + respondRoute, []string{`listener "l" client_body_buffer_size: "100" is out of range: it must be from 1k to 16m`}},
 		{"size overflow", base + "limits { core = »\"99999999999g\" }", []string{`limits core: "99999999999g" is too large for a size`}},
 
 		// Addresses.
