@@ -68,11 +68,20 @@ type Proxy struct {
 }
 
 // listenerState is one config listener: its timeouts, route table and
-// read buffers (sized for its max_header_size).
+// read buffers (sized for its max_header_size; bodyReaders add
+// client_body_buffer_size, for connections buffering a body).
 type listenerState struct {
-	cfg     config.Listener
-	table   *routeTable
-	readers *bufPools
+	cfg         config.Listener
+	table       *routeTable
+	readers     *bufPools
+	bodyReaders *bufPools
+	bodyBufs    atomic.Int64 // body buffers taken by connections now
+
+	// conns counts this worker's connections on the listener when
+	// max_connections caps them; a connection ending at the cap sends on
+	// slot, waking the accept loop.
+	conns atomic.Int64
+	slot  chan struct{}
 }
 
 // Buffer sizes. The client read buffer must hold a whole request head;
@@ -135,10 +144,13 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		if lc.MaxHeaderSize <= 0 {
 			lc.MaxHeaderSize = 16 << 10
 		}
+		readBuf := max(lc.MaxHeaderSize, minClientReadBuf)
 		p.listeners[l.Name] = &listenerState{
-			cfg:     lc,
-			table:   tables[l.Name],
-			readers: newBufPools(max(lc.MaxHeaderSize, minClientReadBuf), 0),
+			cfg:         lc,
+			table:       tables[l.Name],
+			readers:     newBufPools(readBuf, 0),
+			bodyReaders: newBufPools(readBuf+lc.ClientBodyBufferSize, 0),
+			slot:        make(chan struct{}, 1),
 		}
 	}
 	if _, err := rand.Read(p.reqIDPrefix[:8]); err != nil {
