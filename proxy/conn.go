@@ -222,6 +222,7 @@ func (cc *clientConn) finish(linger bool) {
 	cc.br, cc.bw = nil, nil
 	p := cc.p
 	p.stats.active.Add(-1)
+	cc.ls.connDone()
 	p.mu.Lock()
 	delete(p.conns, cc)
 	if p.waitIdle && !p.idleClosed && len(p.conns) == 0 {
