@@ -408,6 +408,15 @@ route "p" {
   path_prefix = "/p/"
   upstream    = "h"
 }
+limits { nofile = 1000 }
+listener "capped" {
+  address         = "127.0.0.1:1002"
+  max_connections = 500
+}
+route "c" {
+  listeners = ["capped"]
+  respond {}
+}
 `
 	cfg, err := config.Parse([]byte(src), "w.hcl")
 	if err != nil {
@@ -417,6 +426,7 @@ route "p" {
 		`w.hcl:2,10: Listener without routes: no route serves listener "spare"`,
 		`w.hcl:7,10: Unused upstream: upstream "old" is not used by any route`,
 		`w.hcl:12,14: Unused hash key: upstream "h": hash_key has no effect with balance = "round_robin"`,
+		`w.hcl:22,21: Connection cap above the open files limit: max_connections of the listeners allows 1000 descriptors per worker`,
 	}
 	if len(cfg.Warnings) != len(want) {
 		t.Fatalf("warnings = %q, want %d", cfg.Warnings, len(want))
