@@ -111,6 +111,9 @@ func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (body
 // what the current one holds. The current buffer stays with the
 // connection, untouched: the parsed request still points into it.
 func (cc *clientConn) growReader() {
+	if cc.small != nil {
+		return // already on a body buffer, which holds any head and body
+	}
 	small := cc.br
 	n := small.Buffered()
 	held, _ := small.Peek(n)
