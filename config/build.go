@@ -194,6 +194,13 @@ func (b *builder) listener(r *rawListener) Listener {
 		l.DeferAccept = *r.DeferAccept
 	}
 	l.Backlog = s.integer("backlog", r.Backlog, 0, 0, 65535)
+	l.MaxConnections = s.integer("max_connections", r.MaxConnections, 0, 0, math.MaxInt32)
+	l.RequestBuffering = true
+	if r.RequestBuffering != nil {
+		l.RequestBuffering = *r.RequestBuffering
+	}
+	l.ClientBodyBufferSize = int(s.size("client_body_buffer_size", r.ClientBodyBufferSize, 64<<10, 1<<10, 16<<20))
+	l.RequestTimeout = s.duration("request_timeout", r.RequestTimeout, 60*time.Second)
 	return l
 }
 
@@ -333,6 +340,10 @@ func (b *builder) route(r *rawRoute) Route {
 	rt.ResponseHeaders = s.headerMap("response_headers", r.ResponseHeaders)
 	rt.RemoveResponseHeaders = s.headerNames("remove_response_headers", r.RemoveResponseHeaders)
 	rt.MaxBodySize = s.size("max_body_size", r.MaxBodySize, -1, -1, math.MaxInt64)
+	if r.RequestBuffering != nil {
+		v := *r.RequestBuffering
+		rt.RequestBuffering = &v
+	}
 	if r.RateLimit != nil {
 		rt.RateLimit = b.rateLimit(r.Name, r.RateLimit)
 	}

@@ -27,6 +27,7 @@ func (b *builder) check(r *rawFile, cfg *Config) {
 				"upstream %q is not used by any route; remove it or point a route at it with upstream = %q", u.Name, u.Name)
 		}
 	}
+	b.checkConnectionCap(r, cfg)
 	for _, l := range r.Listeners {
 		if _, ok := listeners[l.Name]; ok && len(r.Routes) > 0 && !used.listeners[l.Name] && !used.dangling {
 			b.warnf(l.NameRange, "Listener without routes",
@@ -298,4 +299,29 @@ func defined(kind, name string, m map[string]hcl.Range) string {
 		return fmt.Sprintf("did you mean %q? (%s)", best, text)
 	}
 	return text
+}
+
+// checkConnectionCap warns when the listeners' max_connections, two
+// descriptors each (client and upstream), could exhaust a worker's open
+// files limit: the cap would then never be reached, and accepts would fail
+// with EMFILE instead.
+func (b *builder) checkConnectionCap(r *rawFile, cfg *Config) {
+	nofile := cfg.Limits.NoFile
+	if nofile == 0 {
+		return
+	}
+	var sum uint64
+	last := -1
+	for i, l := range cfg.Listeners {
+		if l.MaxConnections > 0 {
+			sum += 2 * uint64(l.MaxConnections)
+			last = i
+		}
+	}
+	if last < 0 || sum < nofile {
+		return
+	}
+	b.warnf(valueRange(r.Listeners[last].Body, "max_connections"), "Connection cap above the open files limit",
+		"max_connections of the listeners allows %d descriptors per worker (a client and an upstream connection each), "+
+			"not below limits nofile = %d: raise nofile or lower max_connections", sum, nofile)
 }

@@ -115,6 +115,33 @@ type Listener struct {
 	// dropped (the client retries). 0, the default: the system's maximum,
 	// net.core.somaxconn, as Go's own listeners use.
 	Backlog int `json:"backlog"`
+
+	// MaxConnections caps the client connections each worker holds on
+	// this listener at once (nginx's worker_connections, per listener).
+	// At the cap a worker stops accepting: further connections wait in
+	// the kernel's accept queue (or go to another worker) instead of
+	// being accepted and left unserved. 0, the default: no cap (the
+	// open files limit still applies).
+	MaxConnections int `json:"max_connections"`
+
+	// RequestBuffering reads a request body of at most
+	// ClientBodyBufferSize bytes whole before an upstream server is
+	// picked (nginx's proxy_request_buffering), so that a slow client
+	// holds no upstream connection while it uploads. Larger bodies, and
+	// every body when it is false, stream to the server as they arrive.
+	// Default true; a route may override it.
+	RequestBuffering bool `json:"request_buffering"`
+	// ClientBodyBufferSize is the largest body buffered (nginx's
+	// client_body_buffer_size). A connection holds a buffer this large
+	// only while it buffers a body. Default 64 KiB.
+	ClientBodyBufferSize int `json:"client_body_buffer_size"`
+	// RequestTimeout bounds a whole request from its first byte: the head
+	// and, when buffered, the body must have arrived within it, however
+	// steadily they trickle in (HAProxy's "timeout http-request" with
+	// "option http-buffer-request"); else 408. ClientHeaderTimeout and
+	// ClientBodyTimeout still bound the head and each body read. A
+	// streamed body is bounded by ClientBodyTimeout alone. Default 60s.
+	RequestTimeout time.Duration `json:"request_timeout"`
 }
 
 // Upstream is a named pool of servers a route can proxy to.
@@ -174,6 +201,10 @@ type Route struct {
 
 	// MaxBodySize overrides the listener's; -1: inherit.
 	MaxBodySize int64 `json:"max_body_size"`
+
+	// RequestBuffering overrides the listener's request_buffering; nil:
+	// inherit.
+	RequestBuffering *bool `json:"request_buffering,omitempty"`
 
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 }

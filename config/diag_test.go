@@ -126,6 +126,16 @@ func TestDiagnostics(t *testing.T) {
   backlog = »70000
 }
 ` + respondRoute, []string{`listener "l" backlog: 70000 is out of range: it must be from 0 to 65535`}},
+		{"max_connections negative", `listener "l" {
+  address         = "127.0.0.1:1000"
+  max_connections = »-1
+}
+` + respondRoute, []string{`listener "l" max_connections: -1 is out of range`}},
+		{"body buffer too small", `listener "l" {
+  address                 = "127.0.0.1:1000"
+  client_body_buffer_size = »"100"
+}
+` + respondRoute, []string{`listener "l" client_body_buffer_size: "100" is out of range: it must be from 1k to 16m`}},
 		{"size overflow", base + "limits { core = »\"99999999999g\" }", []string{`limits core: "99999999999g" is too large for a size`}},
 
 		// Addresses.
@@ -399,6 +409,15 @@ route "p" {
   path_prefix = "/p/"
   upstream    = "h"
 }
+limits { nofile = 1000 }
+listener "capped" {
+  address         = "127.0.0.1:1002"
+  max_connections = 500
+}
+route "c" {
+  listeners = ["capped"]
+  respond {}
+}
 `
 	cfg, err := config.Parse([]byte(src), "w.hcl")
 	if err != nil {
@@ -408,6 +427,7 @@ route "p" {
 		`w.hcl:2,10: Listener without routes: no route serves listener "spare"`,
 		`w.hcl:7,10: Unused upstream: upstream "old" is not used by any route`,
 		`w.hcl:12,14: Unused hash key: upstream "h": hash_key has no effect with balance = "round_robin"`,
+		`w.hcl:22,21: Connection cap above the open files limit: max_connections of the listeners allows 1000 descriptors per worker`,
 	}
 	if len(cfg.Warnings) != len(want) {
 		t.Fatalf("warnings = %q, want %d", cfg.Warnings, len(want))

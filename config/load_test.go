@@ -46,15 +46,18 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 		AccessLog:              &config.AccessLog{File: "/var/log/pingora/access.log", BufferSize: 64 << 10, FlushInterval: time.Second},
 		Limits:                 config.Limits{NoFile: 65535, Core: 0},
 		Listeners: []config.Listener{{
-			Name:                "public",
-			Address:             "0.0.0.0:80",
-			ClientHeaderTimeout: 60 * time.Second,
-			ClientBodyTimeout:   60 * time.Second,
-			SendTimeout:         60 * time.Second,
-			KeepaliveTimeout:    75 * time.Second,
-			KeepaliveRequests:   10000,
-			MaxHeaderSize:       16 << 10,
-			MaxBodySize:         1 << 20,
+			Name:                 "public",
+			Address:              "0.0.0.0:80",
+			ClientHeaderTimeout:  60 * time.Second,
+			ClientBodyTimeout:    60 * time.Second,
+			SendTimeout:          60 * time.Second,
+			KeepaliveTimeout:     75 * time.Second,
+			KeepaliveRequests:    10000,
+			MaxHeaderSize:        16 << 10,
+			MaxBodySize:          1 << 20,
+			RequestBuffering:     true,
+			ClientBodyBufferSize: 64 << 10,
+			RequestTimeout:       60 * time.Second,
 		}},
 		Upstreams: []config.Upstream{{
 			Name: "app",
@@ -137,6 +140,7 @@ func TestEverySettingIsRead(t *testing.T) {
 		ClientHeaderTimeout: 10 * time.Second, ClientBodyTimeout: 20 * time.Second,
 		SendTimeout: 40 * time.Second, KeepaliveTimeout: 30 * time.Second, KeepaliveRequests: 500,
 		MaxHeaderSize: 32 << 10, MaxBodySize: 10 << 20, DeferAccept: true, Backlog: 511,
+		MaxConnections: 4096, RequestBuffering: false, ClientBodyBufferSize: 128 << 10, RequestTimeout: 15 * time.Second,
 	})
 	u := cfg.Upstreams[0]
 	check("balance", u.Balance, "hash")
@@ -161,6 +165,8 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("response_headers", r.ResponseHeaders, map[string]string{"X-Served-By": "pingora"})
 	check("remove_response_headers", r.RemoveResponseHeaders, []string{"Server", "X-Powered-By"})
 	check("route max_body_size", r.MaxBodySize, int64(0))
+	check("route request_buffering", r.RequestBuffering != nil && *r.RequestBuffering, true)
+	check("route request_buffering inherited", cfg.Routes[1].RequestBuffering, (*bool)(nil))
 	check("rate_limit", *r.RateLimit, config.RateLimit{Requests: 10, Per: time.Minute, Burst: 5, Key: "header:X-Api-Key"})
 	check("respond", *cfg.Routes[1].Respond, config.Respond{Status: 204})
 	check("warnings", cfg.Warnings, []string(nil))

@@ -83,6 +83,11 @@ type rawListener struct {
 	MaxBodySize         *string `hcl:"max_body_size,optional"`
 	DeferAccept         *bool   `hcl:"defer_accept,optional"`
 	Backlog             *int    `hcl:"backlog,optional"`
+	MaxConnections      *int    `hcl:"max_connections,optional"`
+
+	RequestBuffering     *bool   `hcl:"request_buffering,optional"`
+	ClientBodyBufferSize *string `hcl:"client_body_buffer_size,optional"`
+	RequestTimeout       *string `hcl:"request_timeout,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`
@@ -150,6 +155,7 @@ type rawRoute struct {
 	ResponseHeaders       map[string]string `hcl:"response_headers,optional"`
 	RemoveResponseHeaders []string          `hcl:"remove_response_headers,optional"`
 	MaxBodySize           *string           `hcl:"max_body_size,optional"`
+	RequestBuffering      *bool             `hcl:"request_buffering,optional"`
 
 	RateLimit *rawRateLimit `hcl:"rate_limit,block"`
 

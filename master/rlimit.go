@@ -9,9 +9,10 @@ import (
 )
 
 // setLimits applies the `limits` block to the master; workers inherit the
-// limits across exec. syscall.Setrlimit (not x/sys) is used on purpose: it
-// tells the Go runtime not to restore the original NOFILE soft limit in
-// children. A non-root master cannot raise a hard limit: it raises the soft
+// limits across exec, and the NOFILE soft limit through the handshake as
+// well (see workerNoFile). syscall.Setrlimit (not x/sys) is used on
+// purpose: it tells the Go runtime not to restore the original NOFILE soft
+// limit in children. A non-root master cannot raise a hard limit: it raises the soft
 // limit as far as the hard one allows and warns, rather than refusing to
 // start a development instance.
 func setLimits(l config.Limits, log hclog.Logger) error {
@@ -54,4 +55,22 @@ func setLimit(resource int, name string, want uint64, log hclog.Logger) error {
 	}
 	log.Warn("cannot raise resource limit, using the hard limit", "limit", name, "wanted", want, "set", cur.Max, "error", err)
 	return nil
+}
+
+// workerNoFile is the NOFILE soft limit a worker is to set on itself: the
+// master's own, as setLimits left it (the configured value, or the hard
+// limit when that is lower). A worker is a Go program, and the Go runtime
+// raises a program's soft limit to its hard limit at start, so what the
+// worker inherits across exec is not what it runs with. 0 (nofile = 0,
+// leave as inherited, or the limit unreadable): the worker leaves its own
+// alone.
+func workerNoFile(l config.Limits) uint64 {
+	if l.NoFile == 0 {
+		return 0
+	}
+	var cur syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err != nil {
+		return 0
+	}
+	return cur.Cur
 }

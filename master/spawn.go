@@ -124,6 +124,7 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 		GID:            m.ident.gid,
 		Listeners:      make(map[string]int),
 		ErrorLogIsFile: g.logs.errFile != nil,
+		NoFile:         workerNoFile(g.cfg.Limits),
 		Config:         g.cfg,
 	}
 	next := wire.FirstExtraFD

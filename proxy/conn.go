@@ -21,11 +21,17 @@ type clientConn struct {
 	c  net.Conn
 	io *sockIO
 	br *bufio.Reader
-	bw *bufio.Writer // writes through the clientConn, which counts bytes
+	// small is the connection's own read buffer while br is a larger one
+	// taken from the listener's pool to buffer a body (nil otherwise);
+	// pre feeds what small held into the larger one.
+	small *bufio.Reader
+	pre   prefixReader
+	bw    *bufio.Writer // writes through the clientConn, which counts bytes
 
 	written int64     // bytes written to c
 	now     time.Time // the latest clock reading of this connection
 	rdl     time.Time // the client read deadline currently set
+	first   time.Time // first byte of a request head that took more than one read; zero otherwise
 	wdl     time.Time // the client write deadline currently set
 	nreq    int
 
@@ -173,6 +179,9 @@ func (cc *clientConn) serve() {
 	linger := false
 	defer func() { cc.finish(linger) }()
 	for {
+		if cc.small != nil && cc.br.Buffered() == 0 {
+			cc.shrinkReader()
+		}
 		wait := ls.KeepaliveTimeout
 		if cc.nreq == 0 {
 			wait = ls.ClientHeaderTimeout
@@ -206,11 +215,15 @@ func (cc *clientConn) finish(linger bool) {
 		lingerClose(cc.c)
 	}
 	cc.p.closer.close(cc.c)
+	if cc.small != nil {
+		cc.shrinkReader()
+	}
 	cc.ls.readers.putReader(cc.br)
 	cc.p.cliW.putWriter(cc.bw)
 	cc.br, cc.bw = nil, nil
 	p := cc.p
 	p.stats.active.Add(-1)
+	cc.ls.connDone()
 	p.mu.Lock()
 	delete(p.conns, cc)
 	if p.waitIdle && !p.idleClosed && len(p.conns) == 0 {
@@ -244,6 +257,7 @@ func lingerClose(c net.Conn) {
 func (cc *clientConn) readHead() ([]byte, int) {
 	br := cc.br
 	max := cc.ls.cfg.MaxHeaderSize
+	cc.first = time.Time{}
 	deadlineSet := false
 	scanned := 0
 	for {
@@ -274,11 +288,15 @@ func (cc *clientConn) readHead() ([]byte, int) {
 			scanned = n
 			if !deadlineSet {
 				// From the first byte the whole head must arrive within
-				// client_header_timeout.
+				// client_header_timeout, and within request_timeout.
 				deadlineSet = true
 				now := time.Now()
-				cc.now = now
-				cc.rdl = now.Add(cc.ls.cfg.ClientHeaderTimeout)
+				cc.now, cc.first = now, now
+				wait := cc.ls.cfg.ClientHeaderTimeout
+				if rt := cc.ls.cfg.RequestTimeout; rt > 0 && rt < wait {
+					wait = rt
+				}
+				cc.rdl = now.Add(wait)
 				cc.c.SetReadDeadline(cc.rdl)
 			}
 		}
@@ -368,6 +386,7 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 			buffered = false
 		}
 	}
+	ex.bytesIn += int64(bodyLen)
 
 	// Routes match the normalized path (see appendNormalizedPath); the
 	// request still goes upstream as the client wrote it.

@@ -341,14 +341,18 @@ route "all" { upstream = "app" }
 	t.Logf("head and first part after %v", time.Since(start))
 }
 
-// TestE2EStreamingFlushesPartialRequest: body bytes a client has sent reach
-// the upstream while the client is still sending (a slow or interactive
-// upload), not when a buffer fills or the body ends.
+// TestE2EStreamingFlushesPartialRequest: with request_buffering off, body
+// bytes a client has sent reach the upstream while the client is still
+// sending (a slow or interactive upload), not when a buffer fills or the
+// body ends.
 func TestE2EStreamingFlushesPartialRequest(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "progress")
 	rp := startProxy(t, expand(`
-listener "pub" { address = "127.0.0.1:1" }
+listener "pub" {
+  address           = "127.0.0.1:1"
+  request_buffering = false
+}
 upstream "app" {
   server "@BE@" {}
 }

@@ -91,6 +91,17 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 			return false
 		}
 	}
+	if !buffered && cc.buffersBodies(rt) {
+		var st int
+		var err error
+		bodyLen, buffered, st, err = cc.bufferBody(ex, headLen, maxBody)
+		if st != 0 {
+			return cc.local(ex, st, false, false, 0, 0, err)
+		}
+		if err != nil {
+			return false // the client went away
+		}
+	}
 
 	key := cc.hashKey(u, req)
 	var tried upstream.Tried

@@ -43,6 +43,8 @@ type Proxy struct {
 
 	// lifecycle
 	ready      chan struct{}
+	acceptStop chan struct{} // closed when the listeners close: accept loops waiting for a slot return
+	stopOnce   sync.Once
 	stopped    chan struct{} // closed when Serve returns
 	idle       chan struct{} // closed when draining and no connection is left
 	mu         sync.Mutex
@@ -68,11 +70,20 @@ type Proxy struct {
 }
 
 // listenerState is one config listener: its timeouts, route table and
-// read buffers (sized for its max_header_size).
+// read buffers (sized for its max_header_size; bodyReaders add
+// client_body_buffer_size, for connections buffering a body).
 type listenerState struct {
-	cfg     config.Listener
-	table   *routeTable
-	readers *bufPools
+	cfg         config.Listener
+	table       *routeTable
+	readers     *bufPools
+	bodyReaders *bufPools
+	bodyBufs    atomic.Int64 // body buffers taken by connections now
+
+	// conns counts this worker's connections on the listener when
+	// max_connections caps them; a connection ending at the cap sends on
+	// slot, waking the accept loop.
+	conns atomic.Int64
+	slot  chan struct{}
 }
 
 // Buffer sizes. The client read buffer must hold a whole request head;
@@ -96,15 +107,16 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		log = hclog.NewNullLogger()
 	}
 	p := &Proxy{
-		log:       log,
-		listeners: map[string]*listenerState{},
-		upBufs:    newBufPools(upstreamReadBuf, upstreamWriteBuf),
-		cliW:      newBufPools(0, clientWriteBuf),
-		ready:     make(chan struct{}),
-		stopped:   make(chan struct{}),
-		idle:      make(chan struct{}),
-		conns:     map[*clientConn]struct{}{},
-		work:      make(chan *clientConn),
+		log:        log,
+		listeners:  map[string]*listenerState{},
+		upBufs:     newBufPools(upstreamReadBuf, upstreamWriteBuf),
+		cliW:       newBufPools(0, clientWriteBuf),
+		ready:      make(chan struct{}),
+		acceptStop: make(chan struct{}),
+		stopped:    make(chan struct{}),
+		idle:       make(chan struct{}),
+		conns:      map[*clientConn]struct{}{},
+		work:       make(chan *clientConn),
 	}
 	ups := map[string]*upstreamState{}
 	for _, uc := range cfg.Upstreams {
@@ -135,10 +147,13 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		if lc.MaxHeaderSize <= 0 {
 			lc.MaxHeaderSize = 16 << 10
 		}
+		readBuf := max(lc.MaxHeaderSize, minClientReadBuf)
 		p.listeners[l.Name] = &listenerState{
-			cfg:     lc,
-			table:   tables[l.Name],
-			readers: newBufPools(max(lc.MaxHeaderSize, minClientReadBuf), 0),
+			cfg:         lc,
+			table:       tables[l.Name],
+			readers:     newBufPools(readBuf, 0),
+			bodyReaders: newBufPools(readBuf+lc.ClientBodyBufferSize, 0),
+			slot:        make(chan struct{}, 1),
 		}
 	}
 	// 64 random bits per proxy instance (so per worker and per reload);
@@ -239,7 +254,11 @@ func (p *Proxy) Ready() <-chan struct{} { return p.ready }
 func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) {
 	defer p.acceptWG.Done()
 	var backoff time.Duration
+	capped := int64(ls.cfg.MaxConnections)
 	for {
+		if capped > 0 && !p.waitConnSlot(ls, capped) {
+			return
+		}
 		var c net.Conn
 		var err error
 		if ra != nil {
@@ -281,14 +300,51 @@ func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) 
 			p.log.Warn("listening socket is in blocking mode (something cleared O_NONBLOCK); accepting through the scheduler, which costs a thread per wait",
 				"listener", ls.cfg.Name)
 		}
+		if capped > 0 {
+			ls.conns.Add(1) // finish takes it back
+		}
 		cc := p.newClientConn(ls, c)
 		if cc == nil {
+			if capped > 0 {
+				ls.conns.Add(-1)
+			}
 			continue
 		}
 		select {
 		case p.work <- cc: // an idle worker goroutine takes it
 		default:
 			go p.worker(cc)
+		}
+	}
+}
+
+// waitConnSlot returns once the listener has fewer than limit
+// connections in this process (max_connections), or false when the proxy
+// stops accepting meanwhile. Until then nothing is accepted: new
+// connections wait in the kernel's accept queue, where another worker
+// may take them, instead of being accepted and left unserved.
+func (p *Proxy) waitConnSlot(ls *listenerState, limit int64) bool {
+	for ls.conns.Load() >= limit {
+		select {
+		case <-ls.slot:
+		case <-p.acceptStop:
+			return false
+		}
+	}
+	return true
+}
+
+// connDone takes a connection off its listener's count when
+// max_connections caps it, waking the accept loop if it waits for a slot.
+func (ls *listenerState) connDone() {
+	limit := int64(ls.cfg.MaxConnections)
+	if limit <= 0 {
+		return
+	}
+	if ls.conns.Add(-1) < limit {
+		select {
+		case ls.slot <- struct{}{}:
+		default: // a wake-up is already pending
 		}
 	}
 }
@@ -422,6 +478,7 @@ func (p *Proxy) acceptorFor(ln net.Listener) *rawAcceptor {
 // while closing: a Close can wait for an accept in progress, and nothing
 // else may stall behind it.
 func (p *Proxy) closeListeners() {
+	p.stopOnce.Do(func() { close(p.acceptStop) })
 	p.mu.Lock()
 	lns, acc := p.lns, p.acceptors
 	p.lns, p.acceptors = nil, nil

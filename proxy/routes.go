@@ -20,6 +20,8 @@ type route struct {
 	name    string
 	prefix  []byte
 	maxBody int64 // -1: the listener's
+	// bufferBody overrides the listener's request_buffering; nil: inherit.
+	bufferBody *bool
 
 	up      *upstreamState // nil for a respond route
 	respond *fixedResponse // nil for a proxy route
@@ -203,7 +205,7 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, m
 }
 
 func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState) (*route, error) {
-	rt := &route{idx: idx, name: rc.Name, prefix: []byte(rc.PathPrefix), maxBody: rc.MaxBodySize}
+	rt := &route{idx: idx, name: rc.Name, prefix: []byte(rc.PathPrefix), maxBody: rc.MaxBodySize, bufferBody: rc.RequestBuffering}
 	if len(rt.prefix) == 0 {
 		rt.prefix = slashPath
 	}

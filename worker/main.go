@@ -113,6 +113,9 @@ func (w *worker) run() int {
 		"uid", os.Getuid(), "gid", os.Getgid())
 	procs := threads(w.hs)
 	runtime.GOMAXPROCS(procs)
+	if err := setNoFile(w.hs.NoFile); err != nil {
+		return w.fail(err)
+	}
 
 	lns, err := inheritListeners(w.hs.Listeners)
 	if err != nil {

@@ -41,6 +41,10 @@ listener "public" {
   max_body_size         = "10m"
   defer_accept          = true
   backlog               = 511
+  max_connections       = 4096
+  request_buffering     = false
+  client_body_buffer_size = "128k"
+  request_timeout       = "15s"
 }
 listener "internal" {
   address = "127.0.0.1:8444"
@@ -81,6 +85,7 @@ route "api" {
   response_headers        = { "X-Served-By" = "pingora" }
   remove_response_headers = ["Server", "X-Powered-By"]
   max_body_size           = "0"
+  request_buffering       = true
   rate_limit {
     requests = 10
     per      = "1m"

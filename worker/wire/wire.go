@@ -53,6 +53,11 @@ type Handshake struct {
 	// ErrorLogIsFile says fd 2 is the configured error log (not the
 	// master's stderr), so a reopen will replace it.
 	ErrorLogIsFile bool `json:"error_log_is_file"`
+	// NoFile is the RLIMIT_NOFILE soft limit the worker sets on itself
+	// first thing: the master's own, as `limits { nofile }` made it. The
+	// exec alone does not carry it: every Go program raises its soft
+	// limit to the hard one at start. 0: leave it so.
+	NoFile uint64 `json:"nofile,omitempty"`
 
 	Config *config.Config `json:"config"`
 }
