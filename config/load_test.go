@@ -29,20 +29,21 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 	abs, _ := filepath.Abs("testdata/issue-example.hcl")
 
 	want := &config.Config{
-		File:            abs,
-		PIDFile:         "/run/pingora/pingora.pid",
-		LockFile:        "/run/pingora/pingora.pid.lock",
-		ControlSocket:   "/run/pingora/pingora.sock",
-		User:            "pingora",
-		Group:           "pingora",
-		Workers:         4,
-		WorkerThreads:   max(1, runtime.NumCPU()/4),
-		ShutdownTimeout: 30 * time.Second,
-		ReloadTimeout:   30 * time.Second,
-		UpgradeTimeout:  60 * time.Second,
-		Log:             config.Log{File: "/var/log/pingora/error.log", Level: "info", Format: "text"},
-		AccessLog:       &config.AccessLog{File: "/var/log/pingora/access.log", BufferSize: 64 << 10, FlushInterval: time.Second},
-		Limits:          config.Limits{NoFile: 65535, Core: 0},
+		File:                   abs,
+		PIDFile:                "/run/pingora/pingora.pid",
+		LockFile:               "/run/pingora/pingora.pid.lock",
+		ControlSocket:          "/run/pingora/pingora.sock",
+		User:                   "pingora",
+		Group:                  "pingora",
+		Workers:                4,
+		WorkerThreads:          max(1, runtime.NumCPU()/4),
+		ShutdownTimeout:        30 * time.Second,
+		ReloadTimeout:          30 * time.Second,
+		UpgradeTimeout:         60 * time.Second,
+		WorkerHeartbeatTimeout: 10 * time.Second,
+		Log:                    config.Log{File: "/var/log/pingora/error.log", Level: "info", Format: "text"},
+		AccessLog:              &config.AccessLog{File: "/var/log/pingora/access.log", BufferSize: 64 << 10, FlushInterval: time.Second},
+		Limits:                 config.Limits{NoFile: 65535, Core: 0},
 		Listeners: []config.Listener{{
 			Name:                "public",
 			Address:             "0.0.0.0:80",
@@ -123,6 +124,7 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("shutdown_timeout", cfg.ShutdownTimeout, 45*time.Second)
 	check("reload_timeout", cfg.ReloadTimeout, 20*time.Second)
 	check("upgrade_timeout", cfg.UpgradeTimeout, 2*time.Minute)
+	check("worker_heartbeat_timeout", cfg.WorkerHeartbeatTimeout, 5*time.Second)
 	check("daemon", cfg.Daemon, true)
 	check("log", cfg.Log, config.Log{File: filepath.Join(dir, "log/error.log"), Level: "debug", Format: "json"})
 	check("access_log", *cfg.AccessLog, config.AccessLog{File: filepath.Join(dir, "log/access.log"), BufferSize: 128 << 10, FlushInterval: 500 * time.Millisecond})

@@ -9,6 +9,7 @@ worker_threads   = 2
 shutdown_timeout = "45s"
 reload_timeout   = "20s"
 upgrade_timeout  = "2m"
+worker_heartbeat_timeout = "5s"
 daemon           = true
 
 log {
