@@ -209,6 +209,7 @@ func (m *Master) start() error {
 	} else {
 		m.notify.ready()
 	}
+	m.superviseWorkers()
 	return nil
 }
 
