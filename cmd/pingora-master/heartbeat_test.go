@@ -221,7 +221,7 @@ func countField(msgs []string, f string) int {
 func TestSystemdWatchdog(t *testing.T) {
 	in := newInstance(t, 2)
 	p := in.Params
-	p.Extra = `worker_heartbeat_timeout = "4s"`
+	p.Extra = `worker_heartbeat_timeout = "5s"`
 	in.WriteConfig(p)
 	nl := listenNotify(t, in.Dir)
 	in.Env = []string{"NOTIFY_SOCKET=" + nl.path, "WATCHDOG_USEC=400000"}
@@ -237,7 +237,7 @@ func TestSystemdWatchdog(t *testing.T) {
 	stopped(t, workers...)
 
 	// The master notices at its next heartbeats (a second here), and kills
-	// the workers 4 s after they went quiet.
+	// the workers 5 s after they went quiet.
 	waitFor(t, 10*time.Second, "a stopped worker shown as not-responding", func() (bool, string) {
 		states := in.workerStates()
 		for _, w := range workers {
