@@ -17,6 +17,7 @@ const (
 	maxWorkers          = 1024
 	maxWeight           = 1000
 	maxControlSocketLen = 107 // sun_path is 108 bytes with the NUL
+	minHeartbeatTimeout = 100 * time.Millisecond
 )
 
 // build checks every value of the file on its own and converts it into the
@@ -55,6 +56,13 @@ func (b *builder) build(r *rawFile) *Config {
 	cfg.ReloadTimeout = top.duration("reload_timeout", r.ReloadTimeout, 30*time.Second)
 	cfg.UpgradeTimeout = top.duration("upgrade_timeout", r.UpgradeTimeout, 60*time.Second)
 	cfg.MaxDrainingGenerations = top.integer("max_draining_generations", r.MaxDrainingGenerations, 4, 1, 64)
+	cfg.WorkerHeartbeatTimeout = top.duration("worker_heartbeat_timeout", r.HeartbeatTimeout, 10*time.Second)
+	if cfg.WorkerHeartbeatTimeout < minHeartbeatTimeout {
+		top.errorf("worker_heartbeat_timeout", "Invalid duration",
+			"%q is too short: a worker busy for a moment (a garbage collection, a loaded machine) would be killed; it must be at least %s",
+			*r.HeartbeatTimeout, minHeartbeatTimeout)
+		cfg.WorkerHeartbeatTimeout = 10 * time.Second
+	}
 	if r.Daemon != nil {
 		cfg.Daemon = *r.Daemon
 	}

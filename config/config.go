@@ -32,7 +32,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"` // default 30s
 	ReloadTimeout   time.Duration `json:"reload_timeout"`   // default 30s
 	UpgradeTimeout  time.Duration `json:"upgrade_timeout"`  // default 60s
-	Daemon          bool          `json:"daemon"`
+	// WorkerHeartbeatTimeout is how long a serving worker may leave the
+	// master's heartbeat unanswered before the master kills and replaces
+	// it; a replacement must be ready within reload_timeout. Default 10s,
+	// at least 100ms.
+	WorkerHeartbeatTimeout time.Duration `json:"worker_heartbeat_timeout"`
+	Daemon                 bool          `json:"daemon"`
 
 	// Env is the whole environment workers get besides what the master
 	// itself passes them, as nginx's env directive: "NAME" passes the

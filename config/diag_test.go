@@ -106,6 +106,8 @@ func TestDiagnostics(t *testing.T) {
 			[]string{"Invalid duration", `shutdown_timeout: "5 minutes" is not a duration`}},
 		{"duration without unit", base + `reload_timeout = »30`, []string{`reload_timeout: "30" is not a duration`}},
 		{"zero duration", base + `upgrade_timeout = »"0s"`, []string{`upgrade_timeout: "0s" must be more than zero`}},
+		{"heartbeat too short", base + `worker_heartbeat_timeout = »"50ms"`,
+			[]string{"Invalid duration", `worker_heartbeat_timeout: "50ms" is too short`, "at least 100ms"}},
 		{"negative duration", `listener "l" {
   address           = "127.0.0.1:1000"
   keepalive_timeout = »"-1s"

@@ -42,6 +42,7 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 		UpgradeTimeout:         60 * time.Second,
 		MaxDrainingGenerations: 4,
 		Env:                    []string{"TZ"},
+		WorkerHeartbeatTimeout: 10 * time.Second,
 		Log:                    config.Log{File: "/var/log/pingora/error.log", Level: "info", Format: "text"},
 		AccessLog:              &config.AccessLog{File: "/var/log/pingora/access.log", BufferSize: 64 << 10, FlushInterval: time.Second},
 		Limits:                 config.Limits{NoFile: 65535, Core: 0},
@@ -129,6 +130,7 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("reload_timeout", cfg.ReloadTimeout, 20*time.Second)
 	check("upgrade_timeout", cfg.UpgradeTimeout, 2*time.Minute)
 	check("max_draining_generations", cfg.MaxDrainingGenerations, 2)
+	check("worker_heartbeat_timeout", cfg.WorkerHeartbeatTimeout, 5*time.Second)
 	check("daemon", cfg.Daemon, true)
 	check("env", cfg.Env, []string{"TZ", "LANG", "GODEBUG=madvdontneed=1"})
 	check("log", cfg.Log, config.Log{File: filepath.Join(dir, "log/error.log"), Level: "debug", Format: "json"})

@@ -10,18 +10,19 @@ import "github.com/hashicorp/hcl/v2"
 // gohcl rejects unknown attributes and blocks by itself.
 
 type rawFile struct {
-	PIDFile         *string  `hcl:"pid_file,optional"`
-	LockFile        *string  `hcl:"lock_file,optional"`
-	ControlSocket   *string  `hcl:"control_socket,optional"`
-	User            *string  `hcl:"user,optional"`
-	Group           *string  `hcl:"group,optional"`
-	Workers         *int     `hcl:"workers,optional"`
-	WorkerThreads   *int     `hcl:"worker_threads,optional"`
-	ShutdownTimeout *string  `hcl:"shutdown_timeout,optional"`
-	ReloadTimeout   *string  `hcl:"reload_timeout,optional"`
-	UpgradeTimeout  *string  `hcl:"upgrade_timeout,optional"`
-	Daemon          *bool    `hcl:"daemon,optional"`
-	Env             []string `hcl:"env,optional"`
+	PIDFile          *string  `hcl:"pid_file,optional"`
+	LockFile         *string  `hcl:"lock_file,optional"`
+	ControlSocket    *string  `hcl:"control_socket,optional"`
+	User             *string  `hcl:"user,optional"`
+	Group            *string  `hcl:"group,optional"`
+	Workers          *int     `hcl:"workers,optional"`
+	WorkerThreads    *int     `hcl:"worker_threads,optional"`
+	ShutdownTimeout  *string  `hcl:"shutdown_timeout,optional"`
+	ReloadTimeout    *string  `hcl:"reload_timeout,optional"`
+	UpgradeTimeout   *string  `hcl:"upgrade_timeout,optional"`
+	HeartbeatTimeout *string  `hcl:"worker_heartbeat_timeout,optional"`
+	Daemon           *bool    `hcl:"daemon,optional"`
+	Env              []string `hcl:"env,optional"`
 
 	MaxDrainingGenerations *int `hcl:"max_draining_generations,optional"`
 

@@ -43,6 +43,10 @@ shutdown_timeout = "30s"
 # within these is abandoned and the old one keeps serving.
 reload_timeout  = "30s"
 upgrade_timeout = "60s"
+# A worker that leaves the master's heartbeat unanswered this long (hung,
+# stopped) is killed and replaced; the systemd unit's WatchdogSec stays above
+# twice this.
+worker_heartbeat_timeout = "10s"
 
 # systemd supervises the process (Type=notify): stay in the foreground.
 # Started by hand or by a SysV script, use -d instead.

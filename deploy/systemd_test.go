@@ -13,6 +13,7 @@ import (
 
 const (
 	unitFile     = "systemd/pingora-master.service"
+	socketFile   = "systemd/pingora-master.socket"
 	installedBin = "/usr/local/sbin/pingora-master"
 	installedCfg = "/etc/pingora/pingora.hcl"
 )
@@ -65,9 +66,10 @@ func systemdSeconds(t *testing.T, s string) time.Duration {
 	return d
 }
 
-// systemd itself accepts the unit: systemd-analyze verify reports nothing
-// about it (unknown keys and bad values are only warnings there, so any
-// line naming the unit fails the test, not just the exit code).
+// systemd itself accepts the units: systemd-analyze verify reports nothing
+// about the service, nor about the socket unit that activates it (unknown
+// keys and bad values are only warnings there, so any line naming either
+// unit fails the test, not just the exit code).
 func TestSystemdUnitVerifies(t *testing.T) {
 	analyze := lookTool(t, "systemd-analyze", "systemd")
 	bin := binary(t)
@@ -76,21 +78,63 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatalf("%s does not run %s", unitFile, installedBin)
 	}
 	// verify checks that every Exec*= binary exists: point them at the
-	// freshly built one.
+	// freshly built one. The socket unit is verified beside its service,
+	// which verify loads to check what the socket activates.
 	dir := t.TempDir()
-	path := filepath.Join(dir, "pingora-master.service")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(src, installedBin, bin)), 0o644); err != nil {
+	service := filepath.Join(dir, "pingora-master.service")
+	if err := os.WriteFile(service, []byte(strings.ReplaceAll(src, installedBin, bin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
-	var about []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "pingora-master.service") {
-			about = append(about, line)
+	socket := filepath.Join(dir, "pingora-master.socket")
+	if err := os.WriteFile(socket, []byte(readFile(t, socketFile)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, units := range [][]string{{service}, {socket, service}} {
+		out, err := exec.Command(analyze, append([]string{"verify"}, units...)...).CombinedOutput()
+		var about []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "pingora-master.service") || strings.Contains(line, "pingora-master.socket") {
+				about = append(about, line)
+			}
+		}
+		if err != nil || len(about) > 0 {
+			t.Fatalf("systemd-analyze verify %v: %v\n%s", units, err, out)
 		}
 	}
-	if err != nil || len(about) > 0 {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+}
+
+// The socket unit hands the master sockets it takes: each ListenStream= is
+// the address of a listener (or the admin address) of the production
+// example, written with the same IP (the master matches a socket to a
+// listener by address), and the master, not systemd, accepts.
+func TestSystemdSocketMatchesConfig(t *testing.T) {
+	u := parseUnit(t, readFile(t, socketFile))
+	cfg := loadConfig(t, "pingora.hcl")
+	addrs := map[string]bool{}
+	for _, l := range cfg.Listeners {
+		addrs[l.Address] = true
+	}
+	if cfg.Admin != nil {
+		addrs[cfg.Admin.Address] = true
+	}
+	streams := u["Socket"]["ListenStream"]
+	if len(streams) == 0 {
+		t.Fatal("no ListenStream= in the socket unit")
+	}
+	for _, ls := range streams {
+		want := ls
+		if _, err := strconv.Atoi(ls); err == nil {
+			want = ":" + ls // a bare port: every interface, as ":port" in the config
+		}
+		if !addrs[want] {
+			t.Errorf("ListenStream=%s is no listener address of deploy/pingora.hcl (%v): the master would close it", ls, addrs)
+		}
+	}
+	if a := u.get("Socket", "Accept"); a != "" && a != "no" && a != "false" {
+		t.Errorf("Accept=%s: systemd would accept connections itself and start one service per connection", a)
+	}
+	if u.get("Install", "WantedBy") != "sockets.target" {
+		t.Errorf("WantedBy=%q, want sockets.target", u.get("Install", "WantedBy"))
 	}
 }
 
@@ -120,6 +164,11 @@ func TestSystemdUnitMatchesConfig(t *testing.T) {
 	}
 	if stop := systemdSeconds(t, u.get(svc, "TimeoutStopSec")); stop <= cfg.ShutdownTimeout {
 		t.Errorf("TimeoutStopSec %v is not above shutdown_timeout %v: systemd would SIGKILL a drain", stop, cfg.ShutdownTimeout)
+	}
+	// Pets pause while a worker misses its heartbeats, up to
+	// worker_heartbeat_timeout and a replacement's start.
+	if wd := systemdSeconds(t, u.get(svc, "WatchdogSec")); wd <= 2*cfg.WorkerHeartbeatTimeout {
+		t.Errorf("WatchdogSec %v is not above twice worker_heartbeat_timeout %v: systemd would restart the service for a worker the master is replacing", wd, cfg.WorkerHeartbeatTimeout)
 	}
 	if n, err := strconv.ParseUint(u.get(svc, "LimitNOFILE"), 10, 64); err != nil || n < cfg.Limits.NoFile {
 		t.Errorf("LimitNOFILE=%q is below limits.nofile %d", u.get(svc, "LimitNOFILE"), cfg.Limits.NoFile)

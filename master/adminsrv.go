@@ -70,7 +70,7 @@ func (m *Master) bindAdmin() error {
 	if m.cfg.Admin == nil {
 		return nil
 	}
-	ln, err := listenTCP(m.upg.Fds, m.cfg.Admin.Address)
+	ln, err := m.lns.listen(m.cfg.Admin.Address)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}

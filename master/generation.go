@@ -47,6 +47,15 @@ type worker struct {
 	// the first is logged as a warning, the rest only at debug level, so a
 	// broken or compromised worker cannot flood the log.
 	samplesRefused int
+	// Heartbeats (heartbeat.go): beatSeq numbers the last one sent,
+	// beatSent is when the one still unanswered went out (zero: none is),
+	// and missed says it was still unanswered when the next was due.
+	beatSeq  uint64
+	beatSent time.Time
+	missed   bool
+	// killedHung: the master killed it for not responding (or not
+	// becoming ready); its exit is on the way.
+	killedHung bool
 }
 
 func (w *worker) alive() bool { return w.state != stateExited }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/config"
 	"golang.org/x/sys/unix"
 )
@@ -32,10 +33,14 @@ type boundListener struct {
 type listenerSet struct {
 	fds    *tableflip.Fds
 	byAddr map[string]*boundListener
+	// activated are the sockets from systemd no listener has claimed yet
+	// (see activation.go).
+	activated []*activatedSocket
+	log       hclog.Logger
 }
 
-func newListenerSet(fds *tableflip.Fds) *listenerSet {
-	return &listenerSet{fds: fds, byAddr: make(map[string]*boundListener)}
+func newListenerSet(fds *tableflip.Fds, activated []*activatedSocket, log hclog.Logger) *listenerSet {
+	return &listenerSet{fds: fds, byAddr: make(map[string]*boundListener), activated: activated, log: log}
 }
 
 // bindAll makes sure every address in addrs is bound. On error, sockets
@@ -60,7 +65,7 @@ func (s *listenerSet) bindAll(addrs []string) error {
 }
 
 func (s *listenerSet) bind(addr string) (*boundListener, error) {
-	ln, err := listenTCP(s.fds, addr)
+	ln, err := s.listen(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -78,11 +83,18 @@ func (s *listenerSet) bind(addr string) (*boundListener, error) {
 	return &boundListener{addr: addr, ln: ln, file: f}, nil
 }
 
-// listenTCP binds addr through tableflip's Fds: the socket a previous
-// master handed over if there is one, a new one otherwise; either way it
-// is handed over to the next master of a binary upgrade.
-func listenTCP(fds *tableflip.Fds, addr string) (net.Listener, error) {
-	ln, err := fds.Listen("tcp", addr)
+// listen binds addr through tableflip's Fds: the socket a previous master
+// handed over if there is one, else the socket systemd passed for the
+// address if there is one, else a new one; in every case it is handed
+// over to the next master of a binary upgrade.
+func (s *listenerSet) listen(addr string) (net.Listener, error) {
+	fds := s.fds
+	ln, err := fds.ListenWithCallback("tcp", addr, func(network, addr string) (net.Listener, error) {
+		if ln := s.claimActivated(addr); ln != nil {
+			return ln, nil
+		}
+		return (&net.ListenConfig{}).Listen(context.Background(), network, addr)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", addr, err)
 	}
@@ -100,6 +112,29 @@ func listenTCP(fds *tableflip.Fds, addr string) (net.Listener, error) {
 		}
 	}
 	return ln, nil
+}
+
+// claimActivated takes the socket from systemd for addr, if there is one.
+func (s *listenerSet) claimActivated(addr string) net.Listener {
+	for i, a := range s.activated {
+		if a.serves(addr) {
+			s.activated = append(s.activated[:i], s.activated[i+1:]...)
+			s.log.Info("listening on the socket from systemd", "address", addr, "socket", a)
+			return a.ln
+		}
+	}
+	return nil
+}
+
+// dropActivated closes the sockets from systemd that no listener claimed
+// (the config has no listener with their address) and returns them.
+func (s *listenerSet) dropActivated() []*activatedSocket {
+	left := s.activated
+	s.activated = nil
+	for _, a := range left {
+		a.ln.Close()
+	}
+	return left
 }
 
 // dupListener duplicates the listener's descriptor for workers. Not with

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,3 +61,57 @@ func (n *notifier) reloading() {
 }
 
 func (n *notifier) stopping() { n.send("STOPPING=1") }
+
+// pet tells systemd's watchdog (WatchdogSec=) that the service is alive.
+func (n *notifier) pet() { n.send("WATCHDOG=1") }
+
+// watchdogInterval is how often to pet systemd's watchdog: half of
+// $WATCHDOG_USEC, or 0 when the service has no watchdog. $WATCHDOG_PID
+// names the process systemd expects the pets from; a master started by a
+// binary upgrade inherits its predecessor's, and takes over its role (it
+// sent MAINPID), so only a master started otherwise defers to it.
+func watchdogInterval(upgraded bool) time.Duration {
+	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return 0
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) && !upgraded {
+		return 0
+	}
+	return time.Duration(usec) * time.Microsecond / 2
+}
+
+// startWatchdog pets systemd's watchdog from the master's loop every half
+// of WatchdogSec, and only while the workers answer their heartbeats
+// (workersResponding): a master whose loop hangs, or whose workers hang
+// beyond what it can repair (a worker that SIGKILL does not remove, or
+// replacements that never serve), stops petting and systemd restarts the
+// service. A hung worker the master kills and replaces costs a pet or two,
+// well within WatchdogSec when worker_heartbeat_timeout is shorter than it.
+func (m *Master) startWatchdog() {
+	every := watchdogInterval(m.upg.HasParent())
+	if every <= 0 || m.notify.addr == "" {
+		return
+	}
+	m.log.Debug("petting the systemd watchdog", "every", every)
+	withheld := false
+	var pet func()
+	pet = func() {
+		if m.stopping {
+			return // the successor or systemd's stop takes over
+		}
+		switch ok := m.workersResponding(); {
+		case ok:
+			if withheld {
+				withheld = false
+				m.log.Info("workers respond again: petting the systemd watchdog again")
+			}
+			m.notify.pet()
+		case !withheld:
+			withheld = true
+			m.log.Warn("not petting the systemd watchdog while a worker is not responding or none serves")
+		}
+		time.AfterFunc(every, func() { m.events <- pet })
+	}
+	pet()
+}

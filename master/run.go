@@ -167,7 +167,7 @@ func (m *Master) start() error {
 		m.log.Debug("workers run as", "user", m.ident.user, "group", m.ident.group, "uid", m.ident.uid, "gid", m.ident.gid)
 	}
 
-	m.lns = newListenerSet(m.upg.Fds)
+	m.lns = newListenerSet(m.upg.Fds, takeActivated(m.log), m.log)
 	addrs := make([]string, 0, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
 		addrs = append(addrs, l.Address)
@@ -180,6 +180,9 @@ func (m *Master) start() error {
 	}
 	if err := m.bindAdmin(); err != nil {
 		return err
+	}
+	for _, a := range m.lns.dropActivated() {
+		m.log.Warn("socket from systemd matches no listener address, closing it", "socket", a)
 	}
 	m.spawn = newSpawner()
 	m.watchSignals()
@@ -209,6 +212,7 @@ func (m *Master) start() error {
 	} else {
 		m.notify.ready()
 	}
+	m.superviseWorkers()
 	return nil
 }
 

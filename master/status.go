@@ -26,6 +26,10 @@ type WorkerStatus struct {
 	Restarts   int       `json:"restarts"`
 }
 
+// stateNotResponding is how `-s status` shows a ready worker that has
+// missed a heartbeat (see heartbeat.go).
+const stateNotResponding = "not-responding"
+
 func (m *Master) status() *Status {
 	st := &Status{
 		PID:     os.Getpid(),
@@ -42,6 +46,9 @@ func (m *Master) status() *Status {
 				continue
 			}
 			state := string(s.w.state)
+			if s.w.missed && s.w.state == stateReady {
+				state = stateNotResponding
+			}
 			if !s.w.alive() {
 				if g.retiring {
 					continue

@@ -35,6 +35,8 @@ func (m *Master) onWorkerMessage(w *worker, msg wire.Message, files []*os.File) 
 		w.notAccepting = true
 	case wire.TypeSample:
 		m.onSample(w, msg.Sample)
+	case wire.TypeHeartbeat:
+		m.onHeartbeat(w, msg.Seq)
 	default:
 		log.Warn("unexpected message from worker", "type", msg.Type)
 	}

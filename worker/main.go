@@ -27,6 +27,10 @@ const (
 	orphanExit  = 1900 * time.Millisecond
 )
 
+// heartbeatSendTimeout bounds the wait to answer a heartbeat when the
+// master does not read its control socket: this loop must not hang on it.
+const heartbeatSendTimeout = time.Second
+
 // IsWorker reports whether this process was started as a worker: argv[1]
 // is "worker" and the marker variable is set (both, so that a user typing
 // "pingora-master worker" gets the normal command line).
@@ -190,6 +194,12 @@ func (w *worker) run() int {
 				exitBy(time.Second)
 			case wire.TypeReopen:
 				w.reopen(p, in.msg, in.files)
+			case wire.TypeHeartbeat:
+				// Answered here, from the loop that handles every order of
+				// the master, so an answer means the worker still obeys.
+				if err := w.conn.SendTimeout(wire.Message{Type: wire.TypeHeartbeat, Seq: in.msg.Seq}, heartbeatSendTimeout); err != nil {
+					w.log.Warn("cannot answer the master's heartbeat", "error", err)
+				}
 			case wire.TypeStats:
 				// Answered from this loop, so samples go out in order and
 				// none can follow the final one.

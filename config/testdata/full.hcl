@@ -10,6 +10,7 @@ shutdown_timeout = "45s"
 reload_timeout   = "20s"
 upgrade_timeout  = "2m"
 max_draining_generations = 2
+worker_heartbeat_timeout = "5s"
 daemon           = true
 env              = ["LANG", "GODEBUG=madvdontneed=1"]
 

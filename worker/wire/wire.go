@@ -63,7 +63,8 @@ type Handshake struct {
 }
 
 // Message types. Worker to master: Ready, Error, Reopened, Draining,
-// Sample. Master to worker: Drain, Stop, Reopen, Stats.
+// Sample, Heartbeat. Master to worker: Drain, Stop, Reopen, Stats,
+// Heartbeat.
 const (
 	TypeReady    = "ready"    // the proxy accepts on every listener
 	TypeError    = "error"    // the worker cannot serve; Error says why; it exits next
@@ -79,6 +80,12 @@ const (
 	// Stats, and, unasked, the final one a worker that served sends just
 	// before it exits (so the master's retired totals are exact).
 	TypeSample = "sample"
+	// TypeHeartbeat is the master asking a serving worker whether it is
+	// alive, and the worker's answer, which carries the same Seq. It is
+	// answered from the worker's control loop, whatever the admin block
+	// says; a worker that leaves it unanswered for worker_heartbeat_timeout
+	// is killed and replaced.
+	TypeHeartbeat = "heartbeat"
 )
 
 // File names used in Message.Files for a reopen.
@@ -100,4 +107,6 @@ type Message struct {
 	Files []string `json:"files,omitempty"`
 	// Sample is set on a TypeSample message.
 	Sample *WorkerSample `json:"sample,omitempty"`
+	// Seq numbers a heartbeat; the answer repeats it.
+	Seq uint64 `json:"seq,omitempty"`
 }
