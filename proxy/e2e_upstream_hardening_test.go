@@ -482,36 +482,54 @@ func TestE2ENoContinueToHTTP10Client(t *testing.T) {
 		body, _ := io.ReadAll(req.Body)
 		io.WriteString(c, fmt.Sprintf("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
 	})
-	rp := startProxy(t, expand(`
-listener "pub" { address = "127.0.0.1:1" }
+	// Both ways a body reaches the upstream: read whole first (the
+	// default, request_buffering) and streamed after the request head.
+	for _, buffering := range []bool{true, false} {
+		rp := startProxy(t, expand(`
+listener "pub" {
+  address           = "127.0.0.1:1"
+  request_buffering = @BUF@
+}
 upstream "app" {
   server "@B@" {}
 }
 route "all" { upstream = "app" }
-`, map[string]string{"B": addr}), proxy.Options{})
+`, map[string]string{"B": addr, "BUF": fmt.Sprint(buffering)}), proxy.Options{})
 
-	for _, version := range []string{"HTTP/1.0", "HTTP/1.1"} {
-		c := dialRaw(t, rp.Addr("pub"))
-		c.send("POST /up " + version + "\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-		<-heads // the proxy is past its answer to Expect: it streams the body now
-		c.send("hello")
-		got := c.readAll()
-		continues := strings.Count(got, " 100 Continue")
-		switch {
-		case !strings.HasSuffix(got, "\r\n\r\nhello"):
-			t.Errorf("%s client: got %q, want the final response with the body", version, got)
-		case version == "HTTP/1.0" && continues != 0:
-			t.Errorf("HTTP/1.0 client got a 100 Continue: %q", got)
-		case version == "HTTP/1.1" && (continues != 1 || !strings.HasPrefix(got, "HTTP/1.1 100 Continue\r\n\r\n")):
-			t.Errorf("HTTP/1.1 client: got %q, want one 100 Continue before the final response", got)
+		for _, version := range []string{"HTTP/1.0", "HTTP/1.1"} {
+			c := dialRaw(t, rp.Addr("pub"))
+			c.send("POST /up " + version + "\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+			got := ""
+			switch {
+			case !buffering:
+				<-heads // the proxy is past its answer to Expect: it streams the body now
+			case version == "HTTP/1.1":
+				// The proxy reads the body before it picks an upstream:
+				// its go-ahead comes first, and the client waits for it
+				// as a real one would.
+				cont := make([]byte, len("HTTP/1.1 100 Continue\r\n\r\n"))
+				c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, _ := io.ReadFull(c.br, cont)
+				got = string(cont[:n])
+			}
+			c.send("hello")
+			got += c.readAll()
+			continues := strings.Count(got, " 100 Continue")
+			switch {
+			case !strings.HasSuffix(got, "\r\n\r\nhello"):
+				t.Errorf("buffering=%v, %s client: got %q, want the final response with the body", buffering, version, got)
+			case version == "HTTP/1.0" && continues != 0:
+				t.Errorf("buffering=%v: HTTP/1.0 client got a 100 Continue: %q", buffering, got)
+			case version == "HTTP/1.1" && (continues != 1 || !strings.HasPrefix(got, "HTTP/1.1 100 Continue\r\n\r\n")):
+				t.Errorf("buffering=%v, HTTP/1.1 client: got %q, want one 100 Continue before the final response", buffering, got)
+			}
+			if buffering {
+				<-heads
+			}
 		}
 	}
 }
 
-// TestE2EInterimResponsesForwarded: a 103 Early Hints from the upstream
-// reaches an HTTP/1.1 client before the final response, with its fields;
-// an upstream's 100 Continue does not (Expect is the proxy's business), and
-// an HTTP/1.0 client gets no interim response at all.
 func TestE2EInterimResponsesForwarded(t *testing.T) {
 	t.Parallel()
 	addr := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
