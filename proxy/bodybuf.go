@@ -66,6 +66,12 @@ func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (body
 			if maxBody > 0 && cc.chunk.total > maxBody {
 				return 0, false, 413, errBodyTooLarge
 			}
+			if k >= 0 && cc.chunk.trailer > len("\r\n") {
+				// Whole, but with trailer fields: those are dropped, so
+				// the body goes through copyChunked (from this buffer)
+				// rather than verbatim, as in handle.
+				return 0, false, 0, nil
+			}
 			if k >= 0 {
 				bodyLen = scanned + k - headLen
 				ex.bytesIn += int64(bodyLen)
