@@ -333,6 +333,11 @@ func (b *builder) route(r *rawRoute) Route {
 		if !strings.HasPrefix(*r.PathPrefix, "/") || !validRequestTarget(*r.PathPrefix) {
 			s.errorf("path_prefix", "Invalid path prefix", "%q must start with \"/\" and have no spaces or control characters", *r.PathPrefix)
 			b.unmatchable[r] = true
+		} else if why := unnormalizedPrefix(*r.PathPrefix); why != "" {
+			s.errorf("path_prefix", "Invalid path prefix",
+				"%q %s: requests are matched on their normalized path (percent-escapes decoded except %%25, repeated slashes merged, \".\" and \"..\" segments removed), so it could never match; write the prefix in that form",
+				*r.PathPrefix, why)
+			b.unmatchable[r] = true
 		} else {
 			rt.PathPrefix = *r.PathPrefix
 		}
@@ -387,4 +392,31 @@ func (b *builder) rateLimit(route string, r *rawRateLimit) *RateLimit {
 		}
 	}
 	return rl
+}
+
+// unnormalizedPrefix says why a path prefix is not in the normal form the
+// proxy matches request paths in ("" when it is): a prefix that is not
+// could only ever be compared against paths that never occur, and a deny
+// route written as "/admin//" or "/%61dmin/" would silently protect
+// nothing.
+func unnormalizedPrefix(p string) string {
+	for i := 0; i < len(p); i++ {
+		switch {
+		case p[i] == '%' && !strings.HasPrefix(p[i:], "%25"):
+			return "has a percent-escape"
+		case p[i] == '/' && i+1 < len(p) && p[i+1] == '/':
+			return "has repeated slashes"
+		case p[i] == '/':
+			seg := p[i+1:]
+			if j := strings.IndexByte(seg, '/'); j >= 0 {
+				seg = seg[:j]
+			} else {
+				continue // the last segment may be a partial name: "/." matches "/.well-known"
+			}
+			if seg == "." || seg == ".." {
+				return "has a \".\" or \"..\" segment"
+			}
+		}
+	}
+	return ""
 }

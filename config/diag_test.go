@@ -251,6 +251,18 @@ route "p" {
   path_prefix = »"api"
   respond {}
 }`, []string{"Invalid path prefix", `route "p" path_prefix: "api" must start with "/"`}},
+		{"path prefix not normalized", base + `route "p" {
+  path_prefix = »"/x/../admin/"
+  respond {}
+}`, []string{"Invalid path prefix", `"/x/../admin/" has a "." or ".." segment`, "normalized path"}},
+		{"path prefix escaped", base + `route "p" {
+  path_prefix = »"/%61dmin/"
+  respond {}
+}`, []string{`"/%61dmin/" has a percent-escape`}},
+		{"path prefix slashes", base + `route "p" {
+  path_prefix = »"//admin/"
+  respond {}
+}`, []string{`"//admin/" has repeated slashes`}},
 		{"respond status", base + `route "p" {
   path_prefix = "/p/"
   respond { status = »99 }
