@@ -10,7 +10,8 @@ package config
 import "time"
 
 // Config is a loaded, defaulted and validated configuration. Every field
-// holds its final value: consumers never apply defaults of their own.
+// holds its final value: consumers never apply defaults of their own, and
+// CheckBuilt lets them assert that a Config came from the loader.
 type Config struct {
 	// File is the absolute path the config was loaded from ("" for the
 	// embedded default).

@@ -3,6 +3,7 @@ package config_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -424,5 +425,41 @@ func TestEnvList(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("diagnostics lack %q:\n%s", want, err)
 		}
+	}
+}
+
+// TestLoadedConfigsPassCheckBuilt: whatever the loader returns is what
+// CheckBuilt asserts (the proxy relies on it), for the embedded default,
+// the smallest file and the files that set everything; a hand-made Config
+// is refused.
+func TestLoadedConfigsPassCheckBuilt(t *testing.T) {
+	t.Setenv("PINGORA_TEST_ENV", "staging")
+	cfgs := map[string]*config.Config{
+		"full.hcl":          load(t, "full.hcl"),
+		"issue-example.hcl": load(t, "issue-example.hcl"),
+	}
+	for _, privileged := range []bool{true, false} {
+		def, err := config.Default(privileged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgs[fmt.Sprintf("default (privileged %v)", privileged)] = def
+	}
+	smallest, err := config.Parse([]byte(`listener "l" { address = "127.0.0.1:1" }
+route "r" {
+  respond {}
+}`), "min.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs["min.hcl"] = smallest
+	for name, cfg := range cfgs {
+		if err := cfg.CheckBuilt(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	hand := &config.Config{Listeners: []config.Listener{{Name: "l", Address: "127.0.0.1:1"}}}
+	if err := hand.CheckBuilt(); !errors.Is(err, config.ErrNotValidated) {
+		t.Errorf("hand-made config: CheckBuilt = %v, want ErrNotValidated", err)
 	}
 }

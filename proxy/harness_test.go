@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,39 +16,42 @@ import (
 	"github.com/pingora-go/pingora/config"
 )
 
-// This file is the harness of the package's own (white-box) tests: config
-// literals with every field set, a proxy on a loopback listener, recording
+// This file is the harness of the package's own (white-box) tests: configs
+// from config.Parse, a proxy on a loopback listener, recording
 // backends and a raw client.
 
-func testServer(addr string) config.Server {
-	return config.Server{Address: addr, Weight: 1, MaxFails: 1, FailTimeout: 10 * time.Second}
-}
-
 // testConfig is one listener, one upstream "app" of the given servers and
-// one catch-all route "all" to it.
+// one catch-all route "all" to it, built by config.Parse so that every
+// field the file leaves out has config's default; tests then change
+// fields as they need.
 func testConfig(servers ...string) *config.Config {
-	up := config.Upstream{
-		Name: "app", Balance: "round_robin", HashKey: "client_ip",
-		ConnectTimeout: 2 * time.Second, ResponseHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second,
-		KeepaliveConns: 16, Retries: 2,
-	}
+	var src strings.Builder
+	src.WriteString(`
+listener "public" {
+  address             = "127.0.0.1:1"
+  client_header_timeout = "5s"
+  client_body_timeout = "5s"
+  send_timeout        = "5s"
+  keepalive_timeout   = "5s"
+  keepalive_requests  = 0
+}
+upstream "app" {
+  connect_timeout         = "2s"
+  response_header_timeout = "5s"
+  read_timeout            = "5s"
+  keepalive_conns         = 16
+`)
 	for _, s := range servers {
-		up.Servers = append(up.Servers, testServer(s))
+		fmt.Fprintf(&src, "  server %q {}\n", s)
 	}
-	return &config.Config{
-		Listeners: []config.Listener{{
-			Name: "public", Address: "127.0.0.1:0",
-			ClientHeaderTimeout: 5 * time.Second, ClientBodyTimeout: 5 * time.Second, SendTimeout: 5 * time.Second,
-			KeepaliveTimeout: 5 * time.Second, KeepaliveRequests: 0,
-			MaxHeaderSize: 16 << 10, MaxBodySize: 1 << 20,
-		}},
-		Upstreams: []config.Upstream{up},
-		Routes: []config.Route{{
-			Name: "all", Listeners: []string{"public"}, PathPrefix: "/",
-			Upstream: "app", MaxBodySize: -1,
-		}},
+	src.WriteString(`}
+route "all" { upstream = "app" }
+`)
+	cfg, err := config.Parse([]byte(src.String()), "test.hcl")
+	if err != nil {
+		panic(fmt.Sprintf("test config: %v", err))
 	}
+	return cfg
 }
 
 // running is a proxy under test.

@@ -102,6 +102,14 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	if cfg == nil {
 		return nil, errors.New("proxy: nil config")
 	}
+	// Config is the one place that defaults and validates; the proxy
+	// takes its values as they are and only asserts that they were.
+	if err := cfg.CheckBuilt(); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	if opts.AccessLog != nil && cfg.AccessLog == nil {
+		return nil, errors.New("proxy: an access log sink was given but the config has no access_log block")
+	}
 	log := opts.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -120,10 +128,6 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	ups := map[string]*upstreamState{}
 	for _, uc := range cfg.Upstreams {
-		if _, dup := ups[uc.Name]; dup {
-			p.closeUpstreams()
-			return nil, fmt.Errorf("proxy: upstream %q defined twice", uc.Name)
-		}
 		u, err := newUpstreamState(uc, log)
 		if err != nil {
 			p.closeUpstreams()
@@ -132,27 +136,15 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		ups[uc.Name] = u
 		p.upstreams = append(p.upstreams, u)
 	}
-	routes, tables, err := buildRoutes(cfg, ups)
-	if err != nil {
-		p.closeUpstreams()
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
+	routes, tables := buildRoutes(cfg, ups)
 	p.routes = routes
 	for _, l := range cfg.Listeners {
-		lc := l
-		lc.ClientHeaderTimeout = orDefault(lc.ClientHeaderTimeout, 60*time.Second)
-		lc.ClientBodyTimeout = orDefault(lc.ClientBodyTimeout, 60*time.Second)
-		lc.SendTimeout = orDefault(lc.SendTimeout, 60*time.Second)
-		lc.KeepaliveTimeout = orDefault(lc.KeepaliveTimeout, 75*time.Second)
-		if lc.MaxHeaderSize <= 0 {
-			lc.MaxHeaderSize = 16 << 10
-		}
-		readBuf := max(lc.MaxHeaderSize, minClientReadBuf)
+		readBuf := max(l.MaxHeaderSize, minClientReadBuf)
 		p.listeners[l.Name] = &listenerState{
-			cfg:         lc,
+			cfg:         l,
 			table:       tables[l.Name],
 			readers:     newBufPools(readBuf, 0),
-			bodyReaders: newBufPools(readBuf+lc.ClientBodyBufferSize, 0),
+			bodyReaders: newBufPools(readBuf+l.ClientBodyBufferSize, 0),
 			slot:        make(chan struct{}, 1),
 		}
 	}
@@ -167,12 +159,8 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	hex.Encode(p.reqIDPrefix[:], seed[:])
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if opts.AccessLog != nil {
-		size, interval := 64<<10, time.Second
-		if cfg.AccessLog != nil {
-			size, interval = cfg.AccessLog.BufferSize, cfg.AccessLog.FlushInterval
-		}
 		alog := log.Named("access_log")
-		a := newAccessLog(opts.AccessLog, size, interval, func(err error) {
+		a := newAccessLog(opts.AccessLog, cfg.AccessLog.BufferSize, cfg.AccessLog.FlushInterval, func(err error) {
 			alog.Error("write failed", "error", err)
 		})
 		p.alog.Store(a)

@@ -76,13 +76,13 @@ func TestRouting(t *testing.T) {
 	be := newBackend(t, nil)
 	cfg := testConfig(be.addr())
 	cfg.Routes = []config.Route{
-		{Name: "exact", Host: "api.example.com", PathPrefix: "/", Respond: &config.Respond{Status: 200, Body: "exact"}, MaxBodySize: -1},
-		{Name: "exact-v2", Host: "api.example.com", PathPrefix: "/v2/", Respond: &config.Respond{Status: 200, Body: "exact-v2"}, MaxBodySize: -1},
-		{Name: "wild", Host: "*.example.com", PathPrefix: "/", Respond: &config.Respond{Status: 200, Body: "wild"}, MaxBodySize: -1},
-		{Name: "static", PathPrefix: "/static/", Respond: &config.Respond{Status: 201, Body: "static"},
+		{Name: "exact", Host: "api.example.com", Listeners: []string{"public"}, PathPrefix: "/", Respond: &config.Respond{Status: 200, Body: "exact"}, MaxBodySize: -1},
+		{Name: "exact-v2", Host: "api.example.com", Listeners: []string{"public"}, PathPrefix: "/v2/", Respond: &config.Respond{Status: 200, Body: "exact-v2"}, MaxBodySize: -1},
+		{Name: "wild", Host: "*.example.com", Listeners: []string{"public"}, PathPrefix: "/", Respond: &config.Respond{Status: 200, Body: "wild"}, MaxBodySize: -1},
+		{Name: "static", Listeners: []string{"public"}, PathPrefix: "/static/", Respond: &config.Respond{Status: 201, Body: "static"},
 			ResponseHeaders: map[string]string{"X-R": "1"}, MaxBodySize: -1},
-		{Name: "proxied", PathPrefix: "/app/", Upstream: "app", MaxBodySize: -1},
-		{Name: "redirect", PathPrefix: "/old", Respond: &config.Respond{Status: 301},
+		{Name: "proxied", Listeners: []string{"public"}, PathPrefix: "/app/", Upstream: "app", MaxBodySize: -1},
+		{Name: "redirect", Listeners: []string{"public"}, PathPrefix: "/old", Respond: &config.Respond{Status: 301},
 			ResponseHeaders: map[string]string{"Location": "/new"}, MaxBodySize: -1},
 	}
 	r := start(t, cfg, Options{})

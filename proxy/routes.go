@@ -2,12 +2,10 @@ package proxy
 
 import (
 	"bytes"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/pingora-go/pingora/config"
 	"github.com/pingora-go/pingora/proxy/ratelimit"
@@ -145,7 +143,7 @@ func normalizeHost(dst, host []byte) []byte {
 }
 
 // buildRoutes resolves every config route and the table of each listener.
-func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, map[string]*routeTable, error) {
+func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, map[string]*routeTable) {
 	routes := make([]*route, 0, len(cfg.Routes))
 	tables := make(map[string]*routeTable, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
@@ -153,23 +151,11 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, m
 	}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		rt, err := buildRoute(i, rc, ups)
-		if err != nil {
-			return nil, nil, fmt.Errorf("route %q: %w", rc.Name, err)
-		}
+		rt := buildRoute(i, rc, ups)
 		routes = append(routes, rt)
-		names := rc.Listeners
-		if len(names) == 0 {
-			for _, l := range cfg.Listeners {
-				names = append(names, l.Name)
-			}
-		}
 		host := strings.ToLower(strings.TrimSuffix(rc.Host, "."))
-		for _, ln := range names {
+		for _, ln := range rc.Listeners {
 			t := tables[ln]
-			if t == nil {
-				return nil, nil, fmt.Errorf("route %q: unknown listener %q", rc.Name, ln)
-			}
 			switch {
 			case host == "":
 				t.any = append(t.any, rt)
@@ -181,8 +167,6 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, m
 					k = len(t.wild) - 1
 				}
 				t.wild[k].routes = append(t.wild[k].routes, rt)
-			case strings.Contains(host, "*"):
-				return nil, nil, fmt.Errorf("route %q: host %q: a wildcard is only allowed as a leading \"*.\"", rc.Name, rc.Host)
 			default:
 				t.exact[host] = append(t.exact[host], rt)
 			}
@@ -201,27 +185,15 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, m
 		longestFirst(t.any)
 		sort.SliceStable(t.wild, func(a, b int) bool { return len(t.wild[a].suffix) > len(t.wild[b].suffix) })
 	}
-	return routes, tables, nil
+	return routes, tables
 }
 
-func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState) (*route, error) {
+func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState) *route {
 	rt := &route{idx: idx, name: rc.Name, prefix: []byte(rc.PathPrefix), maxBody: rc.MaxBodySize, bufferBody: rc.RequestBuffering}
-	if len(rt.prefix) == 0 {
-		rt.prefix = slashPath
-	}
-	var err error
-	if rt.reqSet, err = headerSet(rc.RequestHeaders); err != nil {
-		return nil, fmt.Errorf("request_headers: %w", err)
-	}
-	if rt.respSet, err = headerSet(rc.ResponseHeaders); err != nil {
-		return nil, fmt.Errorf("response_headers: %w", err)
-	}
-	if rt.reqDrop, err = dropList(rc.RemoveRequestHeaders, rt.reqSet); err != nil {
-		return nil, fmt.Errorf("remove_request_headers: %w", err)
-	}
-	if rt.respDrop, err = dropList(rc.RemoveResponseHeaders, rt.respSet); err != nil {
-		return nil, fmt.Errorf("remove_response_headers: %w", err)
-	}
+	rt.reqSet = headerSet(rc.RequestHeaders)
+	rt.respSet = headerSet(rc.ResponseHeaders)
+	rt.reqDrop = dropList(rc.RemoveRequestHeaders, rt.reqSet)
+	rt.respDrop = dropList(rc.RemoveResponseHeaders, rt.respSet)
 	for _, h := range rt.reqSet {
 		switch classify(h.name) {
 		case hdrXForwardedFor:
@@ -243,71 +215,42 @@ func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState) (*rout
 		rt.respSetRaw = append(rt.respSetRaw, h.value...)
 		rt.respSetRaw = append(rt.respSetRaw, "\r\n"...)
 	}
-	switch {
-	case rc.Respond != nil:
+	if rc.Respond != nil {
 		rt.respond = newFixedResponse(rc.Respond.Status, rc.Respond.Body, rt.respSet)
-	case rc.Upstream != "":
+	} else {
 		rt.up = ups[rc.Upstream]
-		if rt.up == nil {
-			return nil, fmt.Errorf("unknown upstream %q", rc.Upstream)
-		}
-	default:
-		return nil, fmt.Errorf("neither upstream nor respond is set")
 	}
 	if rl := rc.RateLimit; rl != nil {
-		switch {
-		case rl.Key == "" || rl.Key == "client_ip":
-		case strings.HasPrefix(rl.Key, "header:") && validName(rl.Key[len("header:"):]):
-			rt.limitHeader = []byte(rl.Key[len("header:"):])
-		default:
-			return nil, fmt.Errorf("rate_limit: key %q: want client_ip or header:NAME", rl.Key)
+		if name, ok := strings.CutPrefix(rl.Key, "header:"); ok {
+			rt.limitHeader = []byte(name)
 		}
-		per := rl.Per
-		if per <= 0 {
-			per = time.Second
-		}
-		rt.limiter = ratelimit.New(rl.Requests, per, rl.Burst)
+		rt.limiter = ratelimit.New(rl.Requests, rl.Per, rl.Burst)
 	}
-	return rt, nil
+	return rt
 }
 
-// headerSet turns a config map into sorted header lines, refusing what
-// would break the head (a CR or LF in a value, a bad name).
-func headerSet(m map[string]string) ([]setHeader, error) {
+// headerSet turns a config map (names and values checked by config) into
+// sorted header lines.
+func headerSet(m map[string]string) []setHeader {
 	out := make([]setHeader, 0, len(m))
 	for name, value := range m {
-		if !validName(name) {
-			return nil, fmt.Errorf("invalid header name %q", name)
-		}
-		switch classify([]byte(name)) {
-		case hdrContentLength, hdrTransferEncoding, hdrConnection, hdrHopByHop, hdrUpgrade, hdrExpect:
-			return nil, fmt.Errorf("header %q is managed by the proxy and cannot be set", name)
-		}
-		for i := 0; i < len(value); i++ {
-			if !valueTable[value[i]] {
-				return nil, fmt.Errorf("header %q: value contains a control character", name)
-			}
-		}
 		out = append(out, setHeader{name: []byte(name), value: []byte(strings.TrimSpace(value))})
 	}
 	sort.Slice(out, func(a, b int) bool { return bytes.Compare(out[a].name, out[b].name) < 0 })
-	return out, nil
+	return out
 }
 
 // dropList is the lower-case names removed: those listed plus those set
 // (set replaces).
-func dropList(remove []string, set []setHeader) ([][]byte, error) {
+func dropList(remove []string, set []setHeader) [][]byte {
 	var out [][]byte
 	for _, n := range remove {
-		if !validName(n) {
-			return nil, fmt.Errorf("invalid header name %q", n)
-		}
 		out = append(out, []byte(strings.ToLower(n)))
 	}
 	for _, h := range set {
 		out = append(out, bytes.ToLower(h.name))
 	}
-	return out, nil
+	return out
 }
 
 func validName(s string) bool {

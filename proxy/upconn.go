@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -86,40 +86,30 @@ func newUpstreamState(cfg config.Upstream, log hclog.Logger) (*upstreamState, er
 	u := &upstreamState{
 		name:                  cfg.Name,
 		pool:                  pool,
-		connectTimeout:        orDefault(cfg.ConnectTimeout, 5*time.Second),
-		responseHeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, 60*time.Second),
-		readTimeout:           orDefault(cfg.ReadTimeout, 60*time.Second),
-		idleTimeout:           orDefault(cfg.IdleTimeout, 60*time.Second),
-		tunnelTimeout:         orDefault(cfg.TunnelTimeout, time.Hour),
+		connectTimeout:        cfg.ConnectTimeout,
+		responseHeaderTimeout: cfg.ResponseHeaderTimeout,
+		readTimeout:           cfg.ReadTimeout,
+		idleTimeout:           cfg.IdleTimeout,
+		tunnelTimeout:         cfg.TunnelTimeout,
 		keepalive:             cfg.KeepaliveConns,
-		retries:               max(cfg.Retries, 0),
+		retries:               cfg.Retries,
 	}
 	u.dialer = net.Dialer{Timeout: u.connectTimeout, KeepAlive: 30 * time.Second}
 	if cfg.Balance == "hash" || cfg.Balance == "fnv" {
-		switch k := cfg.HashKey; {
-		case k == "" || k == "client_ip":
+		switch k := cfg.HashKey; k {
+		case "client_ip":
 			u.hashKey = hashClientIP
-		case k == "uri":
+		case "uri":
 			u.hashKey = hashURI
-		case len(k) > len("header:") && k[:len("header:")] == "header:" && validName(k[len("header:"):]):
+		default: // header:NAME, checked by config
 			u.hashKey = hashHeader
-			u.hashHeader = []byte(k[len("header:"):])
-		default:
-			pool.Close()
-			return nil, fmt.Errorf("upstream %q: hash_key %q: want client_ip, uri or header:NAME", cfg.Name, k)
+			u.hashHeader = []byte(strings.TrimPrefix(k, "header:"))
 		}
 	}
 	for _, s := range pool.Servers() {
 		u.servers = append(u.servers, &serverState{srv: s, up: u, host: []byte(s.Addr)})
 	}
 	return u, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // state finds the serverState of a server Pick returned (a short linear

@@ -60,7 +60,7 @@ func checkedPool(t *testing.T, hc config.HealthCheck, addrs ...string) (*Pool, *
 		cfg.Servers = append(cfg.Servers, config.Server{Address: a})
 	}
 	logs := &syncBuffer{}
-	p, err := NewPool(cfg, testLogger(logs))
+	p, err := newPool(t, cfg, testLogger(logs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,11 +25,74 @@ func newTestPool(t testing.TB, balance string, weights ...int) *Pool {
 			Address: fmt.Sprintf("%c", 'a'+i), Weight: w, MaxFails: 1, FailTimeout: time.Hour,
 		})
 	}
-	p, err := NewPool(cfg, nil)
+	p, err := newPool(t, cfg, nil)
 	if err != nil {
 		t.Fatalf("NewPool: %v", err)
 	}
 	return p
+}
+
+// newPool is NewPool on cfg completed by configured.
+func newPool(t testing.TB, cfg config.Upstream, log hclog.Logger) (*Pool, error) {
+	t.Helper()
+	return NewPool(configured(t, cfg), log)
+}
+
+// configured fills what a test's hand-written upstream leaves at zero
+// (balance, weights, fail_timeout, health-check fields) with the values
+// config.Parse gives an upstream that leaves them out, so that the tests
+// see config's defaults and the pool keeps none of its own. max_fails is
+// kept as written: 0 means passive marking off.
+func configured(t testing.TB, u config.Upstream) config.Upstream {
+	t.Helper()
+	def, err := config.Parse([]byte(`
+listener "l" { address = "127.0.0.1:1" }
+upstream "u" {
+  server "127.0.0.1:2" {}
+  health_check {}
+}
+route "r" { upstream = "u" }
+`), "defaults.hcl")
+	if err != nil {
+		t.Fatalf("config defaults: %v", err)
+	}
+	du := def.Upstreams[0]
+	if u.Balance == "" {
+		u.Balance = du.Balance
+	}
+	u.Servers = slices.Clone(u.Servers)
+	for i := range u.Servers {
+		s := &u.Servers[i]
+		if s.Weight == 0 {
+			s.Weight = du.Servers[0].Weight
+		}
+		if s.FailTimeout == 0 {
+			s.FailTimeout = du.Servers[0].FailTimeout
+		}
+	}
+	if u.HealthCheck != nil {
+		h, dh := *u.HealthCheck, du.HealthCheck
+		if h.Path == "" {
+			h.Path = dh.Path
+		}
+		if h.Interval == 0 {
+			h.Interval = dh.Interval
+		}
+		if h.Timeout == 0 {
+			h.Timeout = dh.Timeout
+		}
+		if h.Healthy == 0 {
+			h.Healthy = dh.Healthy
+		}
+		if h.Unhealthy == 0 {
+			h.Unhealthy = dh.Unhealthy
+		}
+		if h.ExpectStatus == nil {
+			h.ExpectStatus = dh.ExpectStatus
+		}
+		u.HealthCheck = &h
+	}
+	return u
 }
 
 // server returns the pool's server with address addr.

@@ -13,7 +13,7 @@ func ketamaPool(t *testing.T, n int) *Pool {
 	for i := range n {
 		cfg.Servers = append(cfg.Servers, config.Server{Address: fmt.Sprintf("10.0.0.%d:8080", i+1), Weight: 1})
 	}
-	p, err := NewPool(cfg, nil)
+	p, err := newPool(t, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestKetamaWeights(t *testing.T) {
 	cfg := config.Upstream{Name: "app", Balance: BalanceHash, Servers: []config.Server{
 		{Address: "10.0.0.1:80", Weight: 3}, {Address: "10.0.0.2:80", Weight: 1},
 	}}
-	p, err := NewPool(cfg, nil)
+	p, err := newPool(t, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestKetamaHugeWeightsBounded(t *testing.T) {
 	cfg := config.Upstream{Name: "app", Balance: BalanceHash, Servers: []config.Server{
 		{Address: "a", Weight: 1 << 30}, {Address: "b", Weight: 1 << 29},
 	}}
-	p, err := NewPool(cfg, nil)
+	p, err := newPool(t, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

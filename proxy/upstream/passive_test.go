@@ -118,7 +118,7 @@ func TestPassivePoolRecovers(t *testing.T) {
 		{Address: "10.0.0.1:80", MaxFails: 1, FailTimeout: 150 * time.Millisecond},
 		{Address: "10.0.0.2:80", MaxFails: 1, FailTimeout: time.Hour},
 	}}
-	p, err := NewPool(cfg, testLogger(&logs))
+	p, err := newPool(t, cfg, testLogger(&logs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestPassivePoolRecovers(t *testing.T) {
 // (the backup takes over).
 func TestPassiveSingleServerNeverMarked(t *testing.T) {
 	t0 := time.Now()
-	lone, err := NewPool(config.Upstream{Name: "app", Servers: []config.Server{
+	lone, err := newPool(t, config.Upstream{Name: "app", Servers: []config.Server{
 		{Address: "10.0.0.1:80", MaxFails: 1, FailTimeout: time.Hour},
 	}}, nil)
 	if err != nil {
@@ -164,7 +164,7 @@ func TestPassiveSingleServerNeverMarked(t *testing.T) {
 		t.Fatal("lone server not picked after failures")
 	}
 
-	withBackup, err := NewPool(config.Upstream{Name: "app", Servers: []config.Server{
+	withBackup, err := newPool(t, config.Upstream{Name: "app", Servers: []config.Server{
 		{Address: "10.0.0.1:80", MaxFails: 1, FailTimeout: time.Hour},
 		{Address: "10.0.0.2:80", Backup: true},
 	}}, nil)

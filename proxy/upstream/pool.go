@@ -4,22 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pingora-go/pingora/config"
-)
-
-// Defaults applied when a config.Upstream was not run through config.Load
-// (tests, hand-built configs): a zero value means the documented default.
-const (
-	defaultFailTimeout = 10 * time.Second
-	defaultHCPath      = "/"
-	defaultHCInterval  = 5 * time.Second
-	defaultHCTimeout   = 2 * time.Second
-	defaultHCHealthy   = 2
-	defaultHCUnhealthy = 3
 )
 
 // Pool is the servers of one upstream with their balancer and health
@@ -41,46 +29,30 @@ type Pool struct {
 	wg      sync.WaitGroup
 }
 
-// NewPool builds the pool for cfg. The balancer is cfg.Balance
-// (round_robin when empty). A nil log discards logs. Errors name the
-// upstream and the bad setting; the pool starts no goroutine until Start.
+// NewPool builds the pool for cfg, an upstream of a config that config.Load
+// built (every default applied, every value checked: the pool applies and
+// checks nothing of its own). A nil log discards logs. The one error is a
+// balancer this package does not know; the pool starts no goroutine until
+// Start.
 func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
-	}
-	if len(cfg.Servers) == 0 {
-		return nil, fmt.Errorf("upstream %q: no servers", cfg.Name)
 	}
 	p := &Pool{
 		name:    cfg.Name,
 		balance: cfg.Balance,
 		log:     log,
 	}
-	if p.balance == "" {
-		p.balance = BalanceRoundRobin
-	}
 	var primary, backup []*Server
 	for i, sc := range cfg.Servers {
-		if sc.Address == "" {
-			return nil, fmt.Errorf("upstream %q: server %d: empty address", cfg.Name, i+1)
-		}
-		if sc.Weight < 0 {
-			return nil, fmt.Errorf("upstream %q: server %s: weight %d is negative", cfg.Name, sc.Address, sc.Weight)
-		}
-		if sc.MaxFails < 0 {
-			return nil, fmt.Errorf("upstream %q: server %s: max_fails %d is negative", cfg.Name, sc.Address, sc.MaxFails)
-		}
 		s := &Server{
 			Addr:        sc.Address,
-			Weight:      max(sc.Weight, 1),
+			Weight:      sc.Weight,
 			Backup:      sc.Backup,
 			slot:        i + 1,
 			maxFails:    sc.MaxFails,
 			failTimeout: sc.FailTimeout,
 			log:         log.With("upstream", cfg.Name, "server", sc.Address),
-		}
-		if s.failTimeout <= 0 {
-			s.failTimeout = defaultFailTimeout
 		}
 		p.servers = append(p.servers, s)
 		if s.Backup {
@@ -88,9 +60,6 @@ func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
 		} else {
 			primary = append(primary, s)
 		}
-	}
-	if len(primary) == 0 {
-		return nil, fmt.Errorf("upstream %q: every server is a backup; at least one must not be", cfg.Name)
 	}
 	if len(primary) == 1 && len(backup) == 0 {
 		// As nginx: a lone server is never taken out by passive marking,
@@ -109,9 +78,7 @@ func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
 		}
 	}
 	if cfg.HealthCheck != nil {
-		if p.check, err = newHealthConfig(*cfg.HealthCheck); err != nil {
-			return nil, fmt.Errorf("upstream %q: health_check: %w", cfg.Name, err)
-		}
+		p.check = newHealthConfig(*cfg.HealthCheck)
 	}
 	return p, nil
 }

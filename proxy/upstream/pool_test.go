@@ -16,7 +16,7 @@ func TestBackupsOnlyWhenNoPrimaryUsable(t *testing.T) {
 			cfg := config.Upstream{Name: "app", Balance: bal, Servers: []config.Server{
 				{Address: "p1"}, {Address: "bk", Backup: true}, {Address: "p2"},
 			}}
-			p, err := NewPool(cfg, nil)
+			p, err := newPool(t, cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func TestTriedLargePoolAndNoAlloc(t *testing.T) {
 	for i := range 300 {
 		cfg.Servers = append(cfg.Servers, config.Server{Address: fmt.Sprintf("10.0.%d.%d:80", i/256, i%256)})
 	}
-	p, err := NewPool(cfg, nil)
+	p, err := newPool(t, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,28 +148,11 @@ func TestPickAllocatesNothing(t *testing.T) {
 	}
 }
 
-func TestNewPoolErrors(t *testing.T) {
-	cases := []struct {
-		cfg  config.Upstream
-		want string
-	}{
-		{config.Upstream{Name: "u"}, "no servers"},
-		{config.Upstream{Name: "u", Balance: "weighted_magic", Servers: []config.Server{{Address: "a"}}}, "unknown balance"},
-		{config.Upstream{Name: "u", Servers: []config.Server{{Address: "a", Backup: true}}}, "every server is a backup"},
-		{config.Upstream{Name: "u", Servers: []config.Server{{Address: "a", Weight: -1}}}, "negative"},
-		{config.Upstream{Name: "u", Servers: []config.Server{{Address: ""}}}, "empty address"},
-		{config.Upstream{Name: "u", Servers: []config.Server{{Address: "a"}},
-			HealthCheck: &config.HealthCheck{Path: "/x\r\nEvil: 1"}}, "control character"},
-		{config.Upstream{Name: "u", Servers: []config.Server{{Address: "a"}},
-			HealthCheck: &config.HealthCheck{Path: "health"}}, "must start with /"},
-		{config.Upstream{Name: "u", Servers: []config.Server{{Address: "a"}},
-			HealthCheck: &config.HealthCheck{ExpectStatus: []int{2000}}}, "not an HTTP status"},
-	}
-	for _, c := range cases {
-		_, err := NewPool(c.cfg, nil)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `upstream "u"`) {
-			t.Errorf("NewPool(%+v) = %v, want an error naming the upstream and %q", c.cfg, err, c.want)
-		}
+func TestNewPoolRefusesUnknownBalancer(t *testing.T) {
+	cfg := configured(t, config.Upstream{Name: "u", Servers: []config.Server{{Address: "a"}}})
+	cfg.Balance = "weighted_magic"
+	if _, err := newPool(t, cfg, nil); err == nil || !strings.Contains(err.Error(), `upstream "u"`) || !strings.Contains(err.Error(), "unknown balance") {
+		t.Errorf("NewPool with balance %q = %v, want an error naming the upstream and the balancer", cfg.Balance, err)
 	}
 }
 
