@@ -142,4 +142,12 @@ END {
   else if (vp[n] < vc[1]) verdict = a " lower beyond the spread (its highest p99 is under " b "\047s lowest)"
   else verdict = "within the spread (the p99 ranges overlap)"
   print "p99: " verdict
+  # The pairs ran by turns, so each pair shares the state of the machine: the
+  # per-pair differences are the sharper test. Their whole range on one
+  # side of zero is a difference beyond the spread of the pairs too.
+  if (n < 3) paired = "too few pairs to judge"
+  else if (below == n) paired = b " lower in every pair (differences " spread(d, n) " ms, all below zero)"
+  else if (below == 0) paired = a " lower in every pair"
+  else paired = "no side lower in every pair"
+  print "p99, paired: " paired
 }' "$dir/results"
