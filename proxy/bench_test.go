@@ -49,7 +49,7 @@ func BenchmarkParseRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchHead)))
 	for b.Loop() {
-		if parseRequest(&r, benchHead) != stOK {
+		if parseRequest(&r, benchHead) != parseOK {
 			b.Fatal("parse")
 		}
 	}
@@ -66,7 +66,7 @@ func BenchmarkHeaderRewrite(b *testing.B) {
 	uh := upstreamHead{clientIP: []byte("127.0.0.1"), host: []byte("127.0.0.1:1")}
 	b.ReportAllocs()
 	for b.Loop() {
-		if parseRequest(&r, benchHead) != stOK {
+		if parseRequest(&r, benchHead) != parseOK {
 			b.Fatal("parse")
 		}
 		uh.reqID = p.newRequestID(idBuf[:0])

@@ -61,10 +61,10 @@ func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (body
 			all, _ := cc.br.Peek(n)
 			k, err := cc.chunk.scan(all[scanned:])
 			if err != nil {
-				return 0, false, stBad, fmt.Errorf("invalid chunked request body: %w", err)
+				return 0, false, statusBadRequest, fmt.Errorf("invalid chunked request body: %w", err)
 			}
 			if maxBody > 0 && cc.chunk.total > maxBody {
-				return 0, false, 413, errBodyTooLarge
+				return 0, false, statusContentTooLarge, errBodyTooLarge
 			}
 			if k >= 0 && cc.chunk.trailer > len("\r\n") {
 				// Whole, but with trailer fields: those are dropped, so
@@ -94,7 +94,7 @@ func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (body
 		rdl := now.Add(ls.ClientBodyTimeout)
 		if ls.RequestTimeout > 0 && deadline.Before(rdl) {
 			if !now.Before(deadline) {
-				return 0, false, 408, errBodyTimeout
+				return 0, false, statusRequestTimeout, errBodyTimeout
 			}
 			rdl = deadline
 		}
@@ -103,9 +103,9 @@ func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (body
 		if _, err := cc.br.Peek(n + 1); err != nil {
 			switch {
 			case isTimeout(err) && rdl.Equal(deadline):
-				return 0, false, 408, errBodyTimeout
+				return 0, false, statusRequestTimeout, errBodyTimeout
 			case isTimeout(err):
-				return 0, false, 408, fmt.Errorf("reading request body: %w", err)
+				return 0, false, statusRequestTimeout, fmt.Errorf("reading request body: %w", err)
 			}
 			return 0, false, 0, errBodyGone
 		}

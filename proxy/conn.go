@@ -38,10 +38,10 @@ type clientConn struct {
 	remote []byte // "ip:port"
 	ip     []byte // client IP, for X-Forwarded-For, hashing, rate limits
 
-	req   request
-	resp  response
-	chunk chunkParser
-	uh    upstreamHead
+	req    request
+	resp   response
+	chunk  chunkParser
+	upHead upstreamHead
 
 	up      atomic.Pointer[upConn] // upstream connection in use, for cut
 	cutDown atomic.Bool
@@ -54,15 +54,15 @@ type clientConn struct {
 
 // exchange is the per-request bookkeeping of one request/response.
 type exchange struct {
-	rt       *route
-	start    time.Time
-	status   int
-	bytesIn  int64
-	out0     int64 // client bytes written before this response
-	upstream string
-	upDur    time.Duration // -1: no upstream attempt
-	logged   bool          // method/host/path/id copied for the access log
-	mOff     [5]int        // offsets in clientConn.logCopy: method, host, path, id, end
+	rt            *route
+	start         time.Time
+	status        int
+	bytesIn       int64
+	writtenBefore int64 // client bytes written before this response
+	upstream      string
+	upDur         time.Duration // -1: no upstream attempt
+	logged        bool          // method/host/path/id copied for the access log
+	logOffsets    [5]int        // offsets in clientConn.logCopy: method, host, path, id, end
 }
 
 var (
@@ -174,7 +174,7 @@ func (cc *clientConn) serve() {
 	p := cc.p
 	ls := &cc.ls.cfg
 	cc.br = cc.ls.readers.getReader(cc.io)
-	cc.bw = p.cliW.getWriter(cc)
+	cc.bw = p.clientWriters.getWriter(cc)
 	cc.now = time.Now()
 	linger := false
 	defer func() { cc.finish(linger) }()
@@ -191,7 +191,7 @@ func (cc *clientConn) serve() {
 		if head == nil {
 			if st != 0 {
 				cc.req.isHead, cc.req.method = false, nil
-				ex := exchange{start: time.Now(), status: st, upDur: -1, out0: cc.written + int64(cc.bw.Buffered())}
+				ex := exchange{start: time.Now(), status: st, upDur: -1, writtenBefore: cc.written + int64(cc.bw.Buffered())}
 				cc.now = ex.start
 				cc.answer(&ex, st, false, 0, nil)
 				cc.done(&ex)
@@ -219,7 +219,7 @@ func (cc *clientConn) finish(linger bool) {
 		cc.shrinkReader()
 	}
 	cc.ls.readers.putReader(cc.br)
-	cc.p.cliW.putWriter(cc.bw)
+	cc.p.clientWriters.putWriter(cc.bw)
 	cc.br, cc.bw = nil, nil
 	p := cc.p
 	p.stats.active.Add(-1)
@@ -256,7 +256,7 @@ func lingerClose(c net.Conn) {
 // away or stayed idle; nil with a status: answer it and close.
 func (cc *clientConn) readHead() ([]byte, int) {
 	br := cc.br
-	max := cc.ls.cfg.MaxHeaderSize
+	limit := cc.ls.cfg.MaxHeaderSize
 	cc.first = time.Time{}
 	deadlineSet := false
 	scanned := 0
@@ -272,18 +272,18 @@ func (cc *clientConn) readHead() ([]byte, int) {
 					continue
 				}
 				if buf[0] == '\n' || n >= 2 {
-					return nil, stBad
+					return nil, statusBadRequest
 				}
 			}
 			from := max0(scanned - 3)
 			if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
 				return buf[:from+i+4], 0
 			}
-			if n >= max {
+			if n >= limit {
 				return nil, headTooLarge(buf)
 			}
 			if bytes.Contains(buf[from:], lflf) {
-				return nil, stBad // bare LF line endings
+				return nil, statusBadRequest // bare LF line endings
 			}
 			scanned = n
 			if !deadlineSet {
@@ -302,7 +302,7 @@ func (cc *clientConn) readHead() ([]byte, int) {
 		}
 		if _, err := br.Peek(n + 1); err != nil {
 			if n > 0 && isTimeout(err) {
-				return nil, 408
+				return nil, statusRequestTimeout
 			}
 			if n > 0 && errors.Is(err, bufio.ErrBufferFull) {
 				b, _ := br.Peek(n)
@@ -317,9 +317,9 @@ func (cc *clientConn) readHead() ([]byte, int) {
 // the request line itself has not ended, 431 when the header fields did.
 func headTooLarge(buf []byte) int {
 	if bytes.IndexByte(buf, '\n') < 0 {
-		return stURITooLong
+		return statusURITooLong
 	}
-	return stTooLarge
+	return statusHeaderTooLarge
 }
 
 func max0(n int) int {
@@ -342,9 +342,9 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 	defer p.stats.inFlight.Add(-1)
 	start := time.Now()
 	cc.now = start
-	ex := exchange{start: start, bytesIn: int64(len(head)), upDur: -1, out0: cc.written + int64(cc.bw.Buffered())}
+	ex := exchange{start: start, bytesIn: int64(len(head)), upDur: -1, writtenBefore: cc.written + int64(cc.bw.Buffered())}
 	req := &cc.req
-	if st := parseRequest(req, head); st != stOK {
+	if st := parseRequest(req, head); st != parseOK {
 		cc.br.Discard(len(head))
 		cc.answer(&ex, st, false, 0, errors.New("malformed request"))
 		cc.done(&ex)
@@ -368,7 +368,7 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 		n, err := cc.chunk.scan(all[headLen:])
 		if err != nil {
 			cc.br.Discard(headLen)
-			cc.answer(&ex, stBad, false, 0, errors.New("invalid chunked request body"))
+			cc.answer(&ex, statusBadRequest, false, 0, errors.New("invalid chunked request body"))
 			cc.done(&ex)
 			return false, true
 		}
@@ -395,7 +395,7 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 		var ok bool
 		if cc.pathBuf, ok = appendNormalizedPath(cc.pathBuf[:0], matchPath); !ok {
 			cc.br.Discard(headLen)
-			cc.answer(&ex, stBad, false, 0, errors.New("malformed request path"))
+			cc.answer(&ex, statusBadRequest, false, 0, errors.New("malformed request path"))
 			cc.done(&ex)
 			return false, true
 		}
@@ -405,7 +405,7 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 	ex.rt = rt
 	switch {
 	case rt == nil:
-		keep = cc.local(&ex, 404, keep, buffered, headLen+bodyLen, 0, nil)
+		keep = cc.local(&ex, statusNotFound, keep, buffered, headLen+bodyLen, 0, nil)
 	case rt.respond != nil:
 		keep = cc.local(&ex, 0, keep, buffered, headLen+bodyLen, 0, nil)
 	default:
@@ -466,7 +466,7 @@ func (cc *clientConn) ensureWriteDeadline() {
 func (cc *clientConn) answer(ex *exchange, status int, keep bool, retryAfter int64, cause error) bool {
 	cc.now = time.Now() // an error may come after a long wait
 	cc.ensureWriteDeadline()
-	writeError(cc.bw, status, cc.connMode(keep), retryAfter, cc.req.isHead && status != stBad)
+	writeError(cc.bw, status, cc.connMode(keep), retryAfter, cc.req.isHead && status != statusBadRequest)
 	ex.status = status
 	err := cc.bw.Flush()
 	cc.logError(ex, status, cause)
@@ -491,17 +491,17 @@ func (cc *clientConn) logFields(ex *exchange, status int) []any {
 // warnings, 4xx as info.
 func (cc *clientConn) logError(ex *exchange, status int, cause error) {
 	log := cc.p.log
-	if (status >= 500 && !log.IsWarn()) || (status < 500 && !log.IsInfo()) {
+	if (status >= statusInternalError && !log.IsWarn()) || (status < statusInternalError && !log.IsInfo()) {
 		return
 	}
 	args := cc.logFields(ex, status)
-	if cc.req.method != nil && status != stBad && status != stTooLarge {
+	if cc.req.method != nil && status != statusBadRequest && status != statusHeaderTooLarge {
 		args = append(args, "method", string(cc.req.method))
 	}
 	if cause != nil {
 		args = append(args, "error", cause.Error())
 	}
-	if status >= 500 {
+	if status >= statusInternalError {
 		log.Warn("error response", args...)
 	} else {
 		log.Info("error response", args...)
@@ -518,7 +518,7 @@ func (cc *clientConn) logSendTimeout(ex *exchange) {
 		return
 	}
 	log.Info("client timed out taking the response; connection closed",
-		append(cc.logFields(ex, ex.status), "sent", cc.written-ex.out0, "send_timeout", cc.ls.cfg.SendTimeout)...)
+		append(cc.logFields(ex, ex.status), "sent", cc.written-ex.writtenBefore, "send_timeout", cc.ls.cfg.SendTimeout)...)
 }
 
 // copyForLog keeps what the access log needs from the head, which a
@@ -526,15 +526,15 @@ func (cc *clientConn) logSendTimeout(ex *exchange) {
 func (cc *clientConn) copyForLog(ex *exchange) {
 	r := &cc.req
 	b := cc.logCopy[:0]
-	ex.mOff[0] = len(b)
+	ex.logOffsets[0] = len(b)
 	b = append(b, r.method...)
-	ex.mOff[1] = len(b)
+	ex.logOffsets[1] = len(b)
 	b = append(b, r.host...)
-	ex.mOff[2] = len(b)
+	ex.logOffsets[2] = len(b)
 	b = append(b, r.target...)
-	ex.mOff[3] = len(b)
+	ex.logOffsets[3] = len(b)
 	b = append(b, r.reqID...)
-	ex.mOff[4] = len(b)
+	ex.logOffsets[4] = len(b)
 	cc.logCopy = b
 	ex.logged = true
 }
@@ -544,15 +544,15 @@ func (cc *clientConn) setLogRequestID(ex *exchange, id []byte) {
 	if !ex.logged {
 		return
 	}
-	cc.logCopy = append(cc.logCopy[:ex.mOff[3]], id...)
-	ex.mOff[4] = len(cc.logCopy)
+	cc.logCopy = append(cc.logCopy[:ex.logOffsets[3]], id...)
+	ex.logOffsets[4] = len(cc.logCopy)
 }
 
 // done writes the exchange's access log line, then counts it (so a
 // counted request is already in the log buffer).
 func (cc *clientConn) done(ex *exchange) {
 	p := cc.p
-	out := cc.written + int64(cc.bw.Buffered()) - ex.out0
+	out := cc.written + int64(cc.bw.Buffered()) - ex.writtenBefore
 	// The latest clock reading (the response head, or the last refill of a
 	// streamed body) is the end as far as the histogram can tell: a
 	// response already buffered or in the kernel is a few microseconds
@@ -572,7 +572,7 @@ func (cc *clientConn) done(ex *exchange) {
 			bytesIn: ex.bytesIn, bytesOut: out, upstream: ex.upstream, upstreamDu: ex.upDur}
 		if ex.logged {
 			l := cc.logCopy
-			e.method, e.host, e.path, e.requestID = l[ex.mOff[0]:ex.mOff[1]], l[ex.mOff[1]:ex.mOff[2]], l[ex.mOff[2]:ex.mOff[3]], l[ex.mOff[3]:ex.mOff[4]]
+			e.method, e.host, e.path, e.requestID = l[ex.logOffsets[0]:ex.logOffsets[1]], l[ex.logOffsets[1]:ex.logOffsets[2]], l[ex.logOffsets[2]:ex.logOffsets[3]], l[ex.logOffsets[3]:ex.logOffsets[4]]
 			if len(e.path) == 0 && len(e.method) > 0 {
 				e.path = slashPath
 			}

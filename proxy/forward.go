@@ -62,7 +62,7 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 			if ok, wait := rt.limiter.Allow(key, ex.start); !ok {
 				p.stats.rateLimited.Add(1)
 				secs := int64((wait + time.Second - 1) / time.Second)
-				return cc.local(ex, 429, keep, buffered, headLen+bodyLen, max(secs, 1), errors.New("rate limited"))
+				return cc.local(ex, statusTooManyRequests, keep, buffered, headLen+bodyLen, max(secs, 1), errors.New("rate limited"))
 			}
 		}
 	}
@@ -71,16 +71,16 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 		maxBody = ls.MaxBodySize
 	}
 	if maxBody > 0 && (req.contentLength > maxBody || (req.chunked && buffered && cc.chunk.total > maxBody)) {
-		return cc.local(ex, 413, keep, buffered, headLen+bodyLen, 0, errBodyTooLarge)
+		return cc.local(ex, statusContentTooLarge, keep, buffered, headLen+bodyLen, 0, errBodyTooLarge)
 	}
 
-	cc.uh.clientIP = cc.ip
-	cc.uh.reqID = nil
+	cc.upHead.clientIP = cc.ip
+	cc.upHead.reqID = nil
 	if req.reqID == nil {
-		cc.uh.reqID = p.newRequestID(cc.reqIDBuf[:0])
-		cc.setLogRequestID(ex, cc.uh.reqID)
+		cc.upHead.reqID = p.newRequestID(cc.reqIDBuf[:0])
+		cc.setLogRequestID(ex, cc.upHead.reqID)
 	}
-	cc.uh.upgrade = req.connUpgrade && req.upgrade != nil
+	cc.upHead.upgrade = req.connUpgrade && req.upgrade != nil
 
 	if req.expect100 && !buffered && req.minor >= 1 {
 		// The client waits for our go-ahead before sending the body (an
@@ -105,7 +105,7 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 
 	key := cc.hashKey(u, req)
 	var tried upstream.Tried
-	res := attemptResult{out: outConnectFail, status: 503, err: errNoServer}
+	res := attemptResult{out: outConnectFail, status: statusUnavailable, err: errNoServer}
 	for attempt := 0; attempt <= u.retries; attempt++ {
 		srv := u.pool.Pick(key, &tried)
 		if srv == nil {
@@ -213,7 +213,7 @@ func (cc *clientConn) attempt(ex *exchange, rt *route, ss *serverState, headLen,
 			if err != nil {
 				err = fmt.Errorf("connect %s: %w", ss.srv.Addr, err)
 				if isLocalErr(err) {
-					return attemptResult{out: outLocalErr, status: 503, err: err}
+					return attemptResult{out: outLocalErr, status: statusUnavailable, err: err}
 				}
 				return attemptResult{out: outConnectFail, status: upstreamStatus(err), err: err}
 			}
@@ -259,13 +259,13 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 	attemptStart := cc.now
 	setDeadlines(uc.c, &uc.rdl, &uc.wdl, cc.now.Add(u.responseHeaderTimeout), u.responseHeaderTimeout)
 
-	cc.uh.host = uc.ss.host
+	cc.upHead.host = uc.ss.host
 	// From here sent tells whether any byte of this request went out
 	// (the flag serves nothing else on an upstream socket): once one did,
 	// the server may have acted on a non-idempotent request, which must
 	// then never be sent again (RFC 9110 9.2.2).
 	uc.sio.sent = false
-	writeUpstreamHead(uc.bw, rt, req, &cc.uh)
+	writeUpstreamHead(uc.bw, rt, req, &cc.upHead)
 	if buffered && bodyLen > 0 {
 		all, _ := cc.br.Peek(headLen + bodyLen)
 		uc.bw.Write(all[headLen:])
@@ -282,7 +282,7 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 			// Nothing reached the server: any method may go elsewhere.
 			return attemptResult{out: outConnectFail, status: upstreamStatus(err), err: err}, false
 		case uc.reused:
-			return attemptResult{out: outNotResent, status: 502,
+			return attemptResult{out: outNotResent, status: statusBadGateway,
 				err: fmt.Errorf("%w (on a reused connection, after part of the %s was sent: not re-sent)", err, req.method)}, false
 		}
 		return attemptResult{out: outUpstreamErr, status: upstreamStatus(err), err: err}, false
@@ -317,13 +317,13 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 			switch side {
 			case sideRead:
 				if isTimeout(err) {
-					return cc.answered(ex, 408, fmt.Errorf("reading request body: %w", err)), false
+					return cc.answered(ex, statusRequestTimeout, fmt.Errorf("reading request body: %w", err)), false
 				}
 				return attemptResult{out: outDone, keep: false}, false // the client went away
 			case sideFraming:
-				return cc.answered(ex, stBad, fmt.Errorf("request body: %w", err)), false
+				return cc.answered(ex, statusBadRequest, fmt.Errorf("request body: %w", err)), false
 			case sideLimit:
-				return cc.answered(ex, 413, err), false
+				return cc.answered(ex, statusContentTooLarge, err), false
 			}
 			return cc.answered(ex, upstreamStatus(err), fmt.Errorf("send body to %s: %w", uc.ss.srv.Addr, err)), false
 		}
@@ -355,30 +355,30 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 				if errors.Is(err, io.EOF) {
 					err = errUpstreamGone
 				}
-				return attemptResult{out: outNotResent, status: 502,
+				return attemptResult{out: outNotResent, status: statusBadGateway,
 					err: fmt.Errorf("response from %s: %w (on a reused connection; %s is not idempotent: not re-sent)", uc.ss.srv.Addr, err, req.method)}, false
 			}
 			uc.release()
 			if errors.Is(err, errHeadTooLarge) {
-				return attemptResult{out: outBadResponse, status: 502, err: fmt.Errorf("response from %s: %w", uc.ss.srv.Addr, err)}, false
+				return attemptResult{out: outBadResponse, status: statusBadGateway, err: fmt.Errorf("response from %s: %w", uc.ss.srv.Addr, err)}, false
 			}
 			if !got && errors.Is(err, io.EOF) {
 				err = errUpstreamGone
 			}
 			return attemptResult{out: outUpstreamErr, status: upstreamStatus(err), err: fmt.Errorf("response from %s: %w", uc.ss.srv.Addr, err)}, false
 		}
-		if parseResponse(resp, head) != stOK || (resp.status == 101 && !cc.uh.upgrade) {
+		if parseResponse(resp, head) != parseOK || (resp.status == statusSwitchingProtocols && !cc.upHead.upgrade) {
 			uc.release()
-			return attemptResult{out: outBadResponse, status: 502, err: fmt.Errorf("%w %s", errBadResponse, uc.ss.srv.Addr)}, false
+			return attemptResult{out: outBadResponse, status: statusBadGateway, err: fmt.Errorf("%w %s", errBadResponse, uc.ss.srv.Addr)}, false
 		}
-		if resp.status >= 200 || resp.status == 101 {
+		if resp.status >= statusOK || resp.status == statusSwitchingProtocols {
 			break
 		}
 		if interim == 8 {
 			uc.release()
-			return attemptResult{out: outBadResponse, status: 502, err: fmt.Errorf("%w %s: too many interim responses", errBadResponse, uc.ss.srv.Addr)}, false
+			return attemptResult{out: outBadResponse, status: statusBadGateway, err: fmt.Errorf("%w %s: too many interim responses", errBadResponse, uc.ss.srv.Addr)}, false
 		}
-		if resp.status != 100 && req.minor >= 1 {
+		if resp.status != statusContinue && req.minor >= 1 {
 			cc.now = time.Now()
 			cc.ensureWriteDeadline()
 			writeInterimHead(cc.bw, rt, resp)
@@ -418,10 +418,10 @@ func (cc *clientConn) earlyResponse(ex *exchange, rt *route, uc *upConn, attempt
 	var head []byte
 	for interim := 0; ; interim++ {
 		var err error
-		if head, _, err = readResponseHead(uc.br); err != nil || parseResponse(resp, head) != stOK || resp.status == 101 || interim == 8 {
+		if head, _, err = readResponseHead(uc.br); err != nil || parseResponse(resp, head) != parseOK || resp.status == statusSwitchingProtocols || interim == 8 {
 			return res, false
 		}
-		if resp.status >= 200 {
+		if resp.status >= statusOK {
 			break
 		}
 		uc.br.Discard(len(head)) // a 100 Continue before the answer, say
@@ -450,9 +450,9 @@ func (cc *clientConn) answered(ex *exchange, status int, err error) attemptResul
 // upstreamStatus maps an upstream failure to the status to answer.
 func upstreamStatus(err error) int {
 	if isTimeout(err) || isNetTimeout(err) {
-		return 504
+		return statusGatewayTimeout
 	}
-	return 502
+	return statusBadGateway
 }
 
 var errHeadTooLarge = errors.New("response head too large")
@@ -488,10 +488,10 @@ func readResponseHead(br *bufio.Reader) (head []byte, got bool, err error) {
 func (cc *clientConn) relay(ex *exchange, rt *route, uc *upConn, headLen int, keep bool) attemptResult {
 	req, resp := &cc.req, &cc.resp
 	ls := &cc.ls.cfg
-	upgraded := resp.status == 101
+	upgraded := resp.status == statusSwitchingProtocols
 	body := bodyNone
 	switch {
-	case req.isHead || resp.status == 204 || resp.status == 304 || resp.status < 200:
+	case req.isHead || resp.status == statusNoContent || resp.status == statusNotModified || resp.status < statusOK:
 	case resp.chunked:
 		body = bodyChunked
 		if req.minor == 0 {

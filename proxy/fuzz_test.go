@@ -47,7 +47,7 @@ func FuzzParseRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		head := completeHead(in)
 		var r request
-		if parseRequest(&r, head) != stOK {
+		if parseRequest(&r, head) != parseOK {
 			return
 		}
 		if len(r.method) == 0 {
@@ -102,7 +102,7 @@ func FuzzParseResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		head := completeHead(in)
 		var r response
-		if parseResponse(&r, head) != stOK {
+		if parseResponse(&r, head) != parseOK {
 			return
 		}
 		if r.status < 100 || r.status > 999 {
@@ -211,7 +211,7 @@ func FuzzChunkParser(f *testing.F) {
 		if trailers := in[trailerAt:n]; len(trailers) > 2 {
 			var fl fields
 			fl.reset()
-			if st := fl.parseFields(trailers); st == stBad && !semanticTrailer(trailers) {
+			if st := fl.parseFields(trailers); st == statusBadRequest && !semanticTrailer(trailers) {
 				t.Fatalf("%q: trailer accepted here, parseFields: %d", trailers, st)
 			}
 		}

@@ -130,7 +130,7 @@ func writeClientHead(bw *bufio.Writer, rt *route, resp *response, body bodyMode,
 	bw.Write(rt.respSetRaw)
 	// A 204 has no body, so no Content-Length either (RFC 9110 8.6); a
 	// 304's is the length the 200 would have had, and stays.
-	if resp.contentLength >= 0 && (body == bodyFixed || body == bodyNone) && resp.status != 204 {
+	if resp.contentLength >= 0 && (body == bodyFixed || body == bodyNone) && resp.status != statusNoContent {
 		bw.WriteString("Content-Length: ")
 		writeInt(bw, resp.contentLength, 10)
 		bw.WriteString("\r\n")

@@ -41,15 +41,9 @@ const (
 	maxConnTokens = 16  // tokens in Connection headers; more is 400
 )
 
-// Parse outcomes that are not an HTTP status of their own.
-const (
-	stOK         = 0
-	stBad        = 400
-	stTooLarge   = 431
-	stURITooLong = 414
-	stVersion    = 505
-	stMethod     = 405
-)
+// parseOK is the parsers' outcome for a message they accept; any other
+// outcome is the status to answer with.
+const parseOK = 0
 
 // fields is what requests and responses share: the header lines and the
 // framing and connection semantics read from them.
@@ -303,58 +297,58 @@ func parseContentLength(v []byte) (int64, bool) {
 }
 
 // parseFields parses header lines. b starts at the first header line and
-// ends with the empty line's CRLF. It returns stOK or the status to answer.
+// ends with the empty line's CRLF. It returns parseOK or the status to answer.
 func (f *fields) parseFields(b []byte) int {
 	for {
 		i := bytes.IndexByte(b, '\n')
 		if i < 1 || b[i-1] != '\r' {
-			return stBad // bare LF, or a head that does not end in CRLF
+			return statusBadRequest // bare LF, or a head that does not end in CRLF
 		}
 		line := b[:i-1]
 		b = b[i+1:]
 		if len(line) == 0 {
 			if len(b) != 0 {
-				return stBad
+				return statusBadRequest
 			}
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return stBad // obs-fold
+			return statusBadRequest // obs-fold
 		}
 		n := 0
 		for n < len(line) && tcharTable[line[n]] {
 			n++
 		}
 		if n == 0 || n == len(line) || line[n] != ':' {
-			return stBad // empty name, bad name byte, or whitespace before the colon
+			return statusBadRequest // empty name, bad name byte, or whitespace before the colon
 		}
 		name := line[:n]
 		value := line[n+1:]
 		for _, c := range value {
 			if !valueTable[c] {
-				return stBad // CTL, bare CR included
+				return statusBadRequest // CTL, bare CR included
 			}
 		}
 		value = trimOWS(value)
 		if len(f.headers) >= maxHeaders {
-			return stTooLarge
+			return statusHeaderTooLarge
 		}
 		kind := classify(name)
 		switch kind {
 		case hdrContentLength:
 			n, ok := parseContentLength(value)
 			if !ok || (f.contentLength >= 0 && n != f.contentLength) {
-				return stBad
+				return statusBadRequest
 			}
 			f.contentLength = n
 		case hdrTransferEncoding:
 			if f.chunked || !equalFoldString(value, "chunked") {
-				return stBad
+				return statusBadRequest
 			}
 			f.chunked = true
 		case hdrConnection:
 			if !f.parseConnection(value) {
-				return stBad
+				return statusBadRequest
 			}
 		case hdrUpgrade:
 			f.upgrade = value
@@ -362,9 +356,9 @@ func (f *fields) parseFields(b []byte) int {
 		f.headers = append(f.headers, header{name: name, value: value, kind: kind})
 	}
 	if f.chunked && f.contentLength >= 0 {
-		return stBad
+		return statusBadRequest
 	}
-	return stOK
+	return parseOK
 }
 
 // parseConnection records the tokens of one Connection header.
@@ -402,7 +396,7 @@ func (f *fields) parseConnection(v []byte) bool {
 }
 
 // parseRequest parses a complete request head (ending in CRLFCRLF) into r.
-// It returns stOK or the status to answer (the connection is then closed).
+// It returns parseOK or the status to answer (the connection is then closed).
 func parseRequest(r *request, head []byte) int {
 	r.reset()
 	r.method, r.target, r.path, r.host, r.reqID = nil, nil, nil, nil, nil
@@ -411,43 +405,43 @@ func parseRequest(r *request, head []byte) int {
 
 	i := bytes.IndexByte(head, '\n')
 	if i < 1 || head[i-1] != '\r' {
-		return stBad
+		return statusBadRequest
 	}
 	line := head[:i-1]
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 {
-		return stBad
+		return statusBadRequest
 	}
 	r.method = line[:sp]
 	for _, c := range r.method {
 		if !tcharTable[c] {
-			return stBad
+			return statusBadRequest
 		}
 	}
 	line = line[sp+1:]
 	sp = bytes.IndexByte(line, ' ')
 	if sp <= 0 {
-		return stBad
+		return statusBadRequest
 	}
 	r.target = line[:sp]
 	for _, c := range r.target {
 		if c <= ' ' || c == 0x7f || c == '#' {
-			return stBad // a fragment is never sent (RFC 9110 7.1)
+			return statusBadRequest // a fragment is never sent (RFC 9110 7.1)
 		}
 	}
 	version := line[sp+1:]
 	if len(version) != 8 || string(version[:5]) != "HTTP/" || version[6] != '.' {
-		return stBad
+		return statusBadRequest
 	}
 	if version[5] != '1' || (version[7] != '0' && version[7] != '1') {
 		if version[5] >= '0' && version[5] <= '9' && version[7] >= '0' && version[7] <= '9' {
-			return stVersion
+			return statusVersionUnsupported
 		}
-		return stBad
+		return statusBadRequest
 	}
 	r.minor = version[7] - '0'
 
-	if st := r.parseFields(head[i+1:]); st != stOK {
+	if st := r.parseFields(head[i+1:]); st != parseOK {
 		return st
 	}
 	for j := range r.headers {
@@ -467,10 +461,10 @@ func parseRequest(r *request, head []byte) int {
 		}
 	}
 	if r.hostN > 1 || (r.minor == 1 && r.hostN == 0) || !validHost(r.host) {
-		return stBad
+		return statusBadRequest
 	}
 	if r.minor == 0 && r.chunked {
-		return stBad // HTTP/1.0 has no chunked coding: a smuggling vector
+		return statusBadRequest // HTTP/1.0 has no chunked coding: a smuggling vector
 	}
 
 	switch string(r.method) {
@@ -479,7 +473,7 @@ func parseRequest(r *request, head []byte) int {
 	case "HEAD":
 		r.idempotent, r.isHead = true, true
 	case "CONNECT":
-		return stMethod
+		return statusMethodNotAllowed
 	}
 
 	t := r.target
@@ -487,10 +481,10 @@ func parseRequest(r *request, head []byte) int {
 	case t[0] == '/':
 	case len(t) == 1 && t[0] == '*':
 		if string(r.method) != "OPTIONS" {
-			return stBad // asterisk-form is for OPTIONS only (RFC 9112 3.2.4)
+			return statusBadRequest // asterisk-form is for OPTIONS only (RFC 9112 3.2.4)
 		}
 		r.path = t[:0]
-		return stOK
+		return parseOK
 	case len(t) > 7 && (equalFoldString(t[:7], "http://") || (len(t) > 8 && equalFoldString(t[:8], "https://"))):
 		// absolute-form: the authority is the host (RFC 9112 3.2.2: it
 		// wins over a Host header, which is rewritten to match), and the
@@ -508,7 +502,7 @@ func parseRequest(r *request, head []byte) int {
 		}
 		authority := rest[:end]
 		if len(authority) == 0 || bytes.IndexByte(authority, '@') >= 0 || !validHost(authority) {
-			return stBad // no host, or userinfo (a phishing and confusion vector)
+			return statusBadRequest // no host, or userinfo (a phishing and confusion vector)
 		}
 		r.host = authority
 		for j := range r.headers {
@@ -518,13 +512,13 @@ func parseRequest(r *request, head []byte) int {
 		}
 		r.target = rest[end:] // empty or "?query": writeUpstreamHead adds the "/"
 	default:
-		return stBad
+		return statusBadRequest
 	}
 	r.path = r.target
 	if q := bytes.IndexByte(r.path, '?'); q >= 0 {
 		r.path = r.path[:q]
 	}
-	return stOK
+	return parseOK
 }
 
 // regNameTable is true for the bytes of an RFC 3986 reg-name (unreserved,
@@ -604,24 +598,24 @@ func parseResponse(r *response, head []byte) int {
 	r.reset()
 	i := bytes.IndexByte(head, '\n')
 	if i < 1 || head[i-1] != '\r' {
-		return stBad
+		return statusBadRequest
 	}
 	line := head[:i-1]
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '0' && line[7] != '1') || line[8] != ' ' {
-		return stBad
+		return statusBadRequest
 	}
 	r.minor = line[7] - '0'
 	d0, d1, d2 := line[9], line[10], line[11]
 	if d0 < '1' || d0 > '5' || d1 < '0' || d1 > '9' || d2 < '0' || d2 > '9' {
-		return stBad
+		return statusBadRequest
 	}
 	r.status = int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0')
 	if len(line) > 12 && line[12] != ' ' {
-		return stBad
+		return statusBadRequest
 	}
 	for _, c := range line[12:] {
 		if !valueTable[c] {
-			return stBad
+			return statusBadRequest
 		}
 	}
 	r.statusRest = line[9:]

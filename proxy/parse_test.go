@@ -9,7 +9,7 @@ func TestParseRequestValid(t *testing.T) {
 	head := "GET /a/b?x=1 HTTP/1.1\r\nHost: Example.COM:8080\r\nX-Forwarded-For: 10.0.0.1\r\n" +
 		"Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nContent-Length: 5, 5\r\nExpect: 100-continue\r\n\r\n"
 	var r request
-	if st := parseRequest(&r, []byte(head)); st != stOK {
+	if st := parseRequest(&r, []byte(head)); st != parseOK {
 		t.Fatalf("status %d", st)
 	}
 	if string(r.method) != "GET" || string(r.target) != "/a/b?x=1" || string(r.path) != "/a/b" {
@@ -31,18 +31,18 @@ func TestParseRequestValid(t *testing.T) {
 
 func TestParseRequestAbsoluteForm(t *testing.T) {
 	var r request
-	if st := parseRequest(&r, []byte("GET http://h.example/p?q HTTP/1.1\r\nHost: h.example\r\n\r\n")); st != stOK {
+	if st := parseRequest(&r, []byte("GET http://h.example/p?q HTTP/1.1\r\nHost: h.example\r\n\r\n")); st != parseOK {
 		t.Fatalf("status %d", st)
 	}
 	if string(r.target) != "/p?q" || string(r.path) != "/p" {
 		t.Fatalf("target %q path %q", r.target, r.path)
 	}
-	if st := parseRequest(&r, []byte("GET http://h.example HTTP/1.0\r\n\r\n")); st != stOK || string(r.host) != "h.example" || len(r.target) != 0 {
+	if st := parseRequest(&r, []byte("GET http://h.example HTTP/1.0\r\n\r\n")); st != parseOK || string(r.host) != "h.example" || len(r.target) != 0 {
 		t.Fatalf("status %d host %q target %q", st, r.host, r.target)
 	}
 	// RFC 9112 3.2.2: the authority wins over a disagreeing Host, which
 	// is rewritten to it.
-	if st := parseRequest(&r, []byte("GET http://a.example:8080?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n")); st != stOK {
+	if st := parseRequest(&r, []byte("GET http://a.example:8080?q=1 HTTP/1.1\r\nHost: b.example\r\n\r\n")); st != parseOK {
 		t.Fatalf("status %d", st)
 	}
 	if string(r.host) != "a.example:8080" || string(r.target) != "?q=1" || len(r.path) != 0 {
@@ -56,12 +56,12 @@ func TestParseRequestAbsoluteForm(t *testing.T) {
 func TestParseRequestValidHosts(t *testing.T) {
 	for _, h := range []string{"h", "H.Example.COM", "h:80", "h:", "10.0.0.1:8080", "[::1]", "[::1]:443", "[v1.fe80::a]", "a-b_c~d.e", "%41bc", "xn--bcher-kva.example"} {
 		var r request
-		if st := parseRequest(&r, []byte("OPTIONS * HTTP/1.1\r\nHost: "+h+"\r\n\r\n")); st != stOK {
+		if st := parseRequest(&r, []byte("OPTIONS * HTTP/1.1\r\nHost: "+h+"\r\n\r\n")); st != parseOK {
 			t.Errorf("Host %q: status %d", h, st)
 		}
 	}
 	var r request
-	if st := parseRequest(&r, []byte("GET / HTTP/1.1\r\nHost:\r\n\r\n")); st != stOK {
+	if st := parseRequest(&r, []byte("GET / HTTP/1.1\r\nHost:\r\n\r\n")); st != parseOK {
 		t.Errorf("empty Host: status %d", st)
 	}
 }
@@ -203,20 +203,20 @@ func TestParseRequestTooManyHeaders(t *testing.T) {
 	}
 	b.WriteString("\r\n")
 	var r request
-	if st := parseRequest(&r, []byte(b.String())); st != stTooLarge {
+	if st := parseRequest(&r, []byte(b.String())); st != statusHeaderTooLarge {
 		t.Fatalf("status %d, want 431", st)
 	}
 }
 
 func TestParseResponse(t *testing.T) {
 	var r response
-	if st := parseResponse(&r, []byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n")); st != stOK {
+	if st := parseResponse(&r, []byte("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n")); st != parseOK {
 		t.Fatalf("status %d", st)
 	}
 	if r.status != 200 || string(r.statusRest) != "200 OK" || r.contentLength != 3 || r.keepAlive() {
 		t.Fatalf("%+v", r)
 	}
-	if st := parseResponse(&r, []byte("HTTP/1.0 204\r\n\r\n")); st != stOK || r.status != 204 || r.keepAlive() {
+	if st := parseResponse(&r, []byte("HTTP/1.0 204\r\n\r\n")); st != parseOK || r.status != 204 || r.keepAlive() {
 		t.Fatalf("status %d, %+v", st, r)
 	}
 	bad := []string{
@@ -230,7 +230,7 @@ func TestParseResponse(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
 	}
 	for _, h := range bad {
-		if st := parseResponse(&r, []byte(h)); st == stOK {
+		if st := parseResponse(&r, []byte(h)); st == parseOK {
 			t.Errorf("accepted %q", h)
 		}
 	}

@@ -33,10 +33,10 @@ type Proxy struct {
 	upstreams []*upstreamState
 	alog      atomic.Pointer[accessLog] // nil: no access log
 
-	upBufs *bufPools       // upstream connection buffers
-	cliW   *bufPools       // client writers (readers are per listener)
-	ctx    context.Context // cancelled by Close: aborts dials
-	cancel context.CancelFunc
+	upBufs        *bufPools       // upstream connection buffers
+	clientWriters *bufPools       // client writers (readers are per listener)
+	ctx           context.Context // cancelled by Close: aborts dials
+	cancel        context.CancelFunc
 
 	reqIDPrefix [16]byte
 	reqIDSeq    atomic.Uint64
@@ -54,7 +54,7 @@ type Proxy struct {
 	ccPool     sync.Pool        // *clientConn, buffers and all
 	tunnelBufs sync.Pool        // *[]byte copy buffers of tunnels (tunnel.go)
 	closer     fileCloser       // client sockets (see fdclose.go)
-	work       chan *clientConn // hands connections to idle worker goroutines
+	handoff    chan *clientConn // hands connections to idle connection goroutines
 	waitIdle   bool             // close idle when the last connection ends
 	idleClosed bool
 	serveOnce  sync.Once
@@ -115,16 +115,16 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		log = hclog.NewNullLogger()
 	}
 	p := &Proxy{
-		log:        log,
-		listeners:  map[string]*listenerState{},
-		upBufs:     newBufPools(upstreamReadBuf, upstreamWriteBuf),
-		cliW:       newBufPools(0, clientWriteBuf),
-		ready:      make(chan struct{}),
-		acceptStop: make(chan struct{}),
-		stopped:    make(chan struct{}),
-		idle:       make(chan struct{}),
-		conns:      map[*clientConn]struct{}{},
-		work:       make(chan *clientConn),
+		log:           log,
+		listeners:     map[string]*listenerState{},
+		upBufs:        newBufPools(upstreamReadBuf, upstreamWriteBuf),
+		clientWriters: newBufPools(0, clientWriteBuf),
+		ready:         make(chan struct{}),
+		acceptStop:    make(chan struct{}),
+		stopped:       make(chan struct{}),
+		idle:          make(chan struct{}),
+		conns:         map[*clientConn]struct{}{},
+		handoff:       make(chan *clientConn),
 	}
 	ups := map[string]*upstreamState{}
 	for _, uc := range cfg.Upstreams {
@@ -299,9 +299,9 @@ func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) 
 			continue
 		}
 		select {
-		case p.work <- cc: // an idle worker goroutine takes it
+		case p.handoff <- cc: // an idle connection goroutine takes it
 		default:
-			go p.worker(cc)
+			go p.serveConns(cc)
 		}
 	}
 }
@@ -337,23 +337,23 @@ func (ls *listenerState) connDone() {
 	}
 }
 
-// Worker goroutines outlive their connection for a while and take the
-// next one: a new connection then costs no goroutine creation and no
+// Connection goroutines outlive their connection for a while and take
+// the next one: a new connection then costs no goroutine creation and no
 // stack growth (measured: a few percent of the CPU of a request on a new
 // connection).
-const workerIdle = 10 * time.Second
+const connGoroutineIdle = 10 * time.Second
 
-func (p *Proxy) worker(cc *clientConn) {
+func (p *Proxy) serveConns(cc *clientConn) {
 	var t *time.Timer
 	for {
 		cc.serve()
 		if t == nil {
-			t = time.NewTimer(workerIdle)
+			t = time.NewTimer(connGoroutineIdle)
 		} else {
-			t.Reset(workerIdle)
+			t.Reset(connGoroutineIdle)
 		}
 		select {
-		case cc = <-p.work:
+		case cc = <-p.handoff:
 		case <-t.C:
 			return
 		case <-p.stopped:

@@ -35,7 +35,7 @@ type fixedResponse struct {
 
 func newFixedResponse(status int, body string, set []setHeader) *fixedResponse {
 	if status == 0 {
-		status = 200
+		status = statusOK
 	}
 	f := &fixedResponse{status: status, line: statusLine(status), body: []byte(body)}
 	hasType := false
@@ -51,7 +51,7 @@ func newFixedResponse(status int, body string, set []setHeader) *fixedResponse {
 	if !hasType && len(body) > 0 {
 		f.headers = append(f.headers, "Content-Type: text/plain; charset=utf-8\r\n"...)
 	}
-	if status >= 200 && status != 204 && status != 304 {
+	if status >= statusOK && status != statusNoContent && status != statusNotModified {
 		f.headers = append(f.headers, "Content-Length: "...)
 		f.headers = strconv.AppendInt(f.headers, int64(len(body)), 10)
 		f.headers = append(f.headers, "\r\n"...)
@@ -90,7 +90,7 @@ func (f *fixedResponse) write(bw *bufio.Writer, mode connMode, head bool, retryA
 var errorResponses = func() map[int]*fixedResponse {
 	m := map[int]*fixedResponse{}
 	for code := range statusTexts {
-		if code >= 400 {
+		if code >= statusBadRequest {
 			m[code] = newFixedResponse(code, strconv.Itoa(code)+" "+statusTexts[code]+"\n", nil)
 		}
 	}
@@ -102,7 +102,7 @@ var errorResponses = func() map[int]*fixedResponse {
 func writeError(bw *bufio.Writer, status int, mode connMode, retryAfter int64, head bool) int {
 	e := errorResponses[status]
 	if e == nil {
-		e = errorResponses[500]
+		e = errorResponses[statusInternalError]
 	}
 	return e.write(bw, mode, head, retryAfter)
 }

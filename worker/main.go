@@ -133,7 +133,7 @@ func (w *worker) run() int {
 	}
 	p, err := proxy.New(w.hs.Config, opts)
 	if err != nil {
-		return w.fail(fmt.Errorf("proxy: %w", err))
+		return w.fail(err) // already "proxy: ..."
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- p.Serve(lns) }()
