@@ -228,3 +228,76 @@ func appendJSONStringBody(b []byte, s string) []byte {
 	}
 	return append(b, s...)
 }
+
+// copyForLog keeps what the access log needs from the head, which a
+// streamed body overwrites.
+func (cc *clientConn) copyForLog(ex *exchange) {
+	r := &cc.req
+	b := cc.logCopy[:0]
+	ex.logOffsets[0] = len(b)
+	b = append(b, r.method...)
+	ex.logOffsets[1] = len(b)
+	b = append(b, r.host...)
+	ex.logOffsets[2] = len(b)
+	b = append(b, r.target...)
+	ex.logOffsets[3] = len(b)
+	b = append(b, r.reqID...)
+	ex.logOffsets[4] = len(b)
+	cc.logCopy = b
+	ex.logged = true
+}
+
+// setLogRequestID records a generated request id for the access log.
+func (cc *clientConn) setLogRequestID(ex *exchange, id []byte) {
+	if !ex.logged {
+		return
+	}
+	cc.logCopy = append(cc.logCopy[:ex.logOffsets[3]], id...)
+	ex.logOffsets[4] = len(cc.logCopy)
+}
+
+// recordExchange writes the exchange's access log line, then counts it (so a
+// counted request is already in the log buffer).
+func (cc *clientConn) recordExchange(ex *exchange) {
+	p := cc.p
+	out := cc.written + int64(cc.bw.Buffered()) - ex.writtenBefore
+	// The latest clock reading (the response head, or the last refill of a
+	// streamed body) is the end as far as the histogram can tell: a
+	// response already buffered or in the kernel is a few microseconds
+	// from done. The access log reads the clock.
+	a := p.alog.Load()
+	end := cc.now
+	if a != nil {
+		end = time.Now()
+		cc.now = end
+	}
+	p.stats.reqLatency.observe(end.Sub(ex.start))
+	if ex.upDur >= 0 {
+		p.stats.upLatency.observe(ex.upDur)
+	}
+	if a != nil {
+		e := logEntry{start: ex.start, end: end, client: cc.remote, status: ex.status,
+			bytesIn: ex.bytesIn, bytesOut: out, upstream: ex.upstream, upstreamDu: ex.upDur}
+		if ex.logged {
+			l := cc.logCopy
+			e.method, e.host, e.path, e.requestID = l[ex.logOffsets[0]:ex.logOffsets[1]], l[ex.logOffsets[1]:ex.logOffsets[2]], l[ex.logOffsets[2]:ex.logOffsets[3]], l[ex.logOffsets[3]:ex.logOffsets[4]]
+			if len(e.path) == 0 && len(e.method) > 0 {
+				e.path = slashPath
+			}
+		}
+		if ex.rt != nil {
+			e.route = ex.rt.name
+		}
+		cc.logBuf = appendLogLine(cc.logBuf[:0], &e)
+		a.write(cc.logBuf)
+	}
+	p.stats.bytesIn.Add(uint64(ex.bytesIn))
+	p.stats.bytesOut.Add(uint64(out))
+	class := statusClass(ex.status)
+	if ex.rt != nil {
+		ex.rt.responses[class].Add(1)
+	} else {
+		p.stats.unrouted[class].Add(1)
+	}
+	p.stats.requests.Add(1)
+}

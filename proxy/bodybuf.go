@@ -31,18 +31,20 @@ func (cc *clientConn) buffersBodies(rt *route) bool {
 
 // bufferBody reads the rest of the current request's body into the read
 // buffer when it fits client_body_buffer_size (a chunked body: until it
-// ends or outgrows it). It reports the body's length and whether it is now
-// whole in the buffer; when it is not, the body streams as it would have.
+// ends or outgrows it). When the body is then whole in the buffer it sets
+// ex.bodyLen and ex.bodyBuffered; when it is not, the body streams as it
+// would have.
 // A non-zero status (408, 400 or 413) is to be answered, closing the
 // connection; status 0 with an error: the client went away.
-func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (bodyLen int, buffered bool, status int, err error) {
+func (cc *clientConn) bufferBody(ex *exchange) (status int, err error) {
+	headLen, maxBody := ex.headLen, ex.maxBody
 	req := &cc.req
 	ls := &cc.ls.cfg
 	limit := ls.ClientBodyBufferSize
 	need := 0 // head and body, for a body of known length
 	if !req.chunked {
 		if req.contentLength <= 0 || req.contentLength > int64(limit) {
-			return 0, false, 0, nil
+			return 0, nil
 		}
 		need = headLen + int(req.contentLength)
 		if need > cc.br.Size() {
@@ -61,40 +63,40 @@ func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (body
 			all, _ := cc.br.Peek(n)
 			k, err := cc.chunk.scan(all[scanned:])
 			if err != nil {
-				return 0, false, statusBadRequest, fmt.Errorf("invalid chunked request body: %w", err)
+				return statusBadRequest, fmt.Errorf("invalid chunked request body: %w", err)
 			}
 			if maxBody > 0 && cc.chunk.total > maxBody {
-				return 0, false, statusContentTooLarge, errBodyTooLarge
+				return statusContentTooLarge, errBodyTooLarge
 			}
 			if k >= 0 && cc.chunk.trailer > len("\r\n") {
 				// Whole, but with trailer fields: those are dropped, so
 				// the body goes through copyChunked (from this buffer)
 				// rather than verbatim, as in handle.
-				return 0, false, 0, nil
+				return 0, nil
 			}
 			if k >= 0 {
-				bodyLen = scanned + k - headLen
-				ex.bytesIn += int64(bodyLen)
-				return bodyLen, true, 0, nil
+				ex.bodyLen, ex.bodyBuffered = scanned+k-headLen, true
+				ex.bytesIn += int64(ex.bodyLen)
+				return 0, nil
 			}
 			scanned = n
 			if n-headLen >= limit {
-				return 0, false, 0, nil // larger than the buffer: stream it
+				return 0, nil // larger than the buffer: stream it
 			}
 			if n == cc.br.Size() {
 				cc.growReader()
 			}
 		} else if n >= need {
-			bodyLen = need - headLen
-			ex.bytesIn += int64(bodyLen)
-			return bodyLen, true, 0, nil
+			ex.bodyLen, ex.bodyBuffered = need-headLen, true
+			ex.bytesIn += int64(ex.bodyLen)
+			return 0, nil
 		}
 		now := time.Now()
 		cc.now = now
 		rdl := now.Add(ls.ClientBodyTimeout)
 		if ls.RequestTimeout > 0 && deadline.Before(rdl) {
 			if !now.Before(deadline) {
-				return 0, false, statusRequestTimeout, errBodyTimeout
+				return statusRequestTimeout, errBodyTimeout
 			}
 			rdl = deadline
 		}
@@ -103,11 +105,11 @@ func (cc *clientConn) bufferBody(ex *exchange, headLen int, maxBody int64) (body
 		if _, err := cc.br.Peek(n + 1); err != nil {
 			switch {
 			case isTimeout(err) && rdl.Equal(deadline):
-				return 0, false, statusRequestTimeout, errBodyTimeout
+				return statusRequestTimeout, errBodyTimeout
 			case isTimeout(err):
-				return 0, false, statusRequestTimeout, fmt.Errorf("reading request body: %w", err)
+				return statusRequestTimeout, fmt.Errorf("reading request body: %w", err)
 			}
-			return 0, false, 0, errBodyGone
+			return 0, errBodyGone
 		}
 	}
 }

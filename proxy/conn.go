@@ -52,9 +52,25 @@ type clientConn struct {
 	logCopy  []byte // method, host, path and request id copied for the access log
 }
 
-// exchange is the per-request bookkeeping of one request/response.
+// exchange is the state of one request and its response, from the parsed
+// head to the access log line: it travels down the request path as one
+// value, so that no function takes part of it positionally.
 type exchange struct {
-	rt            *route
+	rt *route // nil until routed, and when nothing matched
+
+	// Where the request's input is: headLen bytes of head at the front of
+	// the client's read buffer and, when bodyBuffered, the whole body's
+	// bodyLen bytes right after it, so the request can be replayed to
+	// another server and consumed without a read. Otherwise the body is
+	// still to come and is streamed (then nothing can be replayed).
+	headLen      int
+	bodyLen      int
+	bodyBuffered bool
+	maxBody      int64 // the route's or listener's body limit; 0: none
+	// keep: the connection may carry another request after this one, as
+	// far as the request and the listener's limits say.
+	keep bool
+
 	start         time.Time
 	status        int
 	bytesIn       int64
@@ -193,8 +209,8 @@ func (cc *clientConn) serve() {
 				cc.req.isHead, cc.req.method = false, nil
 				ex := exchange{start: time.Now(), status: st, upDur: -1, writtenBefore: cc.written + int64(cc.bw.Buffered())}
 				cc.now = ex.start
-				cc.answer(&ex, st, false, 0, nil)
-				cc.done(&ex)
+				cc.sendError(&ex, st, false, 0, nil)
+				cc.recordExchange(&ex)
 				linger = true
 			}
 			return
@@ -346,21 +362,21 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 	req := &cc.req
 	if st := parseRequest(req, head); st != parseOK {
 		cc.br.Discard(len(head))
-		cc.answer(&ex, st, false, 0, errors.New("malformed request"))
-		cc.done(&ex)
+		cc.sendError(&ex, st, false, 0, errors.New("malformed request"))
+		cc.recordExchange(&ex)
 		return false, true
 	}
 	if p.alog.Load() != nil {
 		cc.copyForLog(&ex)
 	}
 	ls := &cc.ls.cfg
-	keep = req.keepAlive() && !p.draining.Load() &&
+	ex.keep = req.keepAlive() && !p.draining.Load() &&
 		(ls.KeepaliveRequests <= 0 || cc.nreq < ls.KeepaliveRequests)
 
 	// Where is the body? Wholly in the buffer (it can be replayed and
 	// consumed without a read), or still to come.
 	headLen := len(head)
-	bodyLen, buffered := 0, true
+	ex.headLen, ex.bodyBuffered = headLen, true
 	switch {
 	case req.chunked:
 		cc.chunk.reset()
@@ -368,25 +384,25 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 		n, err := cc.chunk.scan(all[headLen:])
 		if err != nil {
 			cc.br.Discard(headLen)
-			cc.answer(&ex, statusBadRequest, false, 0, errors.New("invalid chunked request body"))
-			cc.done(&ex)
+			cc.sendError(&ex, statusBadRequest, false, 0, errors.New("invalid chunked request body"))
+			cc.recordExchange(&ex)
 			return false, true
 		}
 		if n < 0 || cc.chunk.trailer > len("\r\n") {
 			// Incomplete, or with trailer fields: those are dropped, so
 			// the body goes through copyChunked rather than verbatim.
-			buffered = false
+			ex.bodyBuffered = false
 		} else {
-			bodyLen = n
+			ex.bodyLen = n
 		}
 	case req.contentLength > 0:
 		if int64(cc.br.Buffered()-headLen) >= req.contentLength {
-			bodyLen = int(req.contentLength)
+			ex.bodyLen = int(req.contentLength)
 		} else {
-			buffered = false
+			ex.bodyBuffered = false
 		}
 	}
-	ex.bytesIn += int64(bodyLen)
+	ex.bytesIn += int64(ex.bodyLen)
 
 	// Routes match the normalized path (see appendNormalizedPath); the
 	// request still goes upstream as the client wrote it.
@@ -395,59 +411,26 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 		var ok bool
 		if cc.pathBuf, ok = appendNormalizedPath(cc.pathBuf[:0], matchPath); !ok {
 			cc.br.Discard(headLen)
-			cc.answer(&ex, statusBadRequest, false, 0, errors.New("malformed request path"))
-			cc.done(&ex)
+			cc.sendError(&ex, statusBadRequest, false, 0, errors.New("malformed request path"))
+			cc.recordExchange(&ex)
 			return false, true
 		}
 		matchPath = cc.pathBuf
 	}
 	rt := cc.ls.table.match(req.host, matchPath)
 	ex.rt = rt
+	unread = !ex.bodyBuffered
 	switch {
 	case rt == nil:
-		keep = cc.local(&ex, statusNotFound, keep, buffered, headLen+bodyLen, 0, nil)
+		keep = cc.refuse(&ex, statusNotFound, 0, nil)
 	case rt.respond != nil:
-		keep = cc.local(&ex, 0, keep, buffered, headLen+bodyLen, 0, nil)
+		keep = cc.respondFixed(&ex)
 	default:
-		keep = cc.proxyRequest(&ex, rt, headLen, bodyLen, buffered, keep)
-		buffered = true // proxyRequest consumed the body or closes
+		keep = cc.proxyRequest(&ex)
+		unread = false // proxyRequest consumed the body or closes
 	}
-	cc.done(&ex)
-	return keep, !buffered
-}
-
-// local answers a request by itself (a respond route when status is 0, an
-// error otherwise), consuming a buffered body. A body that is not in the
-// buffer is not read: the connection is closed after the response.
-func (cc *clientConn) local(ex *exchange, status int, keep, buffered bool, consume int, retryAfter int64, cause error) bool {
-	if buffered {
-		cc.br.Discard(consume)
-	} else {
-		keep = false
-	}
-	if status == 0 {
-		rt := ex.rt
-		cc.ensureWriteDeadline()
-		mode := cc.connMode(keep)
-		rt.respond.write(cc.bw, mode, cc.req.isHead, 0)
-		ex.status = rt.respond.status
-		if err := cc.bw.Flush(); err != nil {
-			return false
-		}
-		return keep
-	}
-	return cc.answer(ex, status, keep, retryAfter, cause)
-}
-
-// connMode is what the response says about the connection.
-func (cc *clientConn) connMode(keep bool) connMode {
-	switch {
-	case !keep:
-		return connClose
-	case cc.req.minor == 0:
-		return connKeepAlive
-	}
-	return connDefault
+	cc.recordExchange(&ex)
+	return keep, unread
 }
 
 // ensureWriteDeadline makes sure the client write deadline leaves at least
@@ -458,53 +441,6 @@ func (cc *clientConn) ensureWriteDeadline() {
 	if cc.wdl.Sub(cc.now) < to/2 {
 		cc.wdl = cc.now.Add(to)
 		cc.c.SetWriteDeadline(cc.wdl)
-	}
-}
-
-// answer sends an error response and logs it. It reports whether the
-// connection stays open.
-func (cc *clientConn) answer(ex *exchange, status int, keep bool, retryAfter int64, cause error) bool {
-	cc.now = time.Now() // an error may come after a long wait
-	cc.ensureWriteDeadline()
-	writeError(cc.bw, status, cc.connMode(keep), retryAfter, cc.req.isHead && status != statusBadRequest)
-	ex.status = status
-	err := cc.bw.Flush()
-	cc.logError(ex, status, cause)
-	return keep && err == nil
-}
-
-// routeName is the matched route's name for the logs; empty before
-// routing or when nothing matched.
-func (ex *exchange) routeName() string {
-	if ex.rt == nil {
-		return ""
-	}
-	return ex.rt.name
-}
-
-// logFields are what every error-log line about an exchange names.
-func (cc *clientConn) logFields(ex *exchange, status int) []any {
-	return []any{"status", status, "route", ex.routeName(), "upstream", ex.upstream, "client", string(cc.remote)}
-}
-
-// logError logs an error response with its route and upstream: 5xx as
-// warnings, 4xx as info.
-func (cc *clientConn) logError(ex *exchange, status int, cause error) {
-	log := cc.p.log
-	if (status >= statusInternalError && !log.IsWarn()) || (status < statusInternalError && !log.IsInfo()) {
-		return
-	}
-	args := cc.logFields(ex, status)
-	if cc.req.method != nil && status != statusBadRequest && status != statusHeaderTooLarge {
-		args = append(args, "method", string(cc.req.method))
-	}
-	if cause != nil {
-		args = append(args, "error", cause.Error())
-	}
-	if status >= statusInternalError {
-		log.Warn("error response", args...)
-	} else {
-		log.Info("error response", args...)
 	}
 }
 
@@ -519,77 +455,4 @@ func (cc *clientConn) logSendTimeout(ex *exchange) {
 	}
 	log.Info("client timed out taking the response; connection closed",
 		append(cc.logFields(ex, ex.status), "sent", cc.written-ex.writtenBefore, "send_timeout", cc.ls.cfg.SendTimeout)...)
-}
-
-// copyForLog keeps what the access log needs from the head, which a
-// streamed body overwrites.
-func (cc *clientConn) copyForLog(ex *exchange) {
-	r := &cc.req
-	b := cc.logCopy[:0]
-	ex.logOffsets[0] = len(b)
-	b = append(b, r.method...)
-	ex.logOffsets[1] = len(b)
-	b = append(b, r.host...)
-	ex.logOffsets[2] = len(b)
-	b = append(b, r.target...)
-	ex.logOffsets[3] = len(b)
-	b = append(b, r.reqID...)
-	ex.logOffsets[4] = len(b)
-	cc.logCopy = b
-	ex.logged = true
-}
-
-// setLogRequestID records a generated request id for the access log.
-func (cc *clientConn) setLogRequestID(ex *exchange, id []byte) {
-	if !ex.logged {
-		return
-	}
-	cc.logCopy = append(cc.logCopy[:ex.logOffsets[3]], id...)
-	ex.logOffsets[4] = len(cc.logCopy)
-}
-
-// done writes the exchange's access log line, then counts it (so a
-// counted request is already in the log buffer).
-func (cc *clientConn) done(ex *exchange) {
-	p := cc.p
-	out := cc.written + int64(cc.bw.Buffered()) - ex.writtenBefore
-	// The latest clock reading (the response head, or the last refill of a
-	// streamed body) is the end as far as the histogram can tell: a
-	// response already buffered or in the kernel is a few microseconds
-	// from done. The access log reads the clock.
-	a := p.alog.Load()
-	end := cc.now
-	if a != nil {
-		end = time.Now()
-		cc.now = end
-	}
-	p.stats.reqLatency.observe(end.Sub(ex.start))
-	if ex.upDur >= 0 {
-		p.stats.upLatency.observe(ex.upDur)
-	}
-	if a != nil {
-		e := logEntry{start: ex.start, end: end, client: cc.remote, status: ex.status,
-			bytesIn: ex.bytesIn, bytesOut: out, upstream: ex.upstream, upstreamDu: ex.upDur}
-		if ex.logged {
-			l := cc.logCopy
-			e.method, e.host, e.path, e.requestID = l[ex.logOffsets[0]:ex.logOffsets[1]], l[ex.logOffsets[1]:ex.logOffsets[2]], l[ex.logOffsets[2]:ex.logOffsets[3]], l[ex.logOffsets[3]:ex.logOffsets[4]]
-			if len(e.path) == 0 && len(e.method) > 0 {
-				e.path = slashPath
-			}
-		}
-		if ex.rt != nil {
-			e.route = ex.rt.name
-		}
-		cc.logBuf = appendLogLine(cc.logBuf[:0], &e)
-		a.write(cc.logBuf)
-	}
-	p.stats.bytesIn.Add(uint64(ex.bytesIn))
-	p.stats.bytesOut.Add(uint64(out))
-	class := statusClass(ex.status)
-	if ex.rt != nil {
-		ex.rt.responses[class].Add(1)
-	} else {
-		p.stats.unrouted[class].Add(1)
-	}
-	p.stats.requests.Add(1)
 }

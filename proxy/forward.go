@@ -47,8 +47,9 @@ var (
 // proxyRequest forwards a request to rt's upstream, with retries, and
 // relays the response. It reports whether the client connection stays
 // open. The body is consumed (or the connection closes) when it returns.
-func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int, buffered, keep bool) bool {
+func (cc *clientConn) proxyRequest(ex *exchange) bool {
 	p := cc.p
+	rt := ex.rt
 	req := &cc.req
 	u := rt.up
 	ls := &cc.ls.cfg
@@ -62,16 +63,16 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 			if ok, wait := rt.limiter.Allow(key, ex.start); !ok {
 				p.stats.rateLimited.Add(1)
 				secs := int64((wait + time.Second - 1) / time.Second)
-				return cc.local(ex, statusTooManyRequests, keep, buffered, headLen+bodyLen, max(secs, 1), errors.New("rate limited"))
+				return cc.refuse(ex, statusTooManyRequests, max(secs, 1), errors.New("rate limited"))
 			}
 		}
 	}
-	maxBody := rt.maxBody
-	if maxBody < 0 {
-		maxBody = ls.MaxBodySize
+	ex.maxBody = rt.maxBody
+	if ex.maxBody < 0 {
+		ex.maxBody = ls.MaxBodySize
 	}
-	if maxBody > 0 && (req.contentLength > maxBody || (req.chunked && buffered && cc.chunk.total > maxBody)) {
-		return cc.local(ex, statusContentTooLarge, keep, buffered, headLen+bodyLen, 0, errBodyTooLarge)
+	if maxBody := ex.maxBody; maxBody > 0 && (req.contentLength > maxBody || (req.chunked && ex.bodyBuffered && cc.chunk.total > maxBody)) {
+		return cc.refuse(ex, statusContentTooLarge, 0, errBodyTooLarge)
 	}
 
 	cc.upHead.clientIP = cc.ip
@@ -82,7 +83,7 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 	}
 	cc.upHead.upgrade = req.connUpgrade && req.upgrade != nil
 
-	if req.expect100 && !buffered && req.minor >= 1 {
+	if req.expect100 && !ex.bodyBuffered && req.minor >= 1 {
 		// The client waits for our go-ahead before sending the body (an
 		// HTTP/1.0 client sends it anyway and must get no 1xx).
 		cc.ensureWriteDeadline()
@@ -91,12 +92,11 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 			return false
 		}
 	}
-	if !buffered && cc.buffersBodies(rt) {
-		var st int
-		var err error
-		bodyLen, buffered, st, err = cc.bufferBody(ex, headLen, maxBody)
+	if !ex.bodyBuffered && cc.buffersBodies(rt) {
+		st, err := cc.bufferBody(ex)
 		if st != 0 {
-			return cc.local(ex, st, false, false, 0, 0, err)
+			ex.keep = false
+			return cc.refuse(ex, st, 0, err)
 		}
 		if err != nil {
 			return false // the client went away
@@ -115,7 +115,7 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 		ss := u.state(srv)
 		ex.upstream = srv.Addr
 		srv.Begin()
-		res = cc.attempt(ex, rt, ss, headLen, bodyLen, buffered, maxBody, keep)
+		res = cc.attempt(ex, ss)
 		srv.End()
 		if cc.cutDown.Load() {
 			return false // Close or the drain deadline: not the server's fault
@@ -132,7 +132,7 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 			p.stats.upstreamErr.Add(1)
 			srv.Fail(cc.now)
 			cc.logAttempt(ex, res)
-			if req.idempotent && buffered {
+			if req.idempotent && ex.bodyBuffered {
 				continue
 			}
 		case outBadResponse:
@@ -152,10 +152,7 @@ func (cc *clientConn) proxyRequest(ex *exchange, rt *route, headLen, bodyLen int
 		}
 		break
 	}
-	if !buffered {
-		keep = false // the body was not read
-	}
-	return cc.local(ex, res.status, keep, buffered, headLen+bodyLen, 0, res.err)
+	return cc.refuse(ex, res.status, 0, res.err)
 }
 
 // logAttempt notes a failed attempt that will be retried (or answered).
@@ -204,7 +201,7 @@ func (p *Proxy) newRequestID(dst []byte) []byte {
 // arrived is replaced by a fresh one to the same server when the request
 // can be replayed (nothing of the client's input consumed yet) and either
 // nothing of it was sent or it is idempotent.
-func (cc *clientConn) attempt(ex *exchange, rt *route, ss *serverState, headLen, bodyLen int, buffered bool, maxBody int64, keep bool) attemptResult {
+func (cc *clientConn) attempt(ex *exchange, ss *serverState) attemptResult {
 	uc := ss.get(cc.now)
 	for {
 		if uc == nil {
@@ -222,7 +219,7 @@ func (cc *clientConn) attempt(ex *exchange, rt *route, ss *serverState, headLen,
 			uc.release()
 			return attemptResult{out: outDone}
 		}
-		res, stale := cc.exchangeWith(ex, rt, uc, headLen, bodyLen, buffered, maxBody, keep)
+		res, stale := cc.exchangeWith(ex, uc)
 		cc.setUpstream(nil)
 		if stale {
 			uc.release()
@@ -252,8 +249,10 @@ func isNetTimeout(err error) bool {
 // reports a reused connection found dead before any response byte while
 // the request can still be replayed and may be sent again (nothing of it
 // went out, or it is idempotent): the caller retries on a fresh one.
-func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen, bodyLen int, buffered bool, maxBody int64, keep bool) (res attemptResult, stale bool) {
+func (cc *clientConn) exchangeWith(ex *exchange, uc *upConn) (res attemptResult, stale bool) {
 	req := &cc.req
+	rt := ex.rt
+	headLen, bodyLen, buffered := ex.headLen, ex.bodyLen, ex.bodyBuffered
 	u := rt.up
 	ls := &cc.ls.cfg
 	attemptStart := cc.now
@@ -297,7 +296,7 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 		var err error
 		if req.chunked {
 			cc.chunk.reset()
-			side, err = pp.copyChunked(&cc.chunk, false, maxBody)
+			side, err = pp.copyChunked(&cc.chunk, false, ex.maxBody)
 		} else {
 			side, err = pp.copyFixed(req.contentLength)
 		}
@@ -317,15 +316,15 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 			switch side {
 			case sideRead:
 				if isTimeout(err) {
-					return cc.answered(ex, statusRequestTimeout, fmt.Errorf("reading request body: %w", err)), false
+					return cc.failAttempt(ex, statusRequestTimeout, fmt.Errorf("reading request body: %w", err)), false
 				}
 				return attemptResult{out: outDone, keep: false}, false // the client went away
 			case sideFraming:
-				return cc.answered(ex, statusBadRequest, fmt.Errorf("request body: %w", err)), false
+				return cc.failAttempt(ex, statusBadRequest, fmt.Errorf("request body: %w", err)), false
 			case sideLimit:
-				return cc.answered(ex, statusContentTooLarge, err), false
+				return cc.failAttempt(ex, statusContentTooLarge, err), false
 			}
-			return cc.answered(ex, upstreamStatus(err), fmt.Errorf("send body to %s: %w", uc.ss.srv.Addr, err)), false
+			return cc.failAttempt(ex, upstreamStatus(err), fmt.Errorf("send body to %s: %w", uc.ss.srv.Addr, err)), false
 		}
 		now := time.Now()
 		cc.now = now
@@ -397,7 +396,7 @@ func (cc *clientConn) exchangeWith(ex *exchange, rt *route, uc *upConn, headLen,
 	cc.now = now
 	ex.upDur = now.Sub(attemptStart)
 	ex.status = resp.status
-	return cc.relay(ex, rt, uc, len(head), keep), false
+	return cc.relay(ex, uc, len(head), ex.keep), false
 }
 
 // earlyResponseWait bounds the wait for an answer the upstream may have
@@ -433,17 +432,17 @@ func (cc *clientConn) earlyResponse(ex *exchange, rt *route, uc *upConn, attempt
 	cc.now = now
 	ex.upDur = now.Sub(attemptStart)
 	ex.status = resp.status
-	res = cc.relay(ex, rt, uc, len(head), false)
+	res = cc.relay(ex, uc, len(head), false)
 	if !cc.cutDown.Load() {
 		lingerClose(cc.c)
 	}
 	return res, true
 }
 
-// answered writes an error response from inside an attempt (the body
+// failAttempt writes an error response from inside an attempt (the body
 // could not be read or forwarded); the connection closes after it.
-func (cc *clientConn) answered(ex *exchange, status int, err error) attemptResult {
-	cc.answer(ex, status, false, 0, err)
+func (cc *clientConn) failAttempt(ex *exchange, status int, err error) attemptResult {
+	cc.sendError(ex, status, false, 0, err)
 	return attemptResult{out: outAnswered, status: status, keep: false}
 }
 
@@ -485,7 +484,8 @@ func readResponseHead(br *bufio.Reader) (head []byte, got bool, err error) {
 
 // relay sends the response head and body to the client, then pools the
 // upstream connection when it can be reused.
-func (cc *clientConn) relay(ex *exchange, rt *route, uc *upConn, headLen int, keep bool) attemptResult {
+func (cc *clientConn) relay(ex *exchange, uc *upConn, headLen int, keep bool) attemptResult {
+	rt := ex.rt
 	req, resp := &cc.req, &cc.resp
 	ls := &cc.ls.cfg
 	upgraded := resp.status == statusSwitchingProtocols

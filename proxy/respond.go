@@ -3,12 +3,14 @@ package proxy
 import (
 	"bufio"
 	"strconv"
+	"time"
 )
 
 // This file writes the responses the proxy makes itself: a route's fixed
 // respond block and the short text/plain error responses. Both are
 // rendered once (at New or package init) so that answering costs a few
-// buffered writes and no allocation.
+// buffered writes and no allocation. The clientConn methods at its end
+// answer a request with them and log the error responses.
 
 // connMode is what a response says about the client connection.
 type connMode uint8
@@ -126,4 +128,91 @@ var statusTexts = map[int]string{
 	429: "Too Many Requests", 431: "Request Header Fields Too Large",
 	500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
 	503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+// consumeRequest drops the request's input from the read buffer. A body
+// that is not there is not read: it reports false, and the connection
+// closes after the response.
+func (cc *clientConn) consumeRequest(ex *exchange) bool {
+	if !ex.bodyBuffered {
+		return false
+	}
+	cc.br.Discard(ex.headLen + ex.bodyLen)
+	return ex.keep
+}
+
+// respondFixed answers a request with its respond route's fixed response.
+func (cc *clientConn) respondFixed(ex *exchange) bool {
+	keep := cc.consumeRequest(ex)
+	cc.ensureWriteDeadline()
+	ex.rt.respond.write(cc.bw, cc.connMode(keep), cc.req.isHead, 0)
+	ex.status = ex.rt.respond.status
+	if err := cc.bw.Flush(); err != nil {
+		return false
+	}
+	return keep
+}
+
+// refuse answers a request with an error status of the proxy's own (no
+// route, rate limited, too large, no server), consuming its input.
+func (cc *clientConn) refuse(ex *exchange, status int, retryAfter int64, cause error) bool {
+	return cc.sendError(ex, status, cc.consumeRequest(ex), retryAfter, cause)
+}
+
+// connMode is what the response says about the connection.
+func (cc *clientConn) connMode(keep bool) connMode {
+	switch {
+	case !keep:
+		return connClose
+	case cc.req.minor == 0:
+		return connKeepAlive
+	}
+	return connDefault
+}
+
+// sendError sends an error response and logs it. It reports whether the
+// connection stays open.
+func (cc *clientConn) sendError(ex *exchange, status int, keep bool, retryAfter int64, cause error) bool {
+	cc.now = time.Now() // an error may come after a long wait
+	cc.ensureWriteDeadline()
+	writeError(cc.bw, status, cc.connMode(keep), retryAfter, cc.req.isHead && status != statusBadRequest)
+	ex.status = status
+	err := cc.bw.Flush()
+	cc.logError(ex, status, cause)
+	return keep && err == nil
+}
+
+// logFields are what every error-log line about an exchange names.
+func (cc *clientConn) logFields(ex *exchange, status int) []any {
+	return []any{"status", status, "route", ex.routeName(), "upstream", ex.upstream, "client", string(cc.remote)}
+}
+
+// logError logs an error response with its route and upstream: 5xx as
+// warnings, 4xx as info.
+func (cc *clientConn) logError(ex *exchange, status int, cause error) {
+	log := cc.p.log
+	if (status >= statusInternalError && !log.IsWarn()) || (status < statusInternalError && !log.IsInfo()) {
+		return
+	}
+	args := cc.logFields(ex, status)
+	if cc.req.method != nil && status != statusBadRequest && status != statusHeaderTooLarge {
+		args = append(args, "method", string(cc.req.method))
+	}
+	if cause != nil {
+		args = append(args, "error", cause.Error())
+	}
+	if status >= statusInternalError {
+		log.Warn("error response", args...)
+	} else {
+		log.Info("error response", args...)
+	}
+}
+
+// routeName is the matched route's name for the logs; empty before
+// routing or when nothing matched.
+func (ex *exchange) routeName() string {
+	if ex.rt == nil {
+		return ""
+	}
+	return ex.rt.name
 }
