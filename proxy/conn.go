@@ -271,62 +271,35 @@ func lingerClose(c net.Conn) {
 // returns it (it stays in the buffer). nil with status 0: the client went
 // away or stayed idle; nil with a status: answer it and close.
 func (cc *clientConn) readHead() ([]byte, int) {
-	br := cc.br
-	limit := cc.ls.cfg.MaxHeaderSize
 	cc.first = time.Time{}
-	deadlineSet := false
-	scanned := 0
-	for {
-		n := br.Buffered()
-		if n > 0 {
-			buf, _ := br.Peek(n)
-			// RFC 9112 2.2: ignore empty lines before a request line.
-			if buf[0] == '\r' || buf[0] == '\n' {
-				if n >= 2 && buf[0] == '\r' && buf[1] == '\n' {
-					br.Discard(2)
-					scanned = 0
-					continue
-				}
-				if buf[0] == '\n' || n >= 2 {
-					return nil, statusBadRequest
-				}
-			}
-			from := max0(scanned - 3)
-			if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
-				return buf[:from+i+4], 0
-			}
-			if n >= limit {
-				return nil, headTooLarge(buf)
-			}
-			if bytes.Contains(buf[from:], lflf) {
-				return nil, statusBadRequest // bare LF line endings
-			}
-			scanned = n
-			if !deadlineSet {
-				// From the first byte the whole head must arrive within
-				// client_header_timeout, and within request_timeout.
-				deadlineSet = true
-				now := time.Now()
-				cc.now, cc.first = now, now
-				wait := cc.ls.cfg.ClientHeaderTimeout
-				if rt := cc.ls.cfg.RequestTimeout; rt > 0 && rt < wait {
-					wait = rt
-				}
-				cc.rdl = now.Add(wait)
-				cc.c.SetReadDeadline(cc.rdl)
-			}
-		}
-		if _, err := br.Peek(n + 1); err != nil {
-			if n > 0 && isTimeout(err) {
-				return nil, statusRequestTimeout
-			}
-			if n > 0 && errors.Is(err, bufio.ErrBufferFull) {
-				b, _ := br.Peek(n)
-				return nil, headTooLarge(b)
-			}
-			return nil, 0
-		}
+	head, err := readMessageHead(cc.br, cc.ls.cfg.MaxHeaderSize, true, cc.startHeadClock)
+	switch {
+	case err == nil:
+		return head, 0
+	case err == errHeadFraming:
+		return nil, statusBadRequest
+	case cc.br.Buffered() == 0:
+		return nil, 0 // idle: the client went away or kept silent
+	case err == errHeadTooLarge:
+		buf, _ := cc.br.Peek(cc.br.Buffered())
+		return nil, headTooLarge(buf)
+	case isTimeout(err):
+		return nil, statusRequestTimeout
 	}
+	return nil, 0
+}
+
+// startHeadClock runs at a head's first byte: from there the whole head
+// must arrive within client_header_timeout, and within request_timeout.
+func (cc *clientConn) startHeadClock() {
+	now := time.Now()
+	cc.now, cc.first = now, now
+	wait := cc.ls.cfg.ClientHeaderTimeout
+	if rt := cc.ls.cfg.RequestTimeout; rt > 0 && rt < wait {
+		wait = rt
+	}
+	cc.rdl = now.Add(wait)
+	cc.c.SetReadDeadline(cc.rdl)
 }
 
 // headTooLarge is the status for a head that outgrew the buffer: 414 while

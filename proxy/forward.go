@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -454,32 +453,11 @@ func upstreamStatus(err error) int {
 	return statusBadGateway
 }
 
-var errHeadTooLarge = errors.New("response head too large")
-
-// readResponseHead waits for a complete response head in br. got reports
-// whether any byte arrived.
+// readResponseHead waits for a complete response head in uc's read
+// buffer (at most its size). got reports whether any byte arrived.
 func readResponseHead(br *bufio.Reader) (head []byte, got bool, err error) {
-	scanned := 0
-	for {
-		n := br.Buffered()
-		if n > 0 {
-			buf, _ := br.Peek(n)
-			from := max0(scanned - 3)
-			if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
-				return buf[:from+i+4], true, nil
-			}
-			if n >= br.Size() {
-				return nil, true, errHeadTooLarge
-			}
-			scanned = n
-		}
-		if _, err := br.Peek(n + 1); err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) {
-				return nil, true, errHeadTooLarge
-			}
-			return nil, n > 0, err
-		}
-	}
+	head, err = readMessageHead(br, br.Size(), false, nil)
+	return head, err == nil || err == errHeadTooLarge || br.Buffered() > 0, err
 }
 
 // relay sends the response head and body to the client, then pools the
