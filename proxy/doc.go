@@ -37,10 +37,39 @@
 // connection pays one deadline update every few seconds rather than one per
 // request, and timeouts hold to within about 6%.
 //
-// An idle pooled upstream connection is probed (a non-blocking MSG_PEEK)
-// before reuse only when it has been idle for more than a second; a pooled
-// connection that still turns out dead is retried on a fresh connection to
-// the same server when the whole request is still in the buffer.
+// A pooled upstream connection is probed (a non-blocking MSG_PEEK) before
+// every reuse, however briefly it was idle: bytes an upstream sent after a
+// complete response would otherwise be read as the next client's response.
+// Anything readable closes it. That probe is the one system call a
+// keep-alive request adds to nginx's. A pooled connection that still turns
+// out dead is retried on a fresh connection to the same server when the
+// whole request is still in the buffer and none of it was sent, or it is
+// idempotent.
+//
+// # Layout
+//
+// The files fall into groups, so that the HTTP/2 front end can sit beside
+// the HTTP/1 one and share forwarding:
+//
+//   - HTTP/1 codec (h1_*.go): message heads read from a buffer
+//     (h1_head.go), parsed in place (h1_parse.go), chunked framing
+//     (h1_chunked.go), heads rendered (h1_write.go), bodies streamed with
+//     their framing checked (h1_body.go). Nothing in it knows of routes,
+//     upstreams or connections' lifecycles.
+//   - The client side: accepting (accept.go), one connection's lifecycle
+//     and request dispatch (conn.go), descriptors closed off the hot path
+//     (fdclose.go), raw socket I/O (sockio.go), answers of the proxy's own
+//     (respond.go, status.go), the access log (accesslog.go).
+//   - Forwarding: routing (routes.go), a request to an upstream with
+//     retries (forward.go), request bodies buffered before an upstream is
+//     picked (bodybuf.go), upstream connections and their pool
+//     (upconn.go), upgraded connections (tunnel.go); balancing and health
+//     in the upstream package, rate limits in ratelimit.
+//   - The whole: Proxy, its listeners, draining and statistics (proxy.go,
+//     stats.go, bufpool.go).
+//
+// A request's state travels on one exchange value from its parsed head to
+// its access-log line.
 //
 // # System calls outside the scheduler
 //
