@@ -40,8 +40,8 @@
 // A pooled upstream connection is probed (a non-blocking MSG_PEEK) before
 // every reuse, however briefly it was idle: bytes an upstream sent after a
 // complete response would otherwise be read as the next client's response.
-// Anything readable closes it. That probe is the one system call a
-// keep-alive request adds to nginx's. A pooled connection that still turns
+// Anything readable closes it. The probe is one system call per reuse
+// (strace: recvfrom 2 -> 3 per proxied request). A pooled connection that still turns
 // out dead is retried on a fresh connection to the same server when the
 // whole request is still in the buffer and none of it was sent, or it is
 // idempotent.
