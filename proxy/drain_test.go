@@ -59,31 +59,6 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-// TestDrainDeadline: what is left at the deadline is cut.
-func TestDrainDeadline(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	be := newBackend(t, func(w http.ResponseWriter, r *http.Request) { <-release })
-	r := start(t, testConfig(be.addr()), Options{})
-	busy := dial(t, r.addr)
-	busy.send(get("/"))
-	idle := dial(t, r.addr) // never sends: idle, not cut before the deadline
-	waitFor(t, func() bool { return r.p.Stats().InFlight == 1 && r.p.Stats().ActiveConns == 2 })
-	start := time.Now()
-	r.p.Drain(start.Add(500 * time.Millisecond))
-	select {
-	case <-r.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after the deadline")
-	}
-	if d := time.Since(start); d < 400*time.Millisecond {
-		t.Fatalf("returned after %v, before the deadline", d)
-	}
-	if !busy.closed() || !idle.closed() {
-		t.Fatal("connections not cut at the deadline")
-	}
-}
-
 // waitFor polls cond for up to 5s.
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()

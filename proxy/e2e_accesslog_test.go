@@ -107,7 +107,7 @@ func TestE2EAccessLog(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "logged")
 	dead := refusedAddr(t)
-	first := &lockedBuffer{}
+	first := &proxy.SyncBuffer{}
 	rp := startProxy(t, expand(`
 access_log { file = "/dev/null" } # the lines go to the test's sinks
 listener "pub" { address = "127.0.0.1:1" }
@@ -153,7 +153,7 @@ route "fixed" {
 	}
 	sess.do("GET", "log.example", "/sentinel-1", "", nil) // the steps' lines are written now
 
-	second := &lockedBuffer{}
+	second := &proxy.SyncBuffer{}
 	rp.P.SetAccessLog(second)
 	lines := accessLines(t, first.String())
 	if len(lines) < len(steps) {
@@ -232,7 +232,7 @@ func TestE2EAccessLogLastLineOnClose(t *testing.T) {
 	lost := 0
 	const rounds = 40
 	for i := 0; i < rounds; i++ {
-		buf := &lockedBuffer{}
+		buf := &proxy.SyncBuffer{}
 		rp := startProxy(t, expand(`
 access_log { file = "/dev/null" } # the lines go to the test's sink
 listener "pub" { address = "127.0.0.1:1" }

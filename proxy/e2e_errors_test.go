@@ -17,7 +17,7 @@ import (
 func TestE2E502Refused(t *testing.T) {
 	t.Parallel()
 	r1, r2, r3 := refusedAddr(t), refusedAddr(t), refusedAddr(t)
-	errLog := &lockedBuffer{}
+	errLog := &proxy.SyncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: errLog})
 	rp := startProxy(t, expand(`
 listener "pub" { address = "127.0.0.1:1" }

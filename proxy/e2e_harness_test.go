@@ -327,25 +327,6 @@ func (rc *rawConn) closedWithin(d time.Duration) (closed bool, extra string) {
 	}
 }
 
-// lockedBuffer is a goroutine-safe bytes.Buffer, the access log sink: the
-// proxy flushes from its own goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // clip shortens a body for a failure message.
 func clip(s string) string {
 	if len(s) > 200 {

@@ -76,7 +76,7 @@ type childProxy struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stderr *bytes.Buffer
-	out    *lockedBuffer // the child's stdout but the listen line
+	out    *proxy.SyncBuffer // the child's stdout but the listen line
 }
 
 // startChildProxy writes src to a file and runs the proxy on it in a child
@@ -90,7 +90,7 @@ func startChildProxy(t *testing.T, src string) *childProxy {
 	}
 	cmd := exec.Command(childBinary(t), "-test.run=^TestE2EProxyChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+path)
-	cp := &childProxy{cmd: cmd, stderr: &bytes.Buffer{}, out: &lockedBuffer{}}
+	cp := &childProxy{cmd: cmd, stderr: &bytes.Buffer{}, out: &proxy.SyncBuffer{}}
 	cmd.Stderr = cp.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

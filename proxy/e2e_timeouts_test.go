@@ -182,7 +182,7 @@ func TestE2EKeepaliveIdleTimeout(t *testing.T) {
 func TestE2ESendTimeout(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "send")
-	errLog := &lockedBuffer{}
+	errLog := &proxy.SyncBuffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: errLog})
 	rp := startProxy(t, expand(`
 listener "pub" {

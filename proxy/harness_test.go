@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -213,3 +214,23 @@ func get(path string) string {
 }
 
 func bytesReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+// syncBuffer is a goroutine-safe bytes.Buffer (an access-log or error-log
+// sink: the proxy writes from its own goroutines). The black-box tests use
+// it as proxy.SyncBuffer (export_test.go).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

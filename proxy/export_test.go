@@ -1,0 +1,5 @@
+package proxy
+
+// SyncBuffer lets the black-box tests (package proxy_test) share the
+// white-box harness's goroutine-safe buffer.
+type SyncBuffer = syncBuffer
