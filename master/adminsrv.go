@@ -292,14 +292,8 @@ func (m *Master) publishAdmin() {
 		Binary:     st.Binary,
 		ConfigFile: st.Config,
 		Generation: st.Generation,
-		Workers:    make([]admin.Worker, len(st.Workers)),
+		Workers:    st.Workers,
 		Config:     m.cfg,
-	}
-	for i, w := range st.Workers {
-		am.Workers[i] = admin.Worker{
-			PID: w.PID, Generation: w.Generation, State: w.State,
-			Started: w.Started, Restarts: w.Restarts,
-		}
 	}
 	m.adm.agg.SetMaster(am)
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/pingora-go/pingora/master/admin"
 )
 
 // Status is what `-s status` reports.
@@ -14,16 +16,7 @@ type Status struct {
 	Binary     string         `json:"binary"`
 	Config     string         `json:"config"`
 	Generation int            `json:"generation"`
-	Workers    []WorkerStatus `json:"workers"`
-}
-
-// WorkerStatus is one worker in a Status.
-type WorkerStatus struct {
-	PID        int       `json:"pid"`
-	Generation int       `json:"generation"`
-	State      string    `json:"state"`
-	Started    time.Time `json:"started"`
-	Restarts   int       `json:"restarts"`
+	Workers    []admin.Worker `json:"workers"`
 }
 
 // stateNotResponding is how `-s status` shows a ready worker that has
@@ -55,7 +48,7 @@ func (m *Master) status() *Status {
 				}
 				state = "restarting"
 			}
-			st.Workers = append(st.Workers, WorkerStatus{
+			st.Workers = append(st.Workers, admin.Worker{
 				PID:        s.w.pid,
 				Generation: g.id,
 				State:      state,

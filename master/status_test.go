@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 	"time"
+
+	"github.com/pingora-go/pingora/master/admin"
 )
 
 func TestStatusText(t *testing.T) {
@@ -11,7 +13,7 @@ func TestStatusText(t *testing.T) {
 	st := &Status{
 		PID: 10, Started: now.Add(-time.Hour - 2*time.Second), Binary: "/usr/sbin/pingora-master",
 		Generation: 3,
-		Workers: []WorkerStatus{
+		Workers: []admin.Worker{
 			{PID: 11, Generation: 3, State: "ready", Started: now.Add(-5 * time.Second), Restarts: 1},
 		},
 	}

@@ -33,12 +33,8 @@ type Status struct {
 // WorkerStatus is one worker: the master's view, and its latest sample's
 // figures when it has reported (Sampled).
 type WorkerStatus struct {
-	PID           int       `json:"pid"`
-	Generation    int       `json:"generation"`
-	State         string    `json:"state"`
-	Started       time.Time `json:"started"`
-	UptimeSeconds int64     `json:"uptime_seconds"`
-	Restarts      int       `json:"restarts"`
+	Worker
+	UptimeSeconds int64 `json:"uptime_seconds"`
 
 	Sampled          bool    `json:"sampled"`
 	SampleAgeSeconds float64 `json:"sample_age_seconds"`
@@ -202,10 +198,7 @@ func (s *snapshot) workers(now time.Time) []WorkerStatus {
 		ws.InFlight = smp.InFlight
 	}
 	for _, w := range s.master.Workers {
-		ws := WorkerStatus{
-			PID: w.PID, Generation: w.Generation, State: w.State,
-			Started: w.Started, UptimeSeconds: seconds(now, w.Started), Restarts: w.Restarts,
-		}
+		ws := WorkerStatus{Worker: w, UptimeSeconds: seconds(now, w.Started)}
 		fill(&ws)
 		out = append(out, ws)
 	}
@@ -215,8 +208,8 @@ func (s *snapshot) workers(now time.Time) []WorkerStatus {
 			continue
 		}
 		ws := WorkerStatus{
-			PID: smp.PID, Generation: smp.Generation, State: "unknown",
-			Started: smp.Started, UptimeSeconds: seconds(now, smp.Started),
+			Worker:        Worker{PID: smp.PID, Generation: smp.Generation, State: "unknown", Started: smp.Started},
+			UptimeSeconds: seconds(now, smp.Started),
 		}
 		fill(&ws)
 		out = append(out, ws)
