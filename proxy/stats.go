@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pingora-go/pingora/config"
 	"github.com/pingora-go/pingora/proxy/upstream"
 )
 
@@ -28,30 +29,26 @@ type Stats struct {
 	Upstreams []upstream.PoolStats // balancer and health view of every upstream
 }
 
-// LatencyBounds are the upper bounds of the latency histogram buckets
-// (the last bucket, beyond them, counts the rest).
-var LatencyBounds = [...]time.Duration{
-	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
-	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
-	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
-}
+// latencyBounds are the upper bounds of the latency histogram buckets,
+// config's (the last bucket, beyond them, counts the rest). Read only.
+var latencyBounds = config.LatencyBuckets()
 
 // Histogram is a latency distribution: Counts[i] counts observations in
-// (LatencyBounds[i-1], LatencyBounds[i]] (not cumulative), the last slot
+// (latencyBounds[i-1], latencyBounds[i]] (not cumulative), the last slot
 // those above every bound.
 type Histogram struct {
-	Counts [len(LatencyBounds) + 1]uint64
+	Counts [config.LatencyBucketCount + 1]uint64
 	Sum    time.Duration
 }
 
 type histogram struct {
-	counts [len(LatencyBounds) + 1]atomic.Uint64
+	counts [config.LatencyBucketCount + 1]atomic.Uint64
 	sum    atomic.Int64
 }
 
 func (h *histogram) observe(d time.Duration) {
 	i := 0
-	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+	for i < len(latencyBounds) && d > latencyBounds[i] {
 		i++
 	}
 	h.counts[i].Add(1)

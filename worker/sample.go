@@ -55,8 +55,7 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 	for i, r := range st.Routes {
 		ws.Routes[i] = wire.RouteSample{Name: r.Name, Responses: r.Responses}
 	}
-	// proxy.LatencyBounds and wire.LatencyBuckets are the same bounds by
-	// convention (the proxy cannot import wire); a test holds them equal.
+	// Both count into config.LatencyBuckets.
 	ws.RequestLatency = wire.Histogram{Counts: st.RequestLatency.Counts[:], Sum: st.RequestLatency.Sum.Seconds()}
 	ws.UpstreamLatency = wire.Histogram{Counts: st.UpstreamLatency.Counts[:], Sum: st.UpstreamLatency.Sum.Seconds()}
 	ws.Upstreams = upstreamSamples(st.Upstreams)

@@ -142,16 +142,3 @@ func TestUpstreamSamples(t *testing.T) {
 		t.Errorf("no pools: %#v, want an empty list", got)
 	}
 }
-
-// The proxy counts latency into its own bounds and the master reads them as
-// wire's: a drift would silently put every observation in the wrong bucket.
-func TestLatencyBoundsMatchWire(t *testing.T) {
-	if len(proxy.LatencyBounds) != len(wire.LatencyBuckets) {
-		t.Fatalf("proxy has %d latency bounds, wire %d", len(proxy.LatencyBounds), len(wire.LatencyBuckets))
-	}
-	for i, b := range proxy.LatencyBounds {
-		if b.Seconds() != wire.LatencyBuckets[i] {
-			t.Errorf("bound %d: proxy %v, wire %vs", i, b, wire.LatencyBuckets[i])
-		}
-	}
-}

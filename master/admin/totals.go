@@ -1,5 +1,7 @@
 package admin
 
+import "github.com/pingora-go/pingora/config"
+
 // counters are the summed counters of some set of workers: the retired
 // ones, or retired plus live for a snapshot. Only counters live here;
 // gauges are never summed over retired workers.
@@ -34,7 +36,7 @@ type hist struct {
 	sum    float64
 }
 
-const bucketSlots = 14 // len(LatencyBuckets) + the +Inf slot
+const bucketSlots = config.LatencyBucketCount + 1 // the +Inf slot too
 
 func (h *hist) add(s Histogram) {
 	for i, c := range s.Counts {

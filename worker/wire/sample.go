@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"github.com/pingora-go/pingora/config"
 	"sort"
 	"time"
 )
@@ -67,10 +68,17 @@ type ServerSample struct {
 	Failures uint64 `json:"failures"`  // counter: failed attempts
 }
 
-// LatencyBuckets are the fixed upper bounds, in seconds, of every latency
-// Histogram. Workers and master agree on them by convention, not by
-// negotiation: a worker counts into these buckets.
-var LatencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+// LatencyBuckets are config.LatencyBuckets in seconds: the fixed upper
+// bounds of every latency Histogram, which workers count into. Read only.
+var LatencyBuckets = bucketSeconds()
+
+func bucketSeconds() []float64 {
+	var out []float64
+	for _, b := range config.LatencyBuckets() {
+		out = append(out, b.Seconds())
+	}
+	return out
+}
 
 // Histogram is a latency distribution over LatencyBuckets. Counts is NOT
 // cumulative: Counts[i] is the number of observations v with
