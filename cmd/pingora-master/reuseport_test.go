@@ -374,3 +374,24 @@ func reusePortOf(t *testing.T, pid int, inode uint64) bool {
 	t.Fatalf("process %d holds no descriptor of socket:[%d]", pid, inode)
 	return false
 }
+
+// TestReusePortRefusesSocketActivation: systemd passes one socket per
+// address, a reuseport listener needs one per worker, so the master refuses
+// to start with an error naming the listener rather than serving on a mix.
+func TestReusePortRefusesSocketActivation(t *testing.T) {
+	in := newInstance(t, 2)
+	in.Params.ReusePort = true
+	in.WriteConfig(in.Params)
+	public := listenFile(t, in.Addr)
+	p := in.startActivated("web", public)
+	public.Close()
+	waitFor(t, startTimeout, "the master to exit", func() (bool, string) { return p.Exited(), "still running" })
+	if p.ExitCode() == 0 {
+		t.Errorf("master started with a socket from systemd for a reuseport listener: want a non-zero exit")
+	}
+	out := readText(in.Stderr) + readText(in.ErrLog)
+	t.Logf("the refusal: %s", strings.TrimSpace(tail(in.Stderr, 1)))
+	if !strings.Contains(out, `listener "public"`) || !strings.Contains(out, "reuseport") || !strings.Contains(out, "systemd") {
+		t.Errorf("want an error naming listener \"public\", reuseport and systemd; stderr and error log:\n%s", out)
+	}
+}
