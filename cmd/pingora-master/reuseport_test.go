@@ -17,7 +17,7 @@ import (
 // TestReusePortSocketPerWorker: with reuseport = true and 4 workers, each
 // worker listens on a socket of its own (4 distinct sockets on the port),
 // every one of them has SO_REUSEPORT, and new connections are spread over
-// more than one worker.
+// more than one worker. A worker killed is replaced by one on its socket.
 func TestReusePortSocketPerWorker(t *testing.T) {
 	in := newInstance(t, 4)
 	in.Params.ReusePort = true
@@ -40,6 +40,26 @@ func TestReusePortSocketPerWorker(t *testing.T) {
 	}
 	if len(served) < 2 {
 		t.Errorf("24 new connections were all served by worker(s) %v; want them spread over more than one of %v", served, workers)
+	}
+
+	victim := workers[0]
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	in.WaitVanished("the killed worker", []int{victim}, 10*time.Second)
+	var replacement int
+	waitFor(t, 10*time.Second, "a replacement worker", func() (bool, string) {
+		now := in.Workers(master)
+		for _, w := range now {
+			if !slices.Contains(workers, w) {
+				replacement = w
+			}
+		}
+		return len(now) == 4 && replacement != 0, fmt.Sprintf("workers %v", now)
+	})
+	after := in.assertSocketPerWorker("after a worker was killed", in.Workers(master), 4)
+	if after[replacement] != byWorker[victim] {
+		t.Errorf("the replacement of worker %d listens on socket:[%d], the killed one on socket:[%d]: want the same", victim, after[replacement], byWorker[victim])
 	}
 }
 
