@@ -103,6 +103,15 @@ func (s *listenerSet) bindAll(ls []config.Listener, workers int) error {
 				return err
 			}
 			b.socks = append(b.socks, sock)
+			// A new socket gets its options before any worker takes
+			// connections from it (a reload that raises workers adds slot
+			// sockets to a listener that serves); setOptions sets the
+			// same values again once the generation serves.
+			secs, backlog := socketOptions(l)
+			if err := setSocketOptions(sock.file, secs, backlog); err != nil {
+				undo()
+				return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
+			}
 		}
 	}
 	return nil
@@ -271,20 +280,7 @@ func (s *listenerSet) setOptions(ls []config.Listener) error {
 		if b == nil {
 			continue
 		}
-		// TCP_DEFER_ACCEPT takes seconds; the kernel holds a silent
-		// connection about that long (as nginx, which uses its
-		// client_header_timeout) before queueing it anyway, and the
-		// worker's header timeout takes over from there.
-		secs := 0
-		if l.DeferAccept {
-			secs = max(1, int((l.ClientHeaderTimeout+time.Second-1)/time.Second))
-		}
-		// listen(2) again on a listening socket only sets its backlog:
-		// the queue and the connections in it stay.
-		backlog := l.Backlog
-		if backlog <= 0 {
-			backlog = systemBacklog()
-		}
+		secs, backlog := socketOptions(l)
 		for _, sock := range b.socks {
 			if err := setSocketOptions(sock.file, secs, backlog); err != nil {
 				return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
@@ -292,6 +288,25 @@ func (s *listenerSet) setOptions(ls []config.Listener) error {
 		}
 	}
 	return nil
+}
+
+// socketOptions are the TCP_DEFER_ACCEPT seconds and the backlog of l's
+// sockets.
+func socketOptions(l config.Listener) (deferSecs, backlog int) {
+	// TCP_DEFER_ACCEPT takes seconds; the kernel holds a silent
+	// connection about that long (as nginx, which uses its
+	// client_header_timeout) before queueing it anyway, and the
+	// worker's header timeout takes over from there.
+	if l.DeferAccept {
+		deferSecs = max(1, int((l.ClientHeaderTimeout+time.Second-1)/time.Second))
+	}
+	// listen(2) again on a listening socket only sets its backlog:
+	// the queue and the connections in it stay.
+	backlog = l.Backlog
+	if backlog <= 0 {
+		backlog = systemBacklog()
+	}
+	return deferSecs, backlog
 }
 
 func setSocketOptions(f *os.File, deferSecs, backlog int) error {

@@ -192,14 +192,37 @@ func TestReusePortBinaryUpgrade(t *testing.T) {
 // TestReusePortWorkersChangeByReload: a reload from 4 workers to 2 leaves
 // 2 of the sockets (the surplus ones are closed once the old generation
 // stopped accepting), and one back to 4 binds 2 more; every step serves.
+// Every socket of a reuseport listener with defer_accept has
+// TCP_DEFER_ACCEPT, the ones a reload added too.
 func TestReusePortWorkersChangeByReload(t *testing.T) {
 	in := newInstance(t, 4)
 	in.Params.ReusePort = true
+	deferredPort := freePort(t)
+	in.Params.Extra = fmt.Sprintf(`
+listener "deferred" {
+  address      = "127.0.0.1:%d"
+  reuseport    = true
+  defer_accept = true
+}
+`, deferredPort)
 	in.WriteConfig(in.Params)
+	checkDeferred := func(when string, n int) {
+		t.Helper()
+		socks := listenInodes(deferredPort)
+		if len(socks) != n {
+			t.Errorf("%s: %d sockets listen on the deferred listener's port, want %d", when, len(socks), n)
+		}
+		for _, inode := range socks {
+			if v := sockoptOf(t, in.MustMasterPID(), inode, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT); v == 0 {
+				t.Errorf("%s: socket:[%d] of the deferred listener has no TCP_DEFER_ACCEPT", when, inode)
+			}
+		}
+	}
 	in.Start()
 	master := in.MustMasterPID()
 	workers := in.WaitWorkers(master, 4, nil, 10*time.Second)
 	first := inodeSet(in.assertSocketPerWorker("with 4 workers", workers, 4))
+	checkDeferred("with 4 workers", 4)
 
 	steps := []struct{ gen, workers int }{{1, 2}, {2, 4}}
 	for _, step := range steps {
@@ -229,6 +252,7 @@ func TestReusePortWorkersChangeByReload(t *testing.T) {
 				t.Fatalf("with %d workers, request %d on a new connection: %s", step.workers, i+1, why)
 			}
 		}
+		checkDeferred(fmt.Sprintf("with %d workers", step.workers), step.workers)
 	}
 }
 
@@ -363,9 +387,15 @@ func serverSideInode(t *testing.T, clientPort int, addr string) uint64 {
 	return 0
 }
 
-// reusePortOf reads SO_REUSEPORT of socket inode through a copy of pid's
-// descriptor (pidfd_getfd, as root).
+// reusePortOf reads SO_REUSEPORT of socket inode through pid's descriptor.
 func reusePortOf(t *testing.T, pid int, inode uint64) bool {
+	t.Helper()
+	return sockoptOf(t, pid, inode, unix.SOL_SOCKET, unix.SO_REUSEPORT) != 0
+}
+
+// sockoptOf reads an integer option of socket inode through a copy of
+// pid's descriptor (pidfd_getfd, as root).
+func sockoptOf(t *testing.T, pid int, inode uint64, level, opt int) int {
 	t.Helper()
 	fds, err := fdTargets(pid)
 	if err != nil {
@@ -385,14 +415,14 @@ func reusePortOf(t *testing.T, pid int, inode uint64) bool {
 			t.Skipf("pidfd_getfd: %v (needs Linux 5.6)", err)
 		}
 		defer unix.Close(sock)
-		v, err := unix.GetsockoptInt(sock, unix.SOL_SOCKET, unix.SO_REUSEPORT)
+		v, err := unix.GetsockoptInt(sock, level, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v != 0
+		return v
 	}
 	t.Fatalf("process %d holds no descriptor of socket:[%d]", pid, inode)
-	return false
+	return 0
 }
 
 // TestReusePortRefusesSocketActivation: systemd passes one socket per
