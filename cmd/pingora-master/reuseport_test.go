@@ -297,27 +297,6 @@ func inodeSet(byWorker map[int]uint64) []uint64 {
 	return out
 }
 
-// listenInodes is the inodes of every TCP socket listening on
-// 127.0.0.1:port (several with SO_REUSEPORT), from /proc/net/tcp.
-func listenInodes(port int) []uint64 {
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		return nil
-	}
-	want := fmt.Sprintf("0100007F:%04X", port)
-	var out []uint64
-	for _, l := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(l)
-		if len(f) > 9 && f[1] == want && f[3] == "0A" {
-			if n, err := strconv.ParseUint(f[9], 10, 64); err == nil && n != 0 {
-				out = append(out, n)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // socketsHeld is which of inodes pid has a descriptor of.
 func socketsHeld(pid int, inodes []uint64) []uint64 {
 	fds, err := fdTargets(pid)
