@@ -28,7 +28,7 @@ export GOFLAGS := $(strip $(filter-out -overlay=% -tags=pingora_netpoll_fifo,$(G
 # Where `make build` writes the binary.
 BIN ?= bin/pingora-master
 
-.PHONY: build run test bench bench-pairs bench-runtime bench-reload install clean
+.PHONY: build run test bench bench-pairs bench-runtime bench-reload bench-accept install clean
 
 # A patched binary checks its own wake order (the hidden -check-wake-order)
 # where it can run here, i.e. unless cross-compiled.
@@ -74,6 +74,12 @@ bench-runtime:
 	bin/pingora-master.fifo -check-wake-order
 	MODE=keepalive ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo NAME_A=stock NAME_B=fifo deploy/bench/pairs.sh
 	MODE=close ROUNDS=$(ROUNDS) DUR=$(DUR) BIN_A=bin/pingora-master.stock BIN_B=bin/pingora-master.fifo NAME_A=stock NAME_B=fifo deploy/bench/pairs.sh
+
+# New connections with 4 workers: one shared listening socket against
+# per-worker SO_REUSEPORT sockets (listener reuseport); context switches per
+# connection and CPU per request of each (needs root).
+bench-accept: build
+	deploy/bench/accept.sh
 
 # SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
 # 20 runs each with 2 workers: median and max (needs root).

@@ -202,6 +202,9 @@ func (b *builder) listener(r *rawListener) Listener {
 		l.DeferAccept = *r.DeferAccept
 	}
 	l.Backlog = s.integer("backlog", r.Backlog, 0, 0, 65535)
+	if r.ReusePort != nil {
+		l.ReusePort = *r.ReusePort
+	}
 	l.MaxConnections = s.integer("max_connections", r.MaxConnections, 0, 0, math.MaxInt32)
 	l.RequestBuffering = true
 	if r.RequestBuffering != nil {

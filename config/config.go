@@ -122,6 +122,19 @@ type Listener struct {
 	// net.core.somaxconn, as Go's own listeners use.
 	Backlog int `json:"backlog"`
 
+	// ReusePort gives each worker slot a listening socket of its own,
+	// bound with SO_REUSEPORT (nginx's "listen ... reuseport"): the
+	// kernel spreads new connections over the sockets, and only the
+	// worker owning a socket wakes for a connection queued in it, where
+	// with one shared socket every worker wakes for every connection.
+	// The trade-off: a connection queued in a hung worker's socket waits
+	// until worker_heartbeat_timeout replaces that worker; a reload that
+	// lowers workers closes the surplus sockets once no generation uses
+	// them, resetting what is still queued in them (unless the system has
+	// net.ipv4.tcp_migrate_req=1); and turning it on or off for an
+	// address needs a restart. Default false.
+	ReusePort bool `json:"reuseport"`
+
 	// MaxConnections caps the client connections each worker holds on
 	// this listener at once (nginx's worker_connections, per listener).
 	// At the cap a worker stops accepting: further connections wait in

@@ -142,7 +142,7 @@ func TestEverySettingIsRead(t *testing.T) {
 		Name: "public", Address: "[::]:8443",
 		ClientHeaderTimeout: 10 * time.Second, ClientBodyTimeout: 20 * time.Second,
 		SendTimeout: 40 * time.Second, KeepaliveTimeout: 30 * time.Second, KeepaliveRequests: 500,
-		MaxHeaderSize: 32 << 10, MaxBodySize: 10 << 20, DeferAccept: true, Backlog: 511,
+		MaxHeaderSize: 32 << 10, MaxBodySize: 10 << 20, DeferAccept: true, Backlog: 511, ReusePort: true,
 		MaxConnections: 4096, RequestBuffering: false, ClientBodyBufferSize: 128 << 10, RequestTimeout: 15 * time.Second,
 	})
 	u := cfg.Upstreams[0]

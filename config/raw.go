@@ -84,6 +84,7 @@ type rawListener struct {
 	MaxBodySize         *string `hcl:"max_body_size,optional"`
 	DeferAccept         *bool   `hcl:"defer_accept,optional"`
 	Backlog             *int    `hcl:"backlog,optional"`
+	ReusePort           *bool   `hcl:"reuseport,optional"`
 	MaxConnections      *int    `hcl:"max_connections,optional"`
 
 	RequestBuffering     *bool   `hcl:"request_buffering,optional"`

@@ -93,6 +93,9 @@ listener "public" {
   keepalive_timeout     = "75s"
   max_body_size         = "10m" # larger request bodies get 413
   defer_accept          = true  # wake a worker only once a request's first bytes are in
+  # With many workers: a socket per worker (SO_REUSEPORT), so a new
+  # connection wakes one worker instead of all; changing it needs a restart.
+  # reuseport           = true
 }
 
 # A second listener for load balancer health checks; bind it to the internal

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/pingora-go/pingora/config"
 	"github.com/pingora-go/pingora/master/admin"
 	"github.com/pingora-go/pingora/worker/wire"
 )
@@ -70,7 +71,7 @@ func (m *Master) bindAdmin() error {
 	if m.cfg.Admin == nil {
 		return nil
 	}
-	ln, err := m.lns.listen(m.cfg.Admin.Address)
+	ln, err := m.lns.listen(config.Listener{Name: "admin", Address: m.cfg.Admin.Address}, 0)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}

@@ -3,7 +3,6 @@ package master
 import (
 	"os"
 	"os/exec"
-	"sort"
 	"time"
 
 	"github.com/pingora-go/pingora/config"
@@ -91,14 +90,38 @@ type generation struct {
 	names *admin.Names
 }
 
-// addrs are the listener addresses the generation's workers use.
-func (g *generation) addrs() []string {
-	out := make([]string, 0, len(g.cfg.Listeners))
-	for _, l := range g.cfg.Listeners {
-		out = append(out, l.Address)
+// socketNeeds says how many sockets each listener address needs while
+// the generations gens exist: one, or for a reuseport listener one per
+// worker slot. Slot sockets count only for generations that may still
+// accept (see acceptingSlots); the address itself stays while any
+// generation uses it.
+func socketNeeds(gens []*generation) map[string]int {
+	need := make(map[string]int)
+	for _, g := range gens {
+		slots := g.acceptingSlots()
+		for _, l := range g.cfg.Listeners {
+			need[l.Address] = max(need[l.Address], socketsFor(l, slots))
+		}
 	}
-	sort.Strings(out)
-	return out
+	return need
+}
+
+// acceptingSlots is the number of worker slots of g that may still accept
+// connections: all of them, or none once g retires and every live worker
+// confirmed that it stopped accepting. A queue no worker takes from only
+// holds connections until they are reset, so a reuseport slot socket
+// beyond the current generation's workers is closed at that point rather
+// than when g's last connection is done.
+func (g *generation) acceptingSlots() int {
+	if !g.retiring {
+		return len(g.slots)
+	}
+	for _, w := range g.workers() {
+		if !w.notAccepting {
+			return len(g.slots)
+		}
+	}
+	return 0
 }
 
 // workers returns the live workers.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cloudflare/tableflip"
@@ -16,20 +17,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// boundListener is one listening socket the master holds for its whole
+// boundSocket is one listening socket the master holds for its whole
 // use: workers get copies, and the master's copy keeps the socket (and its
 // accept queue) alive while one generation hands over to the next.
-type boundListener struct {
-	addr string
+type boundSocket struct {
 	ln   net.Listener
 	file *os.File // a dup, passed to workers as an ExtraFile
+}
+
+// boundListener is the socket of one listener address or, for a reuseport
+// listener, its sockets: one per worker slot, all bound with SO_REUSEPORT.
+// Worker slot k of every generation gets socket k, so the draining worker
+// and its successor share one queue and a replaced worker takes over the
+// queue of the one it replaces.
+type boundListener struct {
+	addr      string
+	reusePort bool
+	socks     []*boundSocket
 }
 
 // listenerSet binds every listener through tableflip's Fds, so a binary
 // upgrade hands the very same sockets to the new master. Sockets are keyed
 // by address: a listener renamed in the config keeps its socket, and a
-// socket is never rebound while it is in the config (no SO_REUSEPORT, no
-// window where the port is closed).
+// socket is never rebound while it is in the config (no window where the
+// port is closed). A reuseport listener's slot sockets are keyed by address
+// and slot.
 type listenerSet struct {
 	fds    *tableflip.Fds
 	byAddr map[string]*boundListener
@@ -43,29 +55,71 @@ func newListenerSet(fds *tableflip.Fds, activated []*activatedSocket, log hclog.
 	return &listenerSet{fds: fds, byAddr: make(map[string]*boundListener), activated: activated, log: log}
 }
 
-// bindAll makes sure every address in addrs is bound. On error, sockets
-// this call bound are closed again and the set is as before.
-func (s *listenerSet) bindAll(addrs []string) error {
+// socketsFor is how many sockets listener l needs for a generation of
+// the given number of workers.
+func socketsFor(l config.Listener, workers int) int {
+	if l.ReusePort {
+		return max(1, workers)
+	}
+	return 1
+}
+
+// bindAll makes sure every listener of ls is bound, a reuseport one with
+// at least one socket per worker slot. On error, sockets this call bound
+// are closed again and the set is as before. A listener whose address is
+// bound with the other reuseport setting is refused: the port cannot be
+// rebound without a gap, so that takes a restart.
+func (s *listenerSet) bindAll(ls []config.Listener, workers int) error {
+	for _, l := range ls {
+		if b := s.byAddr[l.Address]; b != nil && b.reusePort != l.ReusePort {
+			return fmt.Errorf("listener %q (%s): reuseport cannot change by reload (the socket is bound with reuseport = %t, the config says %t); restart to apply it",
+				l.Name, l.Address, b.reusePort, l.ReusePort)
+		}
+	}
 	var added []string
-	for _, addr := range addrs {
-		if s.byAddr[addr] != nil {
-			continue
+	had := make(map[string]int)
+	undo := func() {
+		for _, a := range added {
+			s.closeAddr(a)
 		}
-		b, err := s.bind(addr)
-		if err != nil {
-			for _, a := range added {
-				s.closeAddr(a)
+		for a, n := range had {
+			s.trim(a, n)
+		}
+	}
+	for _, l := range ls {
+		want := socketsFor(l, workers)
+		b := s.byAddr[l.Address]
+		if b == nil {
+			b = &boundListener{addr: l.Address, reusePort: l.ReusePort}
+			s.byAddr[l.Address] = b
+			added = append(added, l.Address)
+		} else if _, ok := had[l.Address]; !ok {
+			had[l.Address] = len(b.socks)
+		}
+		for len(b.socks) < want {
+			sock, err := s.bind(l, len(b.socks))
+			if err != nil {
+				undo()
+				return err
 			}
-			return err
+			b.socks = append(b.socks, sock)
+			// A new socket gets its options before any worker takes
+			// connections from it (a reload that raises workers adds slot
+			// sockets to a listener that serves); setOptions sets the
+			// same values again once the generation serves.
+			secs, backlog := socketOptions(l)
+			if err := setSocketOptions(sock.file, secs, backlog); err != nil {
+				undo()
+				return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
+			}
 		}
-		s.byAddr[addr] = b
-		added = append(added, addr)
 	}
 	return nil
 }
 
-func (s *listenerSet) bind(addr string) (*boundListener, error) {
-	ln, err := s.listen(addr)
+func (s *listenerSet) bind(l config.Listener, slot int) (*boundSocket, error) {
+	addr := l.Address
+	ln, err := s.listen(l, slot)
 	if err != nil {
 		return nil, err
 	}
@@ -80,20 +134,42 @@ func (s *listenerSet) bind(addr string) (*boundListener, error) {
 		return nil, fmt.Errorf("bind %s: %w", addr, err)
 	}
 	unpoll(f) // every descriptor of the socket, tableflip's and ln's included
-	return &boundListener{addr: addr, ln: ln, file: f}, nil
+	return &boundSocket{ln: ln, file: f}, nil
 }
 
-// listen binds addr through tableflip's Fds: the socket a previous master
-// handed over if there is one, else the socket systemd passed for the
-// address if there is one, else a new one; in every case it is handed
-// over to the next master of a binary upgrade.
-func (s *listenerSet) listen(addr string) (net.Listener, error) {
+// fdsKey is the name under which tableflip keeps a socket and hands it to
+// the next master: the address, or for a reuseport listener the address
+// and slot, so that the new master finds slot k's socket (and a socket of
+// the other kind is never taken for this one).
+func fdsKey(l config.Listener, slot int) string {
+	if l.ReusePort {
+		return fmt.Sprintf("%s#reuseport-%d", l.Address, slot)
+	}
+	return l.Address
+}
+
+// listen binds l's socket (slot slot of a reuseport listener) through
+// tableflip's Fds: the socket a previous master handed over if there is
+// one, else the socket systemd passed for the address if there is one,
+// else a new one; in every case it is handed over to the next master of a
+// binary upgrade.
+func (s *listenerSet) listen(l config.Listener, slot int) (net.Listener, error) {
+	addr := l.Address
+	lc := &net.ListenConfig{}
+	if l.ReusePort {
+		lc.Control = setReusePort
+	}
 	fds := s.fds
-	ln, err := fds.ListenWithCallback("tcp", addr, func(network, addr string) (net.Listener, error) {
-		if ln := s.claimActivated(addr); ln != nil {
+	ln, err := fds.ListenWithCallback("tcp", fdsKey(l, slot), func(network, _ string) (net.Listener, error) {
+		if l.ReusePort {
+			if a := s.claimActivated(addr); a != nil {
+				a.Close()
+				return nil, fmt.Errorf("listener %q has reuseport = true, but systemd passed a socket for its address: socket activation gives one socket per address, reuseport needs one per worker; remove reuseport or the address from the socket unit", l.Name)
+			}
+		} else if ln := s.claimActivated(addr); ln != nil {
 			return ln, nil
 		}
-		return (&net.ListenConfig{}).Listen(context.Background(), network, addr)
+		return lc.Listen(context.Background(), network, addr)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", addr, err)
@@ -102,16 +178,31 @@ func (s *listenerSet) listen(addr string) (net.Listener, error) {
 		// Inherited from a master that had closed (shut down) this
 		// listener after a reload removed it: bind a fresh one in its place.
 		ln.Close()
-		ln, err = (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
+		ln, err = lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("bind %s: %w", addr, err)
 		}
-		if err := fds.AddListener("tcp", addr, ln.(tableflip.Listener)); err != nil {
+		if err := fds.AddListener("tcp", fdsKey(l, slot), ln.(tableflip.Listener)); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("bind %s: %w", addr, err)
 		}
 	}
 	return ln, nil
+}
+
+// setReusePort sets SO_REUSEPORT before bind, so that every slot socket
+// of a reuseport listener can bind the same address.
+func setReusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set SO_REUSEPORT: %w", serr)
+	}
+	return nil
 }
 
 // claimActivated takes the socket from systemd for addr, if there is one.
@@ -189,39 +280,51 @@ func (s *listenerSet) setOptions(ls []config.Listener) error {
 		if b == nil {
 			continue
 		}
-		// TCP_DEFER_ACCEPT takes seconds; the kernel holds a silent
-		// connection about that long (as nginx, which uses its
-		// client_header_timeout) before queueing it anyway, and the
-		// worker's header timeout takes over from there.
-		secs := 0
-		if l.DeferAccept {
-			secs = max(1, int((l.ClientHeaderTimeout+time.Second-1)/time.Second))
-		}
-		// listen(2) again on a listening socket only sets its backlog:
-		// the queue and the connections in it stay.
-		backlog := l.Backlog
-		if backlog <= 0 {
-			backlog = systemBacklog()
-		}
-		raw, err := b.file.SyscallConn()
-		if err != nil {
-			return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
-		}
-		var serr error
-		if err := raw.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, secs); serr != nil {
-				serr = fmt.Errorf("set TCP_DEFER_ACCEPT: %w", serr)
-			} else if serr = unix.Listen(int(fd), backlog); serr != nil {
-				serr = fmt.Errorf("set backlog %d: %w", backlog, serr)
+		secs, backlog := socketOptions(l)
+		for _, sock := range b.socks {
+			if err := setSocketOptions(sock.file, secs, backlog); err != nil {
+				return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, err)
 			}
-		}); err != nil {
-			serr = err
-		}
-		if serr != nil {
-			return fmt.Errorf("listener %q (%s): %w", l.Name, l.Address, serr)
 		}
 	}
 	return nil
+}
+
+// socketOptions are the TCP_DEFER_ACCEPT seconds and the backlog of l's
+// sockets.
+func socketOptions(l config.Listener) (deferSecs, backlog int) {
+	// TCP_DEFER_ACCEPT takes seconds; the kernel holds a silent
+	// connection about that long (as nginx, which uses its
+	// client_header_timeout) before queueing it anyway, and the
+	// worker's header timeout takes over from there.
+	if l.DeferAccept {
+		deferSecs = max(1, int((l.ClientHeaderTimeout+time.Second-1)/time.Second))
+	}
+	// listen(2) again on a listening socket only sets its backlog:
+	// the queue and the connections in it stay.
+	backlog = l.Backlog
+	if backlog <= 0 {
+		backlog = systemBacklog()
+	}
+	return deferSecs, backlog
+}
+
+func setSocketOptions(f *os.File, deferSecs, backlog int) error {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferSecs); serr != nil {
+			serr = fmt.Errorf("set TCP_DEFER_ACCEPT: %w", serr)
+		} else if serr = unix.Listen(int(fd), backlog); serr != nil {
+			serr = fmt.Errorf("set backlog %d: %w", backlog, serr)
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // systemBacklog is the largest accept queue the system allows (what Go's
@@ -238,40 +341,75 @@ func systemBacklog() int {
 	return min(n, 65535)
 }
 
-// file returns the descriptor to pass to workers for addr.
-func (s *listenerSet) file(addr string) *os.File {
-	if b := s.byAddr[addr]; b != nil {
-		return b.file
+// file returns the descriptor to pass to the worker in slot slot for addr.
+func (s *listenerSet) file(addr string, slot int) *os.File {
+	b := s.byAddr[addr]
+	if b == nil || len(b.socks) == 0 {
+		return nil
 	}
-	return nil
+	if !b.reusePort {
+		return b.socks[0].file
+	}
+	if slot < 0 || slot >= len(b.socks) {
+		return nil
+	}
+	return b.socks[slot].file
 }
 
-// retain closes every socket whose address is not in keep. It is called
-// once the generations that used a socket are gone, so nothing is waiting
-// in its accept queue that a worker would have taken.
-func (s *listenerSet) retain(keep map[string]bool) []string {
+// retain closes every socket whose address is not in need, and the slot
+// sockets of a reuseport listener from need[addr] on. It is called once
+// the generations that used a socket no longer accept on it, so nothing
+// is waiting in its accept queue that a worker would have taken.
+func (s *listenerSet) retain(need map[string]int) []string {
 	var closed []string
-	for addr := range s.byAddr {
-		if !keep[addr] {
+	for addr, b := range s.byAddr {
+		n := need[addr]
+		if n <= 0 {
 			s.closeAddr(addr)
 			closed = append(closed, addr)
+		} else if b.reusePort && len(b.socks) > n {
+			for k := n; k < len(b.socks); k++ {
+				closed = append(closed, fmt.Sprintf("%s (reuseport socket of worker slot %d)", addr, k))
+			}
+			s.trim(addr, n)
 		}
 	}
 	sort.Strings(closed)
 	return closed
 }
 
-// closeAddr closes a socket for good. tableflip's Fds keeps its own
-// duplicate (it has no way to forget one), so closing our descriptors would
-// leave the port listening with nobody accepting. shutdown(2) acts on the
-// socket itself, whatever descriptors point at it: the port stops listening
-// now, and a later bind of the same address (SO_REUSEADDR) succeeds.
+// trim closes the sockets of addr from slot n on.
+func (s *listenerSet) trim(addr string, n int) {
+	b := s.byAddr[addr]
+	if b == nil {
+		return
+	}
+	for k := n; k < len(b.socks); k++ {
+		b.socks[k].close()
+	}
+	b.socks = b.socks[:min(n, len(b.socks))]
+}
+
+// closeAddr closes an address's sockets for good.
 func (s *listenerSet) closeAddr(addr string) {
 	b := s.byAddr[addr]
 	if b == nil {
 		return
 	}
 	delete(s.byAddr, addr)
+	for _, sock := range b.socks {
+		sock.close()
+	}
+}
+
+// close closes a socket for good. tableflip's Fds keeps its own duplicate
+// (it has no way to forget one), so closing our descriptors would leave
+// the port listening with nobody accepting. shutdown(2) acts on the socket
+// itself, whatever descriptors point at it: the port stops listening now,
+// and a later bind of the same address (SO_REUSEADDR) succeeds. Connections
+// still in its accept queue are reset (for a reuseport socket, moved to
+// another socket of the group instead where net.ipv4.tcp_migrate_req=1).
+func (b *boundSocket) close() {
 	if raw, err := b.file.SyscallConn(); err == nil {
 		raw.Control(func(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 	}
@@ -282,8 +420,10 @@ func (s *listenerSet) closeAddr(addr string) {
 // closeAll closes the master's copies (at exit).
 func (s *listenerSet) closeAll() {
 	for addr, b := range s.byAddr {
-		b.file.Close()
-		b.ln.Close()
+		for _, sock := range b.socks {
+			sock.file.Close()
+			sock.ln.Close()
+		}
 		delete(s.byAddr, addr)
 	}
 }

@@ -71,11 +71,7 @@ func (m *Master) reload() error {
 			return err
 		}
 	}
-	addrs := make([]string, 0, len(cfg.Listeners))
-	for _, l := range cfg.Listeners {
-		addrs = append(addrs, l.Address)
-	}
-	if err := m.lns.bindAll(addrs); err != nil {
+	if err := m.lns.bindAll(cfg.Listeners, cfg.Workers); err != nil {
 		if logs != m.logs {
 			logs.close()
 		}
@@ -110,6 +106,7 @@ func (m *Master) reload() error {
 	m.drainGeneration(old, deadline)
 	m.capDraining(cfg.MaxDrainingGenerations)
 	m.awaitNotAccepting(old)
+	m.collectListeners()
 	return nil
 }
 
@@ -132,16 +129,12 @@ func (m *Master) capDraining(limit int) {
 	}
 }
 
-// collectListeners closes listeners that no generation uses (after a
-// reload that bound some and then failed before starting any worker).
+// collectListeners closes the sockets no generation needs: after a reload
+// that bound some and then failed before starting any worker, after one
+// that lowered workers (the surplus reuseport slot sockets), and when a
+// generation is gone.
 func (m *Master) collectListeners() {
-	keep := make(map[string]bool)
-	for _, g := range m.gens {
-		for _, a := range g.addrs() {
-			keep[a] = true
-		}
-	}
-	for _, a := range m.lns.retain(keep) {
+	for _, a := range m.lns.retain(socketNeeds(m.gens)) {
 		m.log.Info("listener closed", "address", a)
 	}
 }

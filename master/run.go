@@ -168,11 +168,7 @@ func (m *Master) start() error {
 	}
 
 	m.lns = newListenerSet(m.upg.Fds, takeActivated(m.log), m.log)
-	addrs := make([]string, 0, len(cfg.Listeners))
-	for _, l := range cfg.Listeners {
-		addrs = append(addrs, l.Address)
-	}
-	if err := m.lns.bindAll(addrs); err != nil {
+	if err := m.lns.bindAll(cfg.Listeners, cfg.Workers); err != nil {
 		return err
 	}
 	if err := m.lns.setOptions(cfg.Listeners); err != nil {

@@ -141,7 +141,7 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		f := m.lns.file(addrOf[name])
+		f := m.lns.file(addrOf[name], s.index)
 		if f == nil {
 			ctl.Close()
 			ctlFile.Close()

@@ -240,18 +240,10 @@ func (m *Master) generationGone(g *generation) {
 	if g.logs != m.logs {
 		g.logs.close()
 	}
-	keep := make(map[string]bool)
-	for _, x := range m.gens {
-		for _, a := range x.addrs() {
-			keep[a] = true
-		}
-	}
 	if m.stopping {
 		return // everything is closed at exit
 	}
-	for _, a := range m.lns.retain(keep) {
-		m.log.Info("listener closed", "address", a)
-	}
+	m.collectListeners()
 }
 
 // liveWorkers counts workers alive in every generation.

@@ -22,7 +22,9 @@ type confParams struct {
 	Workers  int
 	Shutdown string // shutdown_timeout
 	LogLevel string
-	Extra    string // appended verbatim
+	// ReusePort sets reuseport = true on the "public" listener.
+	ReusePort bool
+	Extra     string // appended verbatim
 }
 
 // confTemplate is the HCL of issue 2's schema. /gen answers by itself with
@@ -48,6 +50,9 @@ access_log {
 listener "public" {
   address           = "127.0.0.1:{{.Port}}"
   keepalive_timeout = "5s"
+{{- if .ReusePort}}
+  reuseport         = true
+{{- end}}
 }
 
 upstream "app" {

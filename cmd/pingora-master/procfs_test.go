@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -239,21 +240,34 @@ func vanished(pid int) bool {
 }
 
 // listenInode is the socket inode of the TCP listener on 127.0.0.1:port,
-// from /proc/net/tcp (state 0A is LISTEN), or 0.
+// from /proc/net/tcp (state 0A is LISTEN), or 0. With SO_REUSEPORT there
+// may be several: see listenInodes.
 func listenInode(port int) uint64 {
+	if all := listenInodes(port); len(all) > 0 {
+		return all[0]
+	}
+	return 0
+}
+
+// listenInodes is the inodes of every TCP socket listening on
+// 127.0.0.1:port (several with SO_REUSEPORT), from /proc/net/tcp.
+func listenInodes(port int) []uint64 {
 	b, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
-		return 0
+		return nil
 	}
 	want := fmt.Sprintf("0100007F:%04X", port)
+	var out []uint64
 	for _, l := range strings.Split(string(b), "\n")[1:] {
 		f := strings.Fields(l)
 		if len(f) > 9 && f[1] == want && f[3] == "0A" {
-			n, _ := strconv.ParseUint(f[9], 10, 64)
-			return n
+			if n, err := strconv.ParseUint(f[9], 10, 64); err == nil && n != 0 {
+				out = append(out, n)
+			}
 		}
 	}
-	return 0
+	slices.Sort(out)
+	return out
 }
 
 // fdFlags is the open-file flags of pid's descriptor fd, from

@@ -42,6 +42,7 @@ listener "public" {
   max_body_size         = "10m"
   defer_accept          = true
   backlog               = 511
+  reuseport             = true
   max_connections       = 4096
   request_buffering     = false
   client_body_buffer_size = "128k"
