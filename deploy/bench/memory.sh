@@ -15,7 +15,8 @@
 # of /proc/PID/status, and Rss of smaps_rollup) gives bytes per idle
 # connection. Then wrk -t1 -c1000 -dDUR against each with the worker's RSS
 # sampled every 100 ms (peak), and the masters' and workers' RSS at rest.
-# The figures are comparable within one run only.
+# Each measurement starts a fresh pair of proxies. The figures are
+# comparable within one run only.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 COUNTS=${COUNTS:-1000 10000 50000} DUR=${DUR:-10s}
@@ -42,6 +43,7 @@ echo "## open files limit: $nofile (hard $(ulimit -Hn), wanted $want)"
 
 dir=$(mktemp -d) pids=()
 cleanup() {
+  for p in "${proxies[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$dir"
@@ -74,20 +76,38 @@ sed -e "s/{listen}/127.0.0.1:19004/g" -e "s/{backend}/$back/g" -e "s/{backend_po
 "$bin" -t -c "$dir/pm.hcl" >/dev/null
 
 setsid taskset -c "$LOAD_CPU" nginx -c "$dir/backend.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!)
-setsid taskset -c "$PROXY_CPU" nginx -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!); nginx_master=$!
-setsid taskset -c "$PROXY_CPU" "$bin" -c "$dir/pm.hcl" >"$dir/pm.out" 2>&1 & pids+=($!); pm_master=$!
-for port in 19001 19004; do
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/" >/dev/null 2>&1 && continue 2; sleep 0.1; done
-  echo "memory: nothing answers on :$port; output:" >&2; tail -5 "$dir"/*.out "$dir"/*.err >&2; exit 1
-done
 worker_of() { # the one worker process (child) of master $1
   local w
-  w=$(ps -o pid= --ppid "$1" | awk 'NR==1 {print $1}')
-  [[ -n $w ]] || { echo "memory: no worker under pid $1" >&2; exit 1; }
-  echo "$w"
+  for _ in $(seq 100); do
+    w=$(ps -o pid= --ppid "$1" | awk 'NR==1 {print $1}')
+    [[ -n $w ]] && { echo "$w"; return; }
+    sleep 0.1
+  done
+  echo "memory: no worker under pid $1" >&2
+  exit 1
 }
-nginx_worker=$(worker_of "$nginx_master")
-pm_worker=$(worker_of "$pm_master")
+# Every measurement gets a fresh pair of proxies, so that none starts with
+# what the one before left in the worker (Go returns freed memory to the
+# system only slowly).
+proxies=()
+start_proxies() {
+  setsid taskset -c "$PROXY_CPU" nginx -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1 & proxies=($!); nginx_master=$!
+  setsid taskset -c "$PROXY_CPU" "$bin" -c "$dir/pm.hcl" >"$dir/pm.out" 2>&1 & proxies+=($!); pm_master=$!
+  local port
+  for port in 19001 19004; do
+    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/" >/dev/null 2>&1 && continue 2; sleep 0.1; done
+    echo "memory: nothing answers on :$port; output:" >&2; tail -5 "$dir"/*.out "$dir"/*.err >&2; exit 1
+  done
+  nginx_worker=$(worker_of "$nginx_master")
+  pm_worker=$(worker_of "$pm_master")
+}
+stop_proxies() {
+  local p
+  for p in "${proxies[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  for p in "${proxies[@]}"; do wait "$p" 2>/dev/null || true; done
+  proxies=()
+}
+start_proxies
 vmrss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }      # bytes
 rollup() { awk '/^Rss:/ {print $2 * 1024}' "/proc/$1/smaps_rollup"; } # bytes
 mb() { awk -v b="$1" 'BEGIN {printf "%.1f MB", b / 1048576}'; }
@@ -127,6 +147,7 @@ for n in $COUNTS; do
     printf '%-28s %s\n' "idle $n" "skipped: open files limit $nofile"
     continue
   fi
+  stop_proxies; start_proxies
   out=()
   for side in nginx:19001 pm:19004; do
     if r=$(idle "${side%%:*}" "${side##*:}" "$n"); then
@@ -150,6 +171,7 @@ peak() { # peak PID PORT: the worker's peak VmRSS during wrk, in bytes
   wait "$load" || true
   echo "$p"
 }
+stop_proxies; start_proxies
 pn=$(peak "$nginx_worker" 19001) pp=$(peak "$pm_worker" 19004)
 rps() { awk '/Requests\/sec/ {print $2}' "$dir/wrk.$1"; }
 printf '%-28s %28s   %28s\n' "wrk -c1000 $DUR: peak RSS" "$(mb "$pn") ($(rps 19001) r/s)" "$(mb "$pp") ($(rps 19004) r/s)"
