@@ -125,10 +125,11 @@ echo "## memory: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ${cpu:-$(uname
 echo "## ${version:-pingora-master}; nginx $(nginx -v 2>&1 | sed 's|.*/||')"
 printf '%-28s %18s %18s\n' "" "nginx" "pingora-master"
 
-idle() { # idle SIDE PORT N: prints "vmrss-per-conn rollup-per-conn"
+idle() { # idle SIDE PORT N SOURCE: prints "vmrss-per-conn rollup-per-conn"
   local w=$1_worker v0 r0 v1 r1 line
   v0=$(vmrss "${!w}") r0=$(rollup "${!w}")
-  coproc HOLD { taskset -c "$LOAD_CPU" "$dir/idleconns" -addr "127.0.0.1:$2" -n "$3"; }
+  # A new source address for each run: the last run's ports are in TIME_WAIT.
+  coproc HOLD { taskset -c "$LOAD_CPU" "$dir/idleconns" -addr "127.0.0.1:$2" -n "$3" -per-source 10000 -first-source "$4"; }
   local pid=$HOLD_PID in=${HOLD[1]}
   if ! read -r line <&"${HOLD[0]}" || [[ $line != "ready $3" ]]; then
     echo "memory: idleconns to :$2 with $3 connections did not get ready" >&2
@@ -140,7 +141,7 @@ idle() { # idle SIDE PORT N: prints "vmrss-per-conn rollup-per-conn"
   awk -v a="$v0" -v b="$v1" -v c="$r0" -v d="$r1" -v n="$3" \
     'BEGIN {printf "%d %d %.1f %.1f\n", (b - a) / n, (d - c) / n, a / 1048576, b / 1048576}'
 }
-status=0
+status=0 source=2
 for n in $COUNTS; do
   # The proxy holds n client descriptors; idleconns, in this shell's limit, n.
   if ((n + 256 > nofile)); then
@@ -150,12 +151,13 @@ for n in $COUNTS; do
   stop_proxies; start_proxies
   out=()
   for side in nginx:19001 pm:19004; do
-    if r=$(idle "${side%%:*}" "${side##*:}" "$n"); then
+    if r=$(idle "${side%%:*}" "${side##*:}" "$n" "$source"); then
       read -r v rr a b <<<"$r"
       out+=("$v B ($rr) $a->$b MB")
     else
       out+=("failed"); status=1
     fi
+    source=$((source + (n + 9999) / 10000))
   done
   printf '%-28s %28s   %28s\n' "idle $n: B/conn (smaps) RSS" "${out[0]}" "${out[1]}"
 done

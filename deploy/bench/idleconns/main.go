@@ -29,10 +29,15 @@ func main() {
 	n := flag.Int("n", 1000, "idle connections to hold")
 	batch := flag.Int("batch", 200, "connections opened concurrently")
 	perSource := flag.Int("per-source", 20000, "connections per 127.0.0.x source address")
+	firstSource := flag.Int("first-source", 1, "x of the first 127.0.0.x source address (a caller running several times in a row moves it on: the ports of closed connections stay in TIME_WAIT)")
 	host := flag.String("host", "localhost", "the Host header")
 	flag.Parse()
 
-	conns, err := openIdle(*addr, *host, *n, *batch, *perSource)
+	if *firstSource < 1 || *firstSource > 254 {
+		fmt.Fprintf(os.Stderr, "idleconns: -first-source %d: want 1 to 254\n", *firstSource)
+		os.Exit(2)
+	}
+	conns, err := openIdle(*addr, *host, *n, *batch, *perSource, *firstSource)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "idleconns: %v\n", err)
 		os.Exit(1)
@@ -57,7 +62,7 @@ func main() {
 
 // openIdle opens n connections, batch at a time, each having sent one request
 // and read its response in full.
-func openIdle(addr, host string, n, batch, perSource int) ([]net.Conn, error) {
+func openIdle(addr, host string, n, batch, perSource, firstSource int) ([]net.Conn, error) {
 	conns := make([]net.Conn, n)
 	request := []byte("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
 	for start := 0; start < n; start += batch {
@@ -68,7 +73,7 @@ func openIdle(addr, host string, n, batch, perSource int) ([]net.Conn, error) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				conns[i], errs[i-start] = openOne(addr, request, i/perSource)
+				conns[i], errs[i-start] = openOne(addr, request, firstSource+i/perSource)
 			}(i)
 		}
 		wg.Wait()
@@ -86,10 +91,10 @@ func openIdle(addr, host string, n, batch, perSource int) ([]net.Conn, error) {
 	return conns, nil
 }
 
-// openOne dials from 127.0.0.(1+source), sends request and reads one
+// openOne dials from 127.0.0.source, sends request and reads one
 // response with a Content-Length body.
 func openOne(addr string, request []byte, source int) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+source))}}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(min(source, 254)))}}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
