@@ -28,7 +28,7 @@ export GOFLAGS := $(strip $(filter-out -overlay=% -tags=pingora_netpoll_fifo,$(G
 # Where `make build` writes the binary.
 BIN ?= bin/pingora-master
 
-.PHONY: build run test bench bench-pairs bench-runtime bench-reload bench-accept install clean
+.PHONY: build run test bench bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
 
 # A patched binary checks its own wake order (the hidden -check-wake-order)
 # where it can run here, i.e. unless cross-compiled.
@@ -80,6 +80,12 @@ bench-runtime:
 # connection and CPU per request of each (needs root).
 bench-accept: build
 	deploy/bench/accept.sh
+
+# Worker memory against nginx (issue 14): bytes per idle keep-alive client
+# connection at 1,000, 10,000 and 50,000 (as far as the open files limit
+# allows), peak RSS under wrk -c1000, and master and worker RSS at rest.
+bench-memory: build
+	deploy/bench/memory.sh
 
 # SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
 # 20 runs each with 2 workers: median and max (needs root).
