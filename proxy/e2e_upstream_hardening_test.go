@@ -27,24 +27,10 @@ import (
 // when serve returns. Cleanup closes the listener.
 func rawUpstream(t testing.TB, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return proxy.RawBackend(t, func(c net.Conn) {
+		defer c.Close()
+		serve(c, bufio.NewReader(c))
+	})
 }
 
 // readRequest reads one request and its body from a raw backend's

@@ -94,8 +94,7 @@ func (cc *clientConn) proxyRequest(ex *exchange) bool {
 	if !ex.bodyBuffered && cc.buffersBodies(rt) {
 		st, err := cc.bufferBody(ex)
 		if st != 0 {
-			ex.keep = false
-			return cc.refuse(ex, st, 0, err)
+			return cc.refuse(ex, st, 0, err) // the body is not whole: refuse closes
 		}
 		if err != nil {
 			return false // the client went away
@@ -457,7 +456,7 @@ func upstreamStatus(err error) int {
 // buffer (at most its size). got reports whether any byte arrived.
 func readResponseHead(br *bufio.Reader) (head []byte, got bool, err error) {
 	head, err = readMessageHead(br, br.Size(), false, nil)
-	return head, err == nil || err == errHeadTooLarge || br.Buffered() > 0, err
+	return head, br.Buffered() > 0, err
 }
 
 // relay sends the response head and body to the client, then pools the

@@ -61,32 +61,7 @@ func deferAcceptOf(t *testing.T, master, port int) int {
 	if inode == 0 {
 		t.Fatalf("nothing listens on 127.0.0.1:%d", port)
 	}
-	fds, err := fdTargets(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for fd, target := range fds {
-		if target != fmt.Sprintf("socket:[%d]", inode) {
-			continue
-		}
-		pidfd, err := unix.PidfdOpen(master, 0)
-		if err != nil {
-			t.Skipf("pidfd_open: %v (needs Linux 5.3)", err)
-		}
-		defer unix.Close(pidfd)
-		sock, err := unix.PidfdGetfd(pidfd, fd, 0)
-		if err != nil {
-			t.Skipf("pidfd_getfd: %v (needs Linux 5.6)", err)
-		}
-		defer unix.Close(sock)
-		v, err := unix.GetsockoptInt(sock, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	t.Fatalf("the master holds no descriptor of the socket on port %d", port)
-	return 0
+	return sockoptOf(t, master, inode, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
 }
 
 // TestBacklogFollowsConfig: `backlog` bounds the accept queue. With the
