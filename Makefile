@@ -5,17 +5,18 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-# Every build and test uses the Go runtime with the one change in
-# deploy/build/runtime-overlay.sh (the poller's wake order), through a build
-# overlay in GOFLAGS, tests' own `go build`s included; the binary's build
-# information records it (`go version -m bin/pingora-master` shows
-# `-tags=pingora_netpoll_fifo`). The script applies the change only where the
-# stock runtime is shown to run ready goroutines in reverse; where it does
-# not apply it says why and the stock runtime is used, unless
-# RUNTIME_PATCH=required (release builds), which stops instead.
-# RUNTIME_PATCH=0 builds with the stock runtime. The default is the one line
-# below (1: patched; 0 makes the patch opt-in).
-RUNTIME_PATCH ?= 1
+# Builds use the stock Go runtime unless RUNTIME_PATCH asks for the one
+# change in deploy/build/runtime-overlay.sh (the poller's wake order):
+# RUNTIME_PATCH=1 applies it through a build overlay in GOFLAGS, tests' own
+# `go build`s included, where the stock runtime is shown to run ready
+# goroutines in reverse (elsewhere it says why and uses the stock runtime);
+# RUNTIME_PATCH=required stops instead. The binary's build information
+# records it (`go version -m bin/pingora-master` shows
+# `-tags=pingora_netpoll_fifo`). It is opt-in because `make bench-runtime`
+# shows it lowering p99 in every pair with a new connection per request but
+# not beyond the pairs' spread with keep-alive clients
+# (deploy/build/go-issue-netpoll-order.md has the figures).
+RUNTIME_PATCH ?= 0
 ifneq ($(filter 1 required,$(RUNTIME_PATCH)),)
 OVERLAY := $(shell RUNTIME_PATCH=$(RUNTIME_PATCH) deploy/build/runtime-overlay.sh $(CURDIR)/bin/.overlay)
 ifneq ($(.SHELLSTATUS),0)

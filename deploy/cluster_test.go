@@ -315,8 +315,14 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(all, "pingora:x:10001:10001:") || !strings.Contains(all, "pingora:x:10001:' >> /out/etc/group") {
 		t.Errorf("the image does not add user and group pingora to /etc/passwd and /etc/group")
 	}
-	if !strings.Contains(all, "ARG RUNTIME_PATCH=required") {
-		t.Errorf("the image build does not require the runtime patch (ARG RUNTIME_PATCH=required)")
+	// The image follows make build's default runtime, and a patched
+	// artifact checks its own wake order.
+	if !strings.Contains(all, "ARG RUNTIME_PATCH=0") {
+		t.Errorf("the image build does not default to make build's runtime (ARG RUNTIME_PATCH=0)")
+	}
+	if !strings.Contains(all, `if [ -n "$overlay" ] || [ "${RUNTIME_PATCH}" = required ]; then`) ||
+		!strings.Contains(all, "/out/usr/local/sbin/pingora-master -check-wake-order") {
+		t.Errorf("a patched image build does not check the artifact's wake order")
 	}
 	for _, p := range []string{"./cmd/pingora-master", "deploy/kubernetes/pingora.hcl", "deploy/build/runtime-overlay.sh"} {
 		if !strings.Contains(all, p) {

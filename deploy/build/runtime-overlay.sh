@@ -40,7 +40,7 @@
 #   (not Linux)  -           stock runtime, warning; RUNTIME_PATCH=required: exit 1
 #
 # RUNTIME_PATCH=0 prints nothing (the stock runtime, asked for);
-# RUNTIME_PATCH=required (release builds, the Dockerfile) turns each
+# RUNTIME_PATCH=required (a patched release build) turns each
 # warning into a failure, so a release never ships the reversed order
 # unnoticed after a Go upgrade. A stock runtime that is already in order
 # satisfies it.
