@@ -287,16 +287,8 @@ func (m *Master) publishAdmin() {
 		return
 	}
 	st := m.status()
-	am := admin.Master{
-		PID:        st.PID,
-		Started:    st.Started,
-		Binary:     st.Binary,
-		ConfigFile: st.Config,
-		Generation: st.Generation,
-		Workers:    st.Workers,
-		Config:     m.cfg,
-	}
-	m.adm.agg.SetMaster(am)
+	st.Config = m.cfg
+	m.adm.agg.SetMaster(*st)
 }
 
 // countReload, countUpgrade and countRestart feed the outcome counters.

@@ -50,7 +50,7 @@ func Control(opts Options, name string) int {
 		return 1
 	}
 	if resp.Status != nil {
-		resp.Status.Write(opts.stdout(), time.Now())
+		writeStatus(opts.stdout(), resp.Status, time.Now())
 	} else if resp.Message != "" {
 		fmt.Fprintln(opts.stdout(), resp.Message)
 	}

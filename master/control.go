@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+
+	"github.com/pingora-go/pingora/master/admin"
 )
 
 // Request is one control-socket request: a single JSON line.
@@ -23,10 +25,10 @@ type Request struct {
 // Response is the master's answer, one JSON line, sent once the outcome is
 // known (a reload: once the new generation serves or failed).
 type Response struct {
-	OK      bool    `json:"ok"`
-	Message string  `json:"message,omitempty"`
-	Error   string  `json:"error,omitempty"`
-	Status  *Status `json:"status,omitempty"`
+	OK      bool          `json:"ok"`
+	Message string        `json:"message,omitempty"`
+	Error   string        `json:"error,omitempty"`
+	Status  *admin.Master `json:"status,omitempty"`
 }
 
 var knownCommands = map[string]bool{

@@ -1,10 +1,10 @@
 package master
 
 import (
-	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -12,24 +12,6 @@ import (
 	"github.com/pingora-go/pingora/config"
 	"github.com/pingora-go/pingora/worker/wire"
 )
-
-// syncBuffer is a log sink the test reads while timers may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // supervised is a master holding one promoted generation with one slot,
 // whose worker is a real process (sleep) on a real control socket pair:
@@ -39,13 +21,24 @@ type supervised struct {
 	g    *generation
 	w    *worker
 	peer *wire.Conn // the worker's end
-	log  *syncBuffer
+	// logPath is the master's log: a file, which the test can read while
+	// timers write to it without a lock of its own.
+	logPath string
+}
+
+func (s *supervised) logged() string {
+	b, _ := os.ReadFile(s.logPath)
+	return string(b)
 }
 
 func newSupervised(t *testing.T, state workerState) *supervised {
 	t.Helper()
 	cfg := &config.Config{ReloadTimeout: time.Second, WorkerHeartbeatTimeout: 2 * time.Second}
-	out := &syncBuffer{}
+	out, err := os.Create(filepath.Join(t.TempDir(), "master.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
 	m := &Master{cfg: cfg, log: newLogger(config.Log{Level: "debug"}, out), events: make(chan func(), 16)}
 	g := &generation{id: 1, cfg: cfg, promoted: true}
 	g.slots = []*slot{{index: 0}}
@@ -71,7 +64,7 @@ func newSupervised(t *testing.T, state workerState) *supervised {
 	})
 	w := &worker{gen: g, slot: g.slots[0], pid: cmd.Process.Pid, cmd: cmd, ctl: ctl, state: state, started: time.Now()}
 	g.slots[0].w = w
-	return &supervised{m: m, g: g, w: w, peer: peer, log: out}
+	return &supervised{m: m, g: g, w: w, peer: peer, logPath: out.Name()}
 }
 
 // exitedBy waits for the worker process and returns the signal that ended
@@ -126,8 +119,8 @@ func TestHeartbeatMissedThenKilled(t *testing.T) {
 	if st := m.status(); st.Workers[0].State != stateNotResponding {
 		t.Errorf("status shows the worker as %q, want %q", st.Workers[0].State, stateNotResponding)
 	}
-	if !strings.Contains(s.log.String(), "worker missed a heartbeat") {
-		t.Errorf("no warning about the missed heartbeat in the log:\n%s", s.log)
+	if !strings.Contains(s.logged(), "worker missed a heartbeat") {
+		t.Errorf("no warning about the missed heartbeat in the log:\n%s", s.logged())
 	}
 
 	w.beatSent = time.Now().Add(-m.cfg.WorkerHeartbeatTimeout) // as if the timeout went by
@@ -135,8 +128,8 @@ func TestHeartbeatMissedThenKilled(t *testing.T) {
 	if sig := s.exitedBy(t); sig != syscall.SIGKILL {
 		t.Fatalf("worker unanswered for worker_heartbeat_timeout: ended by signal %v, want SIGKILL", sig)
 	}
-	if !strings.Contains(w.errMsg, "no answer to heartbeats") || !strings.Contains(s.log.String(), "worker not responding, killing it") {
-		t.Errorf("reason %q; log:\n%s", w.errMsg, s.log)
+	if !strings.Contains(w.errMsg, "no answer to heartbeats") || !strings.Contains(s.logged(), "worker not responding, killing it") {
+		t.Errorf("reason %q; log:\n%s", w.errMsg, s.logged())
 	}
 }
 

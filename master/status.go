@@ -9,27 +9,19 @@ import (
 	"github.com/pingora-go/pingora/master/admin"
 )
 
-// Status is what `-s status` reports.
-type Status struct {
-	PID        int            `json:"pid"`
-	Started    time.Time      `json:"started"`
-	Binary     string         `json:"binary"`
-	Config     string         `json:"config"`
-	Generation int            `json:"generation"`
-	Workers    []admin.Worker `json:"workers"`
-}
-
 // stateNotResponding is how `-s status` shows a ready worker that has
 // missed a heartbeat (see heartbeat.go).
 const stateNotResponding = "not-responding"
 
-func (m *Master) status() *Status {
-	st := &Status{
-		PID:     os.Getpid(),
-		Started: m.started,
-		Binary:  m.exe,
-		Config:  m.cfgPath,
-	}
+// status is what `-s status` reports (the /status page adds the workers'
+// samples to it).
+func (m *Master) status() *admin.Master {
+	st := &admin.Master{Process: admin.Process{
+		PID:        os.Getpid(),
+		Started:    m.started,
+		Binary:     m.exe,
+		ConfigFile: m.cfgPath,
+	}}
 	if m.gen != nil {
 		st.Generation = m.gen.id
 	}
@@ -60,7 +52,7 @@ func (m *Master) status() *Status {
 	return st
 }
 
-// Write prints the status in its stable text form (see doc-process.md):
+// writeStatus prints the status in its stable text form:
 //
 //	master pid: 1234
 //	uptime: 1h2m3s
@@ -68,8 +60,8 @@ func (m *Master) status() *Status {
 //	config: /etc/pingora/pingora.hcl
 //	generation: 3
 //	worker pid=1240 generation=3 state=ready uptime=5m2s restarts=0
-func (s *Status) Write(w io.Writer, now time.Time) {
-	cfg := s.Config
+func writeStatus(w io.Writer, s *admin.Master, now time.Time) {
+	cfg := s.ConfigFile
 	if cfg == "" {
 		cfg = "(embedded default)"
 	}

@@ -10,15 +10,17 @@ import (
 
 func TestStatusText(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	st := &Status{
-		PID: 10, Started: now.Add(-time.Hour - 2*time.Second), Binary: "/usr/sbin/pingora-master",
-		Generation: 3,
+	st := &admin.Master{
+		Process: admin.Process{
+			PID: 10, Started: now.Add(-time.Hour - 2*time.Second), Binary: "/usr/sbin/pingora-master",
+			Generation: 3,
+		},
 		Workers: []admin.Worker{
 			{PID: 11, Generation: 3, State: "ready", Started: now.Add(-5 * time.Second), Restarts: 1},
 		},
 	}
 	var b bytes.Buffer
-	st.Write(&b, now)
+	writeStatus(&b, st, now)
 	want := `master pid: 10
 uptime: 1h0m2s
 binary: /usr/sbin/pingora-master

@@ -76,8 +76,10 @@ var fixtureNames = NamesOf(fixtureConfig())
 
 func fixtureMaster(gen int, workers ...Worker) Master {
 	return Master{
-		PID: 4000, Started: t0, Binary: "/usr/local/sbin/pingora-master",
-		ConfigFile: "/etc/pingora/pingora.hcl", Generation: gen,
+		Process: Process{
+			PID: 4000, Started: t0, Binary: "/usr/local/sbin/pingora-master",
+			ConfigFile: "/etc/pingora/pingora.hcl", Generation: gen,
+		},
 		Workers: workers, Config: fixtureConfig(),
 	}
 }

@@ -6,16 +6,22 @@ import (
 	"github.com/pingora-go/pingora/config"
 )
 
-// Master is what the master knows about itself, handed over by SetMaster
-// after every change. Its fields mirror `-s status` (master.Status).
-type Master struct {
+// Process is the master process as `-s status` reports it; the /status
+// document starts with the same fields under the same JSON names.
+type Process struct {
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
 	Binary  string    `json:"binary"`
 	// ConfigFile is the config path; "" for the embedded default.
-	ConfigFile string   `json:"config"`
-	Generation int      `json:"generation"` // the generation serving
-	Workers    []Worker `json:"workers"`
+	ConfigFile string `json:"config"`
+	Generation int    `json:"generation"` // the generation serving
+}
+
+// Master is what the master knows about itself: what `-s status` answers,
+// and what SetMaster hands the aggregator after every change.
+type Master struct {
+	Process
+	Workers []Worker `json:"workers"`
 	// Config is the serving generation's config: the listeners, routes and
 	// upstreams the page and /status show come from it. nil shows none.
 	Config *config.Config `json:"-"`

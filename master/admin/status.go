@@ -5,17 +5,13 @@ import (
 	"time"
 )
 
-// Status is the /status document: everything `-s status` prints (the
-// first six fields, under the same JSON names as master.Status) plus
-// listeners, routes, upstream servers and traffic. The HTML page renders
-// the same value.
+// Status is the /status document: everything `-s status` prints (Process
+// and the workers, under the same JSON names as Master) plus listeners,
+// routes, upstream servers and traffic. The HTML page renders the same
+// value.
 type Status struct {
-	PID        int            `json:"pid"`
-	Started    time.Time      `json:"started"`
-	Binary     string         `json:"binary"`
-	Config     string         `json:"config"` // "" : the embedded default
-	Generation int            `json:"generation"`
-	Workers    []WorkerStatus `json:"workers"`
+	Process
+	Workers []WorkerStatus `json:"workers"`
 
 	Time          time.Time          `json:"time"` // when this status was taken
 	UptimeSeconds int64              `json:"uptime_seconds"`
@@ -130,11 +126,7 @@ func (a *Aggregator) Status(now time.Time) *Status {
 func (s *snapshot) status(now time.Time) *Status {
 	m := s.master
 	st := &Status{
-		PID:            m.PID,
-		Started:        m.Started,
-		Binary:         m.Binary,
-		Config:         m.ConfigFile,
-		Generation:     m.Generation,
+		Process:        m.Process,
 		Time:           now,
 		UptimeSeconds:  seconds(now, m.Started),
 		Reloads:        s.reloads,

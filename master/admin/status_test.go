@@ -74,7 +74,7 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.PID != 4000 || st.Generation != 2 || st.Binary != "/usr/local/sbin/pingora-master" ||
-		st.Config != "/etc/pingora/pingora.hcl" || !st.Started.Equal(t0) {
+		st.ConfigFile != "/etc/pingora/pingora.hcl" || !st.Started.Equal(t0) {
 		t.Errorf("master facts: %+v", st)
 	}
 	var pids []int
