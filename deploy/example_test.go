@@ -79,7 +79,7 @@ func TestProductionExampleServes(t *testing.T) {
 		}
 	})
 	if m.err != nil {
-		t.Errorf("master exit after -s quit: %v; output:\n%s", m.err, m.out.String())
+		t.Errorf("master exit after -s quit: %v; output:\n%s", m.err, m.output())
 	}
 	if _, err := os.Stat(cfg.PIDFile); !os.IsNotExist(err) {
 		t.Errorf("PID file %s still there after a graceful stop (%v)", cfg.PIDFile, err)

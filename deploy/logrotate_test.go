@@ -129,7 +129,7 @@ route "r" {
 	defer cancel()
 	lr, err := exec.CommandContext(ctx, logrotate, "-f", "-s", filepath.Join(dir, "state"), rotConf).CombinedOutput()
 	if err != nil {
-		t.Fatalf("logrotate -f: %v\n%s\nmaster output:\n%s", err, lr, m.out.String())
+		t.Fatalf("logrotate -f: %v\n%s\nmaster output:\n%s", err, lr, m.output())
 	}
 
 	rotated, _ := filepath.Glob(access + "-*")

@@ -1,12 +1,12 @@
 package deploy_test
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
-	"sync"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -15,10 +15,12 @@ import (
 // runningMaster is pingora-master started in the foreground by a test, as
 // systemd's ExecStart= or a container's entrypoint starts it.
 type runningMaster struct {
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-	err    error // Wait's result, once exited is closed
+	cmd *exec.Cmd
+	// outPath holds the process's stdout and stderr: the process writes
+	// the file itself, so the test reads it with no copying goroutine.
+	outPath string
+	exited  chan struct{}
+	err     error // Wait's result, once exited is closed
 }
 
 // startMaster starts the binary on conf and returns once GET probeURL
@@ -26,23 +28,28 @@ type runningMaster struct {
 // the test if it is not gone within 15s.
 func startMaster(t *testing.T, conf, probeURL string) *runningMaster {
 	t.Helper()
-	m := &runningMaster{out: &syncBuffer{}, exited: make(chan struct{})}
+	out, err := os.Create(filepath.Join(t.TempDir(), "master.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close() // the process has its own copy
+	m := &runningMaster{outPath: out.Name(), exited: make(chan struct{})}
 	m.cmd = exec.Command(binary(t), "-c", conf)
 	m.cmd.Env = testEnv()
-	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	m.cmd.Stdout, m.cmd.Stderr = out, out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { m.err = m.cmd.Wait(); close(m.exited) }()
 	t.Cleanup(func() {
 		if !m.stop() {
-			t.Errorf("master did not stop within 15s of SIGTERM; output:\n%s", m.out.String())
+			t.Errorf("master did not stop within 15s of SIGTERM; output:\n%s", m.output())
 		}
 	})
 	waitFor(t, 10*time.Second, "the master to serve "+probeURL, func() bool {
 		select {
 		case <-m.exited:
-			t.Fatalf("master exited: %v; output:\n%s", m.err, m.out.String())
+			t.Fatalf("master exited: %v; output:\n%s", m.err, m.output())
 		default:
 		}
 		status, _, _, err := get(probeURL, "")
@@ -118,21 +125,8 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer the process's output goroutines and the test
-// may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// output is what the master has written to stdout and stderr so far.
+func (m *runningMaster) output() string {
+	b, _ := os.ReadFile(m.outPath)
+	return string(b)
 }

@@ -53,14 +53,14 @@ func newBackend(t *testing.T) *backend {
 
 func (b *backend) addr() string { return b.Listener.Addr().String() }
 
-func checkedPool(t *testing.T, hc config.HealthCheck, addrs ...string) (*Pool, *syncBuffer) {
+func checkedPool(t *testing.T, hc config.HealthCheck, addrs ...string) (*Pool, func() string) {
 	t.Helper()
 	cfg := config.Upstream{Name: "app", HealthCheck: &hc}
 	for _, a := range addrs {
 		cfg.Servers = append(cfg.Servers, config.Server{Address: a})
 	}
-	logs := &syncBuffer{}
-	p, err := newPool(t, cfg, testLogger(logs))
+	log, logs := testLogger(t)
+	p, err := newPool(t, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestHealthTransitionsUpDownUp(t *testing.T) {
 		t.Fatal("not picked after recovery")
 	}
 
-	out := logs.String()
+	out := logs()
 	for _, want := range []string{
 		"[WARN]  health: server is down (active check): server=" + b.addr() + " upstream=app",
 		"unexpected status 503",
@@ -208,7 +208,7 @@ func TestHealthRefusedAndTimeout(t *testing.T) {
 	if p.Pick(nil, nil) != nil {
 		t.Fatal("picked a server with every server down")
 	}
-	out := logs.String()
+	out := logs()
 	if !strings.Contains(out, "connection refused") || !strings.Contains(out, "timeout") {
 		t.Fatalf("log does not say why:\n%s", out)
 	}

@@ -1,10 +1,10 @@
 package upstream
 
 import (
-	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -107,26 +107,21 @@ func server(t testing.TB, p *Pool, addr string) *Server {
 	return nil
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger(w *syncBuffer) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Output: w, Level: hclog.Debug})
+// testLogger logs at debug level to a file in the test's directory, and
+// returns a function that reads what was logged so far: a file needs no
+// lock of the test's while health checks write to it.
+func testLogger(t testing.TB) (hclog.Logger, func() string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "upstream.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	logged := func() string {
+		b, _ := os.ReadFile(f.Name())
+		return string(b)
+	}
+	return hclog.New(&hclog.LoggerOptions{Output: f, Level: hclog.Debug}), logged
 }
 
 // eventually polls cond every 5ms until it holds or d passes.

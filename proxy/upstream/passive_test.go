@@ -113,12 +113,12 @@ func TestPassiveDisabled(t *testing.T) {
 // the rotation and comes back by itself after fail_timeout; the marking is
 // logged with the upstream and server.
 func TestPassivePoolRecovers(t *testing.T) {
-	var logs syncBuffer
+	log, logs := testLogger(t)
 	cfg := config.Upstream{Name: "app", Servers: []config.Server{
 		{Address: "10.0.0.1:80", MaxFails: 1, FailTimeout: 150 * time.Millisecond},
 		{Address: "10.0.0.2:80", MaxFails: 1, FailTimeout: time.Hour},
 	}}
-	p, err := newPool(t, cfg, testLogger(&logs))
+	p, err := newPool(t, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestPassivePoolRecovers(t *testing.T) {
 			t.Fatalf("picked %s while a is marked", s.Addr)
 		}
 	}
-	if out := logs.String(); !strings.Contains(out, "temporarily disabled") ||
+	if out := logs(); !strings.Contains(out, "temporarily disabled") ||
 		!strings.Contains(out, "upstream=app") || !strings.Contains(out, "server=10.0.0.1:80") {
 		t.Fatalf("marking not logged with upstream and server:\n%s", out)
 	}
