@@ -136,7 +136,7 @@ func (a *rawAcceptor) accept() (net.Conn, error) {
 		syscall.Close(fd)
 		return nil, os.NewSyscallError("accept4", syscall.EBADF)
 	}
-	return &fileConn{File: f, remote: rawToAddrPort(&a.rsa)}, nil
+	return &fileConn{File: f, remote: rawToAddrPort(&a.rsa), fd: int32(fd)}, nil
 }
 
 // rawToAddrPort decodes an accepted peer address (IPv4 clients of a
@@ -168,6 +168,12 @@ func ntohs(p uint16) uint16 {
 type fileConn struct {
 	*os.File
 	remote netip.AddrPort
+	fd     int32 // the socket's descriptor (Fd would make it blocking)
+
+	// inLot: the socket is registered with the parking lot (armed or
+	// not); parked: its state while it is parked (see park.go).
+	inLot  bool
+	parked parkedState
 }
 
 func (c *fileConn) LocalAddr() net.Addr  { return &net.TCPAddr{} }

@@ -45,6 +45,10 @@ type clientConn struct {
 
 	up      atomic.Pointer[upConn] // upstream connection in use, for cut
 	cutDown atomic.Bool
+	// idleSince: when the connection began to wait for a request without
+	// its buffers (Unix nanoseconds), 0 when it is not waiting, or the
+	// sweeper's claim to park it (see park.go).
+	idleSince atomic.Int64
 
 	reqIDBuf [32]byte
 	pathBuf  []byte // the normalized path of a request that needs it, for routing
@@ -123,12 +127,7 @@ func (cc *clientConn) Write(b []byte) (int, error) {
 // newClientConn registers an accepted connection; nil when the proxy is
 // already closing (the connection is then closed).
 func (p *Proxy) newClientConn(ls *listenerState, c net.Conn) *clientConn {
-	cc, _ := p.ccPool.Get().(*clientConn)
-	if cc == nil {
-		cc = &clientConn{p: p, io: &sockIO{}}
-		cc.req.headers = make([]header, 0, 32)
-		cc.resp.headers = make([]header, 0, 32)
-	}
+	cc := p.getClientConn()
 	cc.reset(ls, c)
 	if fc, ok := c.(*fileConn); ok {
 		a := fc.remoteAddrPort()
@@ -154,6 +153,17 @@ func (p *Proxy) newClientConn(ls *listenerState, c net.Conn) *clientConn {
 	return cc
 }
 
+// getClientConn takes a clientConn from the pool, or makes one.
+func (p *Proxy) getClientConn() *clientConn {
+	cc, _ := p.ccPool.Get().(*clientConn)
+	if cc == nil {
+		cc = &clientConn{p: p, io: &sockIO{}}
+		cc.req.headers = make([]header, 0, 32)
+		cc.resp.headers = make([]header, 0, 32)
+	}
+	return cc
+}
+
 // reset readies a pooled clientConn for a new connection, keeping the
 // capacity of its buffers.
 func (cc *clientConn) reset(ls *listenerState, c net.Conn) {
@@ -162,6 +172,7 @@ func (cc *clientConn) reset(ls *listenerState, c net.Conn) {
 	cc.rdl, cc.wdl = time.Time{}, time.Time{}
 	cc.up.Store(nil)
 	cc.cutDown.Store(false)
+	cc.idleSince.Store(0)
 	cc.io.reset(c)
 }
 
@@ -185,15 +196,18 @@ func (cc *clientConn) setUpstream(uc *upConn) bool {
 	return true
 }
 
-// serve runs the connection's requests one after the other.
+// serve runs the connection's requests one after the other, until the
+// connection ends or parks (see park.go).
 func (cc *clientConn) serve() {
-	p := cc.p
 	ls := &cc.ls.cfg
-	cc.br = cc.ls.readers.getReader(cc.io)
-	cc.bw = p.clientWriters.getWriter(cc)
+	cc.takeBuffers()
 	cc.now = time.Now()
-	linger := false
-	defer func() { cc.finish(linger) }()
+	linger, parked := false, false
+	defer func() {
+		if !parked {
+			cc.finish(linger)
+		}
+	}()
 	for {
 		if cc.small != nil && cc.br.Buffered() == 0 {
 			cc.shrinkReader()
@@ -203,6 +217,10 @@ func (cc *clientConn) serve() {
 			wait = ls.ClientHeaderTimeout
 		}
 		setDeadlines(cc.c, &cc.rdl, &cc.wdl, cc.now.Add(wait), wait)
+		if cc.br.Buffered() == 0 && !cc.awaitRequest() {
+			parked = true
+			return
+		}
 		head, st := cc.readHead()
 		if head == nil {
 			if st != 0 {
@@ -226,7 +244,9 @@ func (cc *clientConn) serve() {
 
 // finish closes the connection and gives its buffers back.
 func (cc *clientConn) finish(linger bool) {
-	cc.bw.Flush()
+	if cc.bw != nil {
+		cc.bw.Flush()
+	}
 	if linger && !cc.cutDown.Load() {
 		lingerClose(cc.c)
 	}
@@ -234,19 +254,15 @@ func (cc *clientConn) finish(linger bool) {
 	if cc.small != nil {
 		cc.shrinkReader()
 	}
-	cc.ls.readers.putReader(cc.br)
-	cc.p.clientWriters.putWriter(cc.bw)
-	cc.br, cc.bw = nil, nil
+	if cc.br != nil {
+		cc.releaseBuffers()
+	}
 	p := cc.p
 	p.stats.active.Add(-1)
 	cc.ls.connDone()
 	p.mu.Lock()
 	delete(p.conns, cc)
-	if p.waitIdle && !p.idleClosed && len(p.conns) == 0 {
-		p.waitIdle = false
-		p.idleClosed = true
-		close(p.idle)
-	}
+	p.noteConnGone()
 	p.mu.Unlock()
 	cc.c = nil
 	cc.io.reset(nil)

@@ -49,7 +49,8 @@ type Proxy struct {
 	idle       chan struct{} // closed when draining and no connection is left
 	mu         sync.Mutex
 	lns        []net.Listener
-	conns      map[*clientConn]struct{}
+	conns      map[*clientConn]struct{} // connections on a goroutine
+	lot        *parkingLot              // idle connections without one; nil: none (park.go)
 	acceptors  []*rawAcceptor
 	ccPool     sync.Pool        // *clientConn, buffers and all
 	tunnelBufs sync.Pool        // *[]byte copy buffers of tunnels (tunnel.go)
@@ -84,6 +85,8 @@ type listenerState struct {
 	// slot, waking the accept loop.
 	conns atomic.Int64
 	slot  chan struct{}
+
+	parked parkedList // under Proxy.mu
 }
 
 // Buffer sizes. The client read buffer must hold a whole request head;
@@ -200,6 +203,7 @@ func (p *Proxy) Serve(listeners map[string]net.Listener) error {
 		}
 	}
 	p.closer.open()
+	p.openParkingLot()
 	// The raw acceptors are set up before Ready, so that a ready proxy
 	// holds exactly its duplicates of the listening sockets (acceptorFor
 	// closes the listener's own descriptor).
@@ -386,7 +390,7 @@ func (p *Proxy) Drain(deadline time.Time) {
 func (p *Proxy) drainWait(deadline time.Time) {
 	p.acceptWG.Wait() // no connection can be added after this
 	p.mu.Lock()
-	if len(p.conns) == 0 {
+	if p.connCount() == 0 {
 		p.mu.Unlock()
 		p.finish()
 		return
@@ -400,7 +404,7 @@ func (p *Proxy) drainWait(deadline time.Time) {
 		p.log.Info("drained: no connection left")
 	case <-t.C:
 		p.mu.Lock()
-		n := len(p.conns)
+		n := p.connCount()
 		p.mu.Unlock()
 		p.log.Warn("drain deadline reached; cutting connections", "connections", n)
 		p.cutAll()
@@ -420,7 +424,7 @@ func (p *Proxy) Close() error {
 		// The cut connections fail fast: give them a moment to write
 		// their access log lines (a client may already have its answer).
 		p.mu.Lock()
-		if len(p.conns) > 0 && !p.idleClosed {
+		if p.connCount() > 0 && !p.idleClosed {
 			p.waitIdle = true
 		}
 		wait := p.waitIdle
@@ -482,10 +486,31 @@ func (p *Proxy) closeListeners() {
 // cutAll closes every client connection and the upstream connection it is
 // using; their goroutines then fail fast and clean up.
 func (p *Proxy) cutAll() {
+	p.cutParked()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for cc := range p.conns {
 		cc.cut()
+	}
+}
+
+// connCount is how many client connections there are, parked or not.
+// Called with p.mu held.
+func (p *Proxy) connCount() int {
+	n := len(p.conns)
+	if p.lot != nil {
+		n += len(p.lot.byFD)
+	}
+	return n
+}
+
+// noteConnGone closes idle when a drain waits for the last connection and
+// it is gone. Called with p.mu held.
+func (p *Proxy) noteConnGone() {
+	if p.waitIdle && !p.idleClosed && p.connCount() == 0 {
+		p.waitIdle = false
+		p.idleClosed = true
+		close(p.idle)
 	}
 }
 
@@ -497,6 +522,7 @@ func (p *Proxy) finish() {
 		p.cancel()
 		p.closeIdleUpstreams()
 		p.closeUpstreams()
+		p.closeParkingLot()
 		p.closer.shut()
 		if a := p.alog.Load(); a != nil {
 			a.close()

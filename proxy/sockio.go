@@ -36,6 +36,13 @@ type sockIO struct {
 	noDelayDue bool
 	sent       bool
 
+	// probe: a read that would block returns errWouldBlock instead of
+	// waiting (awaitRequest); wouldBlock: this one did.
+	probe, wouldBlock bool
+	// waited: waitReadable's function has been called once.
+	waited bool
+	waitFn func(fd uintptr) bool
+
 	// finNext: the next Write is the connection's last. Its data goes
 	// out with MSG_MORE and the sending side is shut down right after
 	// it, so the FIN rides on the final data segment instead of a
@@ -64,6 +71,7 @@ func (s *sockIO) reset(c net.Conn) {
 			if s.rfn == nil {
 				s.rfn = s.readFD
 				s.wfn = s.writeFD
+				s.waitFn = s.waitRead
 			}
 		}
 	}
@@ -79,11 +87,34 @@ func (s *sockIO) readFD(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if s.probe {
+				s.wouldBlock = true
+				return true
+			}
 			return false
 		}
 		s.rerr = e
 		return true
 	}
+}
+
+// waitRead is called by RawConn.Read first to decide whether to wait,
+// then after each wake-up: it waits once, whatever the wake-up was (data,
+// an end, or a deadline, which RawConn reports itself).
+func (s *sockIO) waitRead(uintptr) bool {
+	if !s.waited {
+		s.waited = true
+		return false
+	}
+	return true
+}
+
+// waitReadable waits, without reading, until the socket is readable (or
+// its read deadline passes), right after a read found nothing: from then
+// on anything that arrives wakes the poller.
+func (s *sockIO) waitReadable() error {
+	s.waited = false
+	return s.raw.Read(s.waitFn)
 }
 
 func (s *sockIO) writeFD(fd uintptr) bool {
@@ -138,6 +169,10 @@ func (s *sockIO) Read(p []byte) (int, error) {
 	s.rp = nil
 	if err != nil {
 		return 0, err
+	}
+	if s.wouldBlock {
+		s.wouldBlock = false
+		return 0, errWouldBlock
 	}
 	if s.rerr != 0 {
 		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", s.rerr)}

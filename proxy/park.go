@@ -1,0 +1,460 @@
+package proxy
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// This file keeps idle client connections without a goroutine or a
+// buffer of their own, so that an idle keep-alive connection costs the
+// worker a few hundred bytes (nginx: under 1 kB) rather than a goroutine
+// stack, a clientConn and its read and write buffers (about 29 kB).
+//
+// It happens in two steps. A connection waiting for its next request
+// first gives its buffers back to their pools the moment a read finds
+// nothing (awaitRequest): the read that would block is the one the proxy
+// makes anyway, so this costs no system call, only two pool round trips
+// per request. Its goroutine then waits in Go's poller. Once it has waited
+// parkAfter, the sweeper asks it to park: the goroutine registers the
+// socket with the proxy's parking lot (an epoll instance of its own,
+// EPOLLONESHOT), gives its clientConn back to the pool and goes on to
+// serve other connections or exits. When the socket becomes readable (a
+// request, the client's FIN, a reset), the lot's loop takes a clientConn
+// from the pool and hands the connection to a goroutine, which carries on
+// as if it had waited itself. The keep-alive timeout of a parked
+// connection is kept by the sweeper.
+//
+// Parking is not free (an epoll_ctl, a wake-up through the lot's loop and
+// a goroutine hand-off, a few microseconds), which is why only
+// connections idle for parkAfter park: a busy keep-alive connection never
+// does, and a slow one pays it at most once per request.
+
+const (
+	// parkAfter is how long a connection waits for a request on its own
+	// goroutine before it parks.
+	parkAfter = 200 * time.Millisecond
+	// sweepEvery is how often the sweeper looks for connections to park
+	// and parked ones whose keep-alive time is over.
+	sweepEvery = 100 * time.Millisecond
+)
+
+// The states of clientConn.idleSince besides "waiting since" (a positive
+// Unix time in nanoseconds) and 0 (not waiting).
+const (
+	// idleParkAsked: the sweeper has claimed the waiting connection and is
+	// about to wake it by moving its read deadline into the past.
+	idleParkAsked = -1
+	// idleParkSet: the deadline is set; the connection's goroutine may go on.
+	idleParkSet = -2
+)
+
+// parkedState is what a parked connection keeps of its clientConn.
+type parkedState struct {
+	ls         *listenerState
+	deadline   time.Time // the keep-alive (or first-request) deadline
+	nreq       int
+	noDelayDue bool
+	sent       bool
+	// prev and next link the listener's parked connections in the order
+	// they parked, which is the order their deadlines come due in.
+	prev, next *fileConn
+}
+
+// parkedList is a listener's parked connections, oldest first.
+type parkedList struct{ head, tail *fileConn }
+
+func (l *parkedList) push(fc *fileConn) {
+	fc.parked.prev, fc.parked.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.parked.next = fc
+	} else {
+		l.head = fc
+	}
+	l.tail = fc
+}
+
+func (l *parkedList) remove(fc *fileConn) {
+	if fc.parked.prev != nil {
+		fc.parked.prev.parked.next = fc.parked.next
+	} else {
+		l.head = fc.parked.next
+	}
+	if fc.parked.next != nil {
+		fc.parked.next.parked.prev = fc.parked.prev
+	} else {
+		l.tail = fc.parked.prev
+	}
+	fc.parked.prev, fc.parked.next = nil, nil
+}
+
+// parkingLot is the epoll instance parked connections wait in, itself
+// waited on through Go's poller (an epoll descriptor is readable while
+// it has events), so no thread blocks in epoll_wait.
+type parkingLot struct {
+	ep     *os.File
+	epfd   int
+	raw    syscall.RawConn
+	byFD   map[int32]*fileConn // under Proxy.mu
+	events []syscall.EpollEvent
+	n      int
+	waitFn func(fd uintptr) bool
+	woken  []*clientConn // resumeParked's scratch
+}
+
+func newParkingLot() (*parkingLot, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile registers it with the poller.
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(fd), "parking-lot")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	lot := &parkingLot{ep: f, epfd: fd, raw: raw, byFD: map[int32]*fileConn{}, events: make([]syscall.EpollEvent, 256)}
+	lot.waitFn = lot.collect
+	return lot, nil
+}
+
+// collect takes the ready events, if any, without blocking.
+func (lot *parkingLot) collect(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&lot.events[0])),
+			uintptr(len(lot.events)), 0, 0, 0)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e != 0:
+			lot.n = 0
+			return true // a broken epoll descriptor: the loop ends on the next wait
+		case n == 0:
+			return false
+		}
+		lot.n = int(n)
+		return true
+	}
+}
+
+// arm makes the lot report the connection's next readiness, once.
+func (lot *parkingLot) arm(fc *fileConn) error {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: fc.fd}
+	op := syscall.EPOLL_CTL_MOD
+	if !fc.inLot {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	for {
+		// Raw: epoll_ctl does not block.
+		_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(lot.epfd), uintptr(op), uintptr(fc.fd),
+			uintptr(unsafe.Pointer(&ev)), 0, 0)
+		switch {
+		case e == 0:
+			fc.inLot = true
+			return nil
+		case e == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
+			op = syscall.EPOLL_CTL_ADD
+		case e == syscall.EEXIST && op == syscall.EPOLL_CTL_ADD:
+			op = syscall.EPOLL_CTL_MOD
+		default:
+			return os.NewSyscallError("epoll_ctl", e)
+		}
+	}
+}
+
+// openParkingLot starts parking, or leaves connections on their
+// goroutines (as before) when the lot cannot be made.
+func (p *Proxy) openParkingLot() {
+	lot, err := newParkingLot()
+	if err != nil {
+		p.log.Warn("idle connections keep their goroutines: no parking lot", "error", err)
+		return
+	}
+	p.mu.Lock()
+	p.lot = lot
+	p.mu.Unlock()
+	go p.parkLoop(lot)
+	go p.sweepIdle(lot)
+}
+
+// closeParkingLot closes the lot's epoll instance (its loop then ends).
+// Parked connections must be gone (cutAll) or left to the process's exit.
+func (p *Proxy) closeParkingLot() {
+	p.mu.Lock()
+	lot := p.lot
+	p.mu.Unlock()
+	if lot != nil {
+		lot.ep.Close()
+	}
+}
+
+// awaitRequest waits for the next request when the read buffer is empty,
+// without holding the read and write buffers while nothing comes (see the
+// top of this file). It reports false when the connection has parked:
+// it belongs to the parking lot now, and the caller must not touch it.
+// Otherwise the buffers are back and readHead reads the request (or
+// meets the error or timeout that ended the wait, as before).
+func (cc *clientConn) awaitRequest() (stillMine bool) {
+	if cc.io.raw == nil {
+		return true
+	}
+	cc.io.probe = true
+	_, err := cc.br.Peek(1)
+	cc.io.probe = false
+	if err != errWouldBlock {
+		return true // a request, or an end readHead meets again
+	}
+	if cc.bw.Buffered() > 0 && cc.bw.Flush() != nil {
+		return true // readHead fails next; finish closes
+	}
+	cc.releaseBuffers()
+	start := time.Now().UnixNano()
+	cc.idleSince.Store(start)
+	err = cc.io.waitReadable()
+	if !cc.idleSince.CompareAndSwap(start, 0) {
+		// The sweeper asked this connection to park, and is moving or
+		// has moved its read deadline into the past.
+		for cc.idleSince.Load() != idleParkSet {
+			runtime.Gosched()
+		}
+		cc.idleSince.Store(0)
+		if (err == nil || isTimeout(err)) && cc.park() {
+			return false
+		}
+		// Parking was refused (the proxy is closing): the connection
+		// ends as a timed-out idle one.
+		cc.rdl = aLongTimeAgo
+	}
+	cc.takeBuffers()
+	return true
+}
+
+func (cc *clientConn) takeBuffers() {
+	cc.br = cc.ls.readers.getReader(cc.io)
+	cc.bw = cc.p.clientWriters.getWriter(cc)
+}
+
+func (cc *clientConn) releaseBuffers() {
+	cc.ls.readers.putReader(cc.br)
+	cc.p.clientWriters.putWriter(cc.bw)
+	cc.br, cc.bw = nil, nil
+}
+
+// park hands the waiting connection, whose buffers are already back in
+// their pools, to the parking lot and its clientConn back to the pool.
+func (cc *clientConn) park() bool {
+	p := cc.p
+	fc, ok := cc.c.(*fileConn)
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	lot := p.lot
+	if lot == nil || p.closing.Load() {
+		p.mu.Unlock()
+		return false
+	}
+	fc.parked = parkedState{
+		ls:         cc.ls,
+		deadline:   cc.rdl,
+		nreq:       cc.nreq,
+		noDelayDue: cc.io.noDelayDue,
+		sent:       cc.io.sent,
+	}
+	delete(p.conns, cc)
+	lot.byFD[fc.fd] = fc
+	cc.ls.parked.push(fc)
+	p.mu.Unlock()
+
+	cc.c = nil
+	cc.io.reset(nil)
+	p.ccPool.Put(cc)
+	// From here on the lot's loop may resume the connection at any time.
+	if err := lot.arm(fc); err != nil {
+		p.log.Warn("cannot park an idle connection; closing it", "error", err)
+		if p.unpark(lot, fc) {
+			p.closeParked(fc)
+		}
+	}
+	return true
+}
+
+// unpark takes fc out of the lot; false if something else did first.
+// Called with p.mu not held.
+func (p *Proxy) unpark(lot *parkingLot, fc *fileConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.unparkLocked(lot, fc)
+}
+
+func (p *Proxy) unparkLocked(lot *parkingLot, fc *fileConn) bool {
+	if lot.byFD[fc.fd] != fc {
+		return false
+	}
+	delete(lot.byFD, fc.fd)
+	fc.parked.ls.parked.remove(fc)
+	return true
+}
+
+// closeParked closes a connection taken out of the lot.
+func (p *Proxy) closeParked(fc *fileConn) {
+	ls := fc.parked.ls
+	fc.parked = parkedState{}
+	p.closer.close(fc)
+	p.stats.active.Add(-1)
+	ls.connDone()
+	p.mu.Lock()
+	p.noteConnGone()
+	p.mu.Unlock()
+}
+
+// parkLoop resumes parked connections as they become readable.
+func (p *Proxy) parkLoop(lot *parkingLot) {
+	for {
+		if err := lot.raw.Read(lot.waitFn); err != nil {
+			return // the lot was closed
+		}
+		if lot.n == 0 {
+			if p.closing.Load() {
+				return
+			}
+			continue
+		}
+		p.resumeParked(lot)
+	}
+}
+
+// resumeParked gives each connection with an event a clientConn and a
+// goroutine. An event may be stale (its connection was closed and its
+// descriptor number reused by one that parked since): that connection is
+// then resumed early, finds nothing to read and waits again.
+func (p *Proxy) resumeParked(lot *parkingLot) {
+	woken := lot.woken[:0]
+	var refused []*fileConn
+	p.mu.Lock()
+	for _, ev := range lot.events[:lot.n] {
+		fc := lot.byFD[ev.Fd]
+		if fc == nil || !p.unparkLocked(lot, fc) {
+			continue
+		}
+		if p.closing.Load() {
+			refused = append(refused, fc)
+			continue
+		}
+		cc := p.getClientConn()
+		cc.resume(fc)
+		p.conns[cc] = struct{}{}
+		woken = append(woken, cc)
+	}
+	p.mu.Unlock()
+	for _, fc := range refused {
+		p.closeParked(fc)
+	}
+	for i, cc := range woken {
+		select {
+		case p.handoff <- cc:
+		default:
+			go p.serveConns(cc)
+		}
+		woken[i] = nil
+	}
+	lot.woken = woken[:0]
+}
+
+// resume readies a pooled clientConn for a connection coming back from
+// the lot, as it was when it parked.
+func (cc *clientConn) resume(fc *fileConn) {
+	st := fc.parked
+	fc.parked = parkedState{}
+	cc.reset(st.ls, fc)
+	cc.nreq = st.nreq
+	cc.io.noDelayDue, cc.io.sent = st.noDelayDue, st.sent
+	cc.remote = fc.remote.AppendTo(cc.remote[:0])
+	cc.ip = fc.remote.Addr().AppendTo(cc.ip[:0])
+}
+
+// sweepIdle asks connections idle for parkAfter to park and closes
+// parked ones whose time is over.
+func (p *Proxy) sweepIdle(lot *parkingLot) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	var asked []*clientConn
+	var expired []*fileConn
+	for {
+		select {
+		case now := <-t.C:
+			asked, expired = p.sweep(lot, now, asked[:0], expired[:0])
+		case <-p.stopped:
+			return
+		}
+	}
+}
+
+// aLongTimeAgo is a read deadline that has passed: setting it wakes a
+// goroutine waiting to read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (p *Proxy) sweep(lot *parkingLot, now time.Time, asked []*clientConn, expired []*fileConn) ([]*clientConn, []*fileConn) {
+	cutoff := now.Add(-parkAfter).UnixNano()
+	p.mu.Lock()
+	for cc := range p.conns {
+		if s := cc.idleSince.Load(); s > 0 && s <= cutoff && cc.idleSince.CompareAndSwap(s, idleParkAsked) {
+			asked = append(asked, cc)
+		}
+	}
+	for _, ls := range p.listeners {
+		for fc := ls.parked.head; fc != nil && !fc.parked.deadline.After(now); fc = ls.parked.head {
+			if !p.unparkLocked(lot, fc) {
+				ls.parked.remove(fc) // not in the lot: cannot happen, but never loop
+				continue
+			}
+			expired = append(expired, fc)
+		}
+	}
+	p.mu.Unlock()
+	// The claimed connections' goroutines wait for idleParkSet, so each
+	// cc and its connection stay as they are meanwhile.
+	for i, cc := range asked {
+		cc.c.SetReadDeadline(aLongTimeAgo)
+		cc.idleSince.Store(idleParkSet)
+		asked[i] = nil
+	}
+	for i, fc := range expired {
+		p.closeParked(fc)
+		expired[i] = nil
+	}
+	return asked, expired
+}
+
+// cutParked closes every parked connection (Close, the drain deadline).
+func (p *Proxy) cutParked() {
+	p.mu.Lock()
+	lot := p.lot
+	if lot == nil {
+		p.mu.Unlock()
+		return
+	}
+	var all []*fileConn
+	for _, fc := range lot.byFD {
+		all = append(all, fc)
+	}
+	for _, fc := range all {
+		p.unparkLocked(lot, fc)
+	}
+	p.mu.Unlock()
+	for _, fc := range all {
+		p.closeParked(fc)
+	}
+}
+
+// errWouldBlock is what a probing read (sockIO.probe) returns instead of
+// waiting.
+var errWouldBlock = errors.New("read would block")
