@@ -39,16 +39,16 @@ route "all" { upstream = "app" }
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := be.hits()
-			rc := dialRaw(t, rp.Addr("pub"))
-			rc.send(tc.req)
-			resp, body, err := rc.read("POST")
+			rc := proxy.DialRaw(t, rp.Addr("pub"))
+			rc.Send(tc.req)
+			resp, body, err := rc.Read("POST")
 			if err != nil {
 				t.Fatalf("no complete response: %v", err)
 			}
 			if resp.StatusCode != 400 {
 				t.Errorf("status %d %q, want 400", resp.StatusCode, clip(body))
 			}
-			if closed, extra := rc.closedWithin(3 * time.Second); !closed {
+			if closed, extra := rc.ClosedWithin(3 * time.Second); !closed {
 				t.Errorf("connection left open after the 400")
 			} else if extra != "" {
 				t.Errorf("more bytes after the 400 (a second request was served?): %q", extra)
