@@ -63,6 +63,12 @@ func TestE2EExpectContinue(t *testing.T) {
 	if resp.StatusCode != 200 || body != "payload" {
 		t.Errorf("after 100 Continue: status %d body %q, want 200 payload", resp.StatusCode, clip(body))
 	}
+	// The proxy answered the expectation itself: it is not passed on.
+	if reqs := be.requests(); len(reqs) != 1 {
+		t.Errorf("the backend got %d requests, want 1", len(reqs))
+	} else if expect := reqs[0].Header.Get("Expect"); expect != "" {
+		t.Errorf("the backend got Expect %q; the proxy must not pass it on", expect)
+	}
 }
 
 // TestE2EKeepaliveRequests: after keepalive_requests requests on one

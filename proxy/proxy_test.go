@@ -150,38 +150,6 @@ func TestRouteMatchUnit(t *testing.T) {
 	}
 }
 
-// TestSmuggling: each ambiguous request gets 400 with Connection: close,
-// the connection is closed, and the backend never sees it.
-func TestSmuggling(t *testing.T) {
-	be := newBackend(t, nil)
-	r := Start(t, testConfig(be.addr()), Options{})
-	cases := map[string]string{
-		"CL+TE":       "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-		"CL differ":   "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
-		"bad chunk":   "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-		"chunk space": "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n",
-		"obs-fold":    "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n",
-		"TE xchunked": "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
-		"1.0 TE":      "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-		"space colon": "GET / HTTP/1.1\r\nHost: h\r\nContent-Length : 5\r\n\r\n",
-		"bare CR":     "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",
-		"bare LF":     "GET / HTTP/1.1\nHost: h\n\n",
-	}
-	for name, raw := range cases {
-		c := DialRaw(t, r.Addr("public"))
-		resp, _ := c.Do(raw)
-		if resp.StatusCode != 400 || !resp.Close {
-			t.Errorf("%s: %d close=%v", name, resp.StatusCode, resp.Close)
-		}
-		if !c.Closed() {
-			t.Errorf("%s: connection left open", name)
-		}
-	}
-	if n := len(be.requests()); n != 0 {
-		t.Fatalf("backend saw %d smuggling requests", n)
-	}
-}
-
 func TestChunkedRequestBody(t *testing.T) {
 	be := newBackend(t, nil)
 	r := Start(t, testConfig(be.addr()), Options{})
@@ -393,27 +361,6 @@ func TestStalePooledConnPOST(t *testing.T) {
 			t.Fatalf("POST %d: %d %q", i, resp.StatusCode, body)
 		}
 		time.Sleep(60 * time.Millisecond) // the server has closed the pooled conn
-	}
-}
-
-func TestExpectContinue(t *testing.T) {
-	be := newBackend(t, nil)
-	r := Start(t, testConfig(be.addr()), Options{})
-	c := DialRaw(t, r.Addr("public"))
-	c.Send("PUT /u HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-	line, err := c.BR.ReadString('\n')
-	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("%q %v", line, err)
-	}
-	c.BR.ReadString('\n')
-	c.Send("hello")
-	resp, _ := c.MustRead("PUT")
-	if resp.StatusCode != 200 {
-		t.Fatal(resp.StatusCode)
-	}
-	got := be.requests()[0]
-	if got.Body != "hello" || got.Header.Get("Expect") != "" {
-		t.Fatalf("body %q expect %q", got.Body, got.Header.Get("Expect"))
 	}
 }
 
