@@ -137,8 +137,8 @@ func TestE2EClientBodyTimeout(t *testing.T) {
 	if elapsed < 350*time.Millisecond {
 		t.Errorf("stalled body cut after %v, before the 400ms client_body_timeout", elapsed)
 	}
-	if extra != "" && !strings.HasPrefix(extra, "HTTP/1.1 4") && !strings.HasPrefix(extra, "HTTP/1.1 5") {
-		t.Errorf("stalled body answered with %q, want nothing or an error status", extra)
+	if !strings.HasPrefix(extra, "HTTP/1.1 408 ") {
+		t.Errorf("stalled body answered with %q, want 408 Request Timeout", extra)
 	}
 }
 
@@ -169,8 +169,8 @@ func TestE2EKeepaliveIdleTimeout(t *testing.T) {
 	if extra != "" {
 		t.Errorf("idle connection got unsolicited bytes %q", extra)
 	}
-	if d := time.Since(idleSince); d < 350*time.Millisecond {
-		t.Errorf("idle connection closed after %v, before keepalive_timeout 400ms", d)
+	if d := time.Since(idleSince); d < 350*time.Millisecond || d > 2*time.Second {
+		t.Errorf("idle connection closed after %v, want about keepalive_timeout 400ms", d)
 	}
 }
 
