@@ -66,8 +66,8 @@ func blockingListenerChild(t *testing.T) {
 	<-p.Ready()
 	defer p.Close()
 
-	keep := dial(t, addr)
-	if resp, _ := keep.do(get("/before")); resp.StatusCode != 200 {
+	keep := DialRaw(t, addr)
+	if resp, _ := keep.Do(get("/before")); resp.StatusCode != 200 {
 		t.Fatalf("before: status %d", resp.StatusCode)
 	}
 	if err := syscall.SetNonblock(dup, false); err != nil {
@@ -75,13 +75,13 @@ func blockingListenerChild(t *testing.T) {
 	}
 	// The accept loop finds this connection, then waits on an empty queue
 	// of a blocking socket.
-	if resp, _ := dial(t, addr).do(get("/new")); resp.StatusCode != 200 {
+	if resp, _ := DialRaw(t, addr).Do(get("/new")); resp.StatusCode != 200 {
 		t.Fatalf("new connection: status %d", resp.StatusCode)
 	}
-	if resp, _ := keep.do(get("/again")); resp.StatusCode != 200 {
+	if resp, _ := keep.Do(get("/again")); resp.StatusCode != 200 {
 		t.Fatalf("keep-alive connection: status %d", resp.StatusCode)
 	}
-	if resp, _ := dial(t, addr).do(get("/newer")); resp.StatusCode != 200 {
+	if resp, _ := DialRaw(t, addr).Do(get("/newer")); resp.StatusCode != 200 {
 		t.Fatalf("second new connection: status %d", resp.StatusCode)
 	}
 	t.Log("served after the listener turned blocking")

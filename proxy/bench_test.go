@@ -124,8 +124,8 @@ func BenchmarkProxyKeepAlive(b *testing.B) {
 	addr := rawHTTPBackend(b, "HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"+body)
 	cfg := testConfig(addr)
 	cfg.Routes[0].ResponseHeaders = map[string]string{"X-Served-By": "pingora"}
-	r := start(b, cfg, Options{})
-	c, err := net.Dial("tcp", r.addr)
+	r := Start(b, cfg, Options{})
+	c, err := net.Dial("tcp", r.Addr("public"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -157,12 +157,12 @@ func BenchmarkProxyNewConn(b *testing.B) {
 	addr := rawHTTPBackend(b, "HTTP/1.1 200 OK\r\nServer: raw\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"+body)
 	cfg := testConfig(addr)
 	cfg.Routes[0].ResponseHeaders = map[string]string{"X-Served-By": "pingora"}
-	r := start(b, cfg, Options{})
+	r := Start(b, cfg, Options{})
 	req := []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
 	buf := make([]byte, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		c, err := net.Dial("tcp", r.addr)
+		c, err := net.Dial("tcp", r.Addr("public"))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -32,10 +32,10 @@ func TestDrainClosesPooledUpstreamConns(t *testing.T) {
 	}
 	be.Start()
 	t.Cleanup(be.Close)
-	r := start(t, testConfig(strings.TrimPrefix(be.URL, "http://")), Options{})
+	r := Start(t, testConfig(strings.TrimPrefix(be.URL, "http://")), Options{})
 
-	c := dial(t, r.addr)
-	if resp, _ := c.do(get("/")); resp.StatusCode != 200 {
+	c := DialRaw(t, r.Addr("public"))
+	if resp, _ := c.Do(get("/")); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	if open.Load() != 1 {
@@ -43,17 +43,13 @@ func TestDrainClosesPooledUpstreamConns(t *testing.T) {
 	}
 	// The client stays connected (idle keep-alive), so the drain goes on;
 	// the pooled upstream connection must not wait for it.
-	r.p.Drain(time.Now().Add(time.Minute))
-	waitFor(t, func() bool { return open.Load() == 0 })
-	select {
-	case <-r.done:
+	r.P.Drain(time.Now().Add(time.Minute))
+	WaitFor(t, 5*time.Second, "the pooled upstream connection closed", func() bool { return open.Load() == 0 })
+	if r.Served(0) {
 		t.Fatal("Serve returned with a client connection still open")
-	default:
 	}
-	c.c.Close()
-	select {
-	case <-r.done:
-	case <-time.After(5 * time.Second):
+	c.Conn.Close()
+	if !r.Served(5 * time.Second) {
 		t.Fatal("Serve did not return once nothing was left")
 	}
 }

@@ -19,54 +19,38 @@ func TestDrain(t *testing.T) {
 		}
 		w.Write([]byte("done"))
 	})
-	r := start(t, testConfig(be.addr()), Options{})
+	r := Start(t, testConfig(be.addr()), Options{})
 
-	idle := dial(t, r.addr)
-	if resp, _ := idle.do(get("/")); resp.Close {
+	idle := DialRaw(t, r.Addr("public"))
+	if resp, _ := idle.Do(get("/")); resp.Close {
 		t.Fatal("closed before draining")
 	}
-	busy := dial(t, r.addr)
-	busy.send(get("/slow"))
-	waitFor(t, func() bool { return r.p.Stats().InFlight == 1 })
+	busy := DialRaw(t, r.Addr("public"))
+	busy.Send(get("/slow"))
+	WaitFor(t, 5*time.Second, "the slow request in flight", func() bool { return r.P.Stats().InFlight == 1 })
 
-	r.p.Drain(time.Now().Add(10 * time.Second))
-	if c, err := net.DialTimeout("tcp", r.addr, time.Second); err == nil {
+	r.P.Drain(time.Now().Add(10 * time.Second))
+	if c, err := net.DialTimeout("tcp", r.Addr("public"), time.Second); err == nil {
 		c.Close()
 		t.Error("new connection accepted while draining")
 	}
 	// The idle connection still works, once.
-	resp, body := idle.do(get("/"))
-	if resp.StatusCode != 200 || body != "done" || !resp.Close || !idle.closed() {
+	resp, body := idle.Do(get("/"))
+	if resp.StatusCode != 200 || body != "done" || !resp.Close || !idle.Closed() {
 		t.Fatalf("idle conn during drain: %d %q close=%v", resp.StatusCode, body, resp.Close)
 	}
-	select {
-	case <-r.done:
+	if r.Served(100 * time.Millisecond) {
 		t.Fatal("Serve returned with a request in flight")
-	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
-	resp, body = busy.read("GET")
-	if body != "done" || !resp.Close || !busy.closed() {
+	resp, body = busy.MustRead("GET")
+	if body != "done" || !resp.Close || !busy.Closed() {
 		t.Fatalf("in-flight: %q close=%v", body, resp.Close)
 	}
-	select {
-	case <-r.done:
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-	case <-time.After(5 * time.Second):
+	if !r.Served(5 * time.Second) {
 		t.Fatal("Serve did not return after the last connection")
 	}
-}
-
-// waitFor polls cond for up to 5s.
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := r.ServeErr(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -63,13 +63,13 @@ func str(m map[string]any, k string) string {
 type logSession struct {
 	t    *testing.T
 	addr string
-	rc   *rawConn
+	rc   *proxy.RawConn
 }
 
 func (ls *logSession) do(method, host, path, body string, hdr map[string]string) (*http.Response, string) {
 	ls.t.Helper()
 	if ls.rc == nil {
-		ls.rc = dialRaw(ls.t, ls.addr)
+		ls.rc = proxy.DialRaw(ls.t, ls.addr)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, host)
@@ -80,10 +80,10 @@ func (ls *logSession) do(method, host, path, body string, hdr map[string]string)
 		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 	}
 	b.WriteString("\r\n" + body)
-	ls.rc.send(b.String())
-	resp, rbody := ls.rc.mustRead(method)
+	ls.rc.Send(b.String())
+	resp, rbody := ls.rc.MustRead(method)
 	if resp.Close {
-		ls.rc.closedWithin(3 * time.Second)
+		ls.rc.ClosedWithin(3 * time.Second)
 		ls.rc = nil
 	}
 	return resp, rbody

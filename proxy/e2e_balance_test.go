@@ -68,7 +68,7 @@ route "all" { upstream = "app" }
 	}()
 	// Wait for the slow request to be in flight on one of them.
 	var busy, idle *backend
-	waitFor(t, 5*time.Second, "the slow request to reach a backend", func() bool {
+	proxy.WaitFor(t, 5*time.Second, "the slow request to reach a backend", func() bool {
 		switch {
 		case b1.hits() == 1:
 			busy, idle = b1, b2

@@ -31,7 +31,7 @@ route "all" {
 
 // startBuffering runs bufferingConfig with extra listener and route
 // settings.
-func startBuffering(t *testing.T, be *backend, listener, route string) *runningProxy {
+func startBuffering(t *testing.T, be *backend, listener, route string) *proxy.Running {
 	t.Helper()
 	return startProxy(t, expand(bufferingConfig, map[string]string{"BE": be.Addr, "EXTRA": listener, "ROUTE": route}), proxy.Options{})
 }
@@ -47,15 +47,15 @@ func TestE2EBufferingSlowUploadsHoldNoUpstream(t *testing.T) {
 	const clients = 5
 	const body = "0123456789"
 
-	conns := make([]*rawConn, clients)
+	conns := make([]*proxy.RawConn, clients)
 	chunked := func(i int) bool { return i%2 == 1 }
 	for i := range conns {
-		conns[i] = dialRaw(t, rp.Addr("pub"))
+		conns[i] = proxy.DialRaw(t, rp.Addr("pub"))
 		framing := fmt.Sprintf("Content-Length: %d", len(body))
 		if chunked(i) {
 			framing = "Transfer-Encoding: chunked"
 		}
-		conns[i].send(fmt.Sprintf("POST /echo?c=%d HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n", i, framing))
+		conns[i].Send(fmt.Sprintf("POST /echo?c=%d HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n", i, framing))
 	}
 	// What each client sends, byte by byte: the body, or its chunks of
 	// one byte each.
@@ -87,12 +87,12 @@ func TestE2EBufferingSlowUploadsHoldNoUpstream(t *testing.T) {
 		}
 		for i, rc := range conns {
 			if step < len(wire[i]) {
-				rc.send(wire[i][step])
+				rc.Send(wire[i][step])
 			}
 		}
 	}
 	for i, rc := range conns {
-		resp, got := rc.mustRead("POST")
+		resp, got := rc.MustRead("POST")
 		if resp.StatusCode != 200 || got != body {
 			t.Errorf("client %d: status %d body %q, want 200 %q", i, resp.StatusCode, clip(got), body)
 		}
@@ -112,11 +112,11 @@ func TestE2EBufferingLargeBodyStreams(t *testing.T) {
 	first := strings.Repeat("a", 2048) // twice client_body_buffer_size
 	rest := strings.Repeat("b", 2048)
 	for _, chunked := range []bool{false, true} {
-		rc := dialRaw(t, rp.Addr("pub"))
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
 		if chunked {
-			rc.send(fmt.Sprintf("POST /progress HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(first), first))
+			rc.Send(fmt.Sprintf("POST /progress HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(first), first))
 		} else {
-			rc.send(fmt.Sprintf("POST /progress HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(first)+len(rest), first))
+			rc.Send(fmt.Sprintf("POST /progress HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(first)+len(rest), first))
 		}
 		deadline := time.After(5 * time.Second)
 	wait:
@@ -131,12 +131,12 @@ func TestE2EBufferingLargeBodyStreams(t *testing.T) {
 			}
 		}
 		if chunked {
-			rc.send(fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(rest), rest))
+			rc.Send(fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(rest), rest))
 		} else {
-			rc.send(rest)
+			rc.Send(rest)
 		}
 		want := fmt.Sprintf("received %d", len(first)+len(rest))
-		if resp, body := rc.mustRead("POST"); resp.StatusCode != 200 || body != want {
+		if resp, body := rc.MustRead("POST"); resp.StatusCode != 200 || body != want {
 			t.Errorf("chunked %v: status %d %q, want 200 %q", chunked, resp.StatusCode, clip(body), want)
 		}
 		for len(be.progress) > 0 {
@@ -152,10 +152,10 @@ func TestE2EBufferingRequestTimeout(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "slow")
 	rp := startBuffering(t, be, `request_timeout = "1s"`, "")
-	rc := dialRaw(t, rp.Addr("pub"))
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
 	const size = 40 // 4 s at the trickle's pace
 	start := time.Now()
-	rc.send(fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
+	rc.Send(fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -167,13 +167,13 @@ func TestE2EBufferingRequestTimeout(t *testing.T) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			rc.c.SetWriteDeadline(time.Now().Add(time.Second))
-			if _, err := rc.c.Write([]byte("x")); err != nil {
+			rc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := rc.Conn.Write([]byte("x")); err != nil {
 				return // the proxy answered and closed
 			}
 		}
 	}()
-	resp, _, err := rc.read("POST")
+	resp, _, err := rc.Read("POST")
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -203,8 +203,8 @@ func TestE2EBufferingOffStreams(t *testing.T) {
 		{"route request_buffering = false", "", "request_buffering = false"},
 	} {
 		rp := startBuffering(t, be, c.listener, c.route)
-		rc := dialRaw(t, rp.Addr("pub"))
-		rc.send("POST /progress HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
+		rc.Send("POST /progress HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
 		select {
 		case n := <-be.progress:
 			if n != 5 {
@@ -213,8 +213,8 @@ func TestE2EBufferingOffStreams(t *testing.T) {
 		case <-time.After(3 * time.Second):
 			t.Errorf("%s: the first 5 body bytes did not reach the backend within 3s while the client was still sending", c.what)
 		}
-		rc.send("world")
-		if resp, body := rc.mustRead("POST"); resp.StatusCode != 200 || body != "received 10" {
+		rc.Send("world")
+		if resp, body := rc.MustRead("POST"); resp.StatusCode != 200 || body != "received 10" {
 			t.Errorf("%s: status %d %q, want 200 %q", c.what, resp.StatusCode, clip(body), "received 10")
 		}
 		for len(be.progress) > 0 {

@@ -28,11 +28,11 @@ func TestE2EDrainInFlight(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "inflight")
 	rp := startProxy(t, expand(drainConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("GET /sleep?d=1s HTTP/1.1\r\nHost: x\r\n\r\n")
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("GET /sleep?d=1s HTTP/1.1\r\nHost: x\r\n\r\n")
 	be.waitArrival(t, "/sleep?d=1s", 5*time.Second)
 	rp.P.Drain(time.Now().Add(20 * time.Second))
-	resp, body, err := rc.read("GET")
+	resp, body, err := rc.Read("GET")
 	if err != nil {
 		t.Fatalf("in-flight request cut by Drain: %v", err)
 	}
@@ -42,10 +42,10 @@ func TestE2EDrainInFlight(t *testing.T) {
 	if !resp.Close {
 		t.Errorf("response during drain lacks Connection: close: %v", resp.Header)
 	}
-	if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+	if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 		t.Errorf("connection not closed after its response during drain")
 	}
-	if !rp.served(5 * time.Second) {
+	if !rp.Served(5 * time.Second) {
 		t.Errorf("Serve did not return within 5s of the last connection closing (deadline 20s away)")
 	}
 }
@@ -58,15 +58,15 @@ func TestE2EDrainIdleKeepalive(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "idle")
 	rp := startProxy(t, expand(drainConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, _ := rc.mustRead("GET"); resp.StatusCode != 200 || resp.Close {
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := rc.MustRead("GET"); resp.StatusCode != 200 || resp.Close {
 		t.Fatalf("first request: status %d close %v, want a kept-alive 200", resp.StatusCode, resp.Close)
 	}
 	rp.P.Drain(time.Now().Add(20 * time.Second))
 	// A POST, which no client would retry if the connection were cut under it.
-	rc.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nnot lost!!!")
-	resp, body, err := rc.read("POST")
+	rc.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nnot lost!!!")
+	resp, body, err := rc.Read("POST")
 	if err != nil {
 		t.Fatalf("request on a connection idle when Drain started was lost: %v", err)
 	}
@@ -76,10 +76,10 @@ func TestE2EDrainIdleKeepalive(t *testing.T) {
 	if !resp.Close {
 		t.Errorf("response after Drain lacks Connection: close: %v", resp.Header)
 	}
-	if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+	if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 		t.Errorf("connection still open after its Connection: close response")
 	}
-	if !rp.served(5 * time.Second) {
+	if !rp.Served(5 * time.Second) {
 		t.Errorf("Serve did not return within 5s of the last connection closing")
 	}
 }
@@ -100,19 +100,19 @@ upstream "app" {
 }
 route "all" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-	rc.mustRead("GET")
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	rc.MustRead("GET")
 	start := time.Now()
 	rp.P.Drain(start.Add(20 * time.Second))
-	if closed, _ := rc.closedWithin(100 * time.Millisecond); closed {
+	if closed, _ := rc.ClosedWithin(100 * time.Millisecond); closed {
 		t.Fatalf("idle connection closed %v after Drain: a request on its way would be lost", time.Since(start))
 	}
-	closed, extra := rc.closedWithin(5 * time.Second)
+	closed, extra := rc.ClosedWithin(5 * time.Second)
 	if !closed || extra != "" {
 		t.Fatalf("idle connection during drain: closed %v after %v, extra %q; want closed after ~500ms idle", closed, time.Since(start), extra)
 	}
-	if !rp.served(5 * time.Second) {
+	if !rp.Served(5 * time.Second) {
 		t.Errorf("Serve did not return within 5s once the idle connection was closed")
 	}
 }
@@ -125,12 +125,12 @@ func TestE2EDrainStopsAccepting(t *testing.T) {
 	be := startBackend(t, "accept")
 	rp := startProxy(t, expand(drainConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
 	addr := rp.Addr("pub")
-	rc := dialRaw(t, addr)
-	rc.send("GET /before HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	if resp, _ := rc.mustRead("GET"); resp.StatusCode != 200 {
+	rc := proxy.DialRaw(t, addr)
+	rc.Send("GET /before HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if resp, _ := rc.MustRead("GET"); resp.StatusCode != 200 {
 		t.Fatalf("before drain: status %d", resp.StatusCode)
 	}
-	if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+	if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 		t.Fatalf("Connection: close exchange left the connection open")
 	}
 	rp.P.Drain(time.Now().Add(20 * time.Second))
@@ -149,7 +149,7 @@ func TestE2EDrainStopsAccepting(t *testing.T) {
 			t.Errorf("a request sent after Drain reached the backend")
 		}
 	}
-	if !rp.served(3 * time.Second) {
+	if !rp.Served(3 * time.Second) {
 		t.Errorf("Serve did not return within 3s of Drain with no connection open")
 	}
 }
@@ -167,25 +167,25 @@ upstream "app" {
 }
 route "all" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("GET /sleep?d=30s HTTP/1.1\r\nHost: x\r\n\r\n")
 	be.waitArrival(t, "/sleep?d=30s", 5*time.Second)
 	deadline := time.Now().Add(700 * time.Millisecond)
 	rp.P.Drain(deadline)
-	if rp.served(300 * time.Millisecond) {
+	if rp.Served(300 * time.Millisecond) {
 		t.Errorf("Serve returned while a request was in flight, %v before the deadline", time.Until(deadline))
 	}
-	if !rp.served(time.Until(deadline) + 2*time.Second) {
+	if !rp.Served(time.Until(deadline) + 2*time.Second) {
 		t.Fatalf("Serve still running 2s after the drain deadline")
 	}
-	if late := rp.at.Sub(deadline); late < -50*time.Millisecond {
+	if late := rp.ServedAt().Sub(deadline); late < -50*time.Millisecond {
 		t.Errorf("Serve returned %v before the deadline with a request in flight", -late)
 	}
-	resp, body, err := rc.read("GET")
+	resp, body, err := rc.Read("GET")
 	if err == nil && resp.StatusCode == 200 {
 		t.Errorf("stuck request got 200 %q; it should have been cut at the deadline", clip(body))
 	}
-	if closed, _ := rc.closedWithin(2 * time.Second); !closed {
+	if closed, _ := rc.ClosedWithin(2 * time.Second); !closed {
 		t.Errorf("client connection of the stuck request still open after the deadline")
 	}
 }

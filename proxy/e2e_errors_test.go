@@ -113,15 +113,15 @@ route "all" { upstream = "app" }
 		n    int
 		want int
 	}{{"/echo", 900, 200}, {"/echo", 1500, 413}, {"/small/x", 150, 413}} {
-		rc := dialRaw(t, rp.Addr("pub"))
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
 		var req strings.Builder
 		fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", tc.path)
 		for left := tc.n; left > 0; left -= 50 {
 			fmt.Fprintf(&req, "32\r\n%s\r\n", strings.Repeat("c", 50))
 		}
 		req.WriteString("0\r\n\r\n")
-		rc.send(req.String())
-		resp, body := rc.mustRead("POST")
+		rc.Send(req.String())
+		resp, body := rc.MustRead("POST")
 		if resp.StatusCode != tc.want {
 			t.Errorf("POST %s with %d-byte chunked body: status %d %q, want %d", tc.path, tc.n, resp.StatusCode, clip(body), tc.want)
 		}

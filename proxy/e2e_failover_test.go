@@ -200,7 +200,7 @@ route "all" { upstream = "app" }
 		t.Fatalf("bad server was tried %d times in 20 requests, want exactly max_fails = 2", got)
 	}
 	// After fail_timeout it gets another chance.
-	waitFor(t, 8*time.Second, "the marked-down server to be tried again after fail_timeout", func() bool {
+	proxy.WaitFor(t, 8*time.Second, "the marked-down server to be tried again after fail_timeout", func() bool {
 		get(1)
 		return accepts.Load() > 2
 	})

@@ -1,14 +1,13 @@
 package proxy_test
 
-// This file is the harness of the end-to-end tests: it builds a config from
-// HCL text, runs the proxy on loopback listeners the test owns, and gives the
-// tests a raw HTTP/1.1 client (exact control of the bytes on the wire) and
-// bounded polling. The tests are black-box: they only use proxy.New, Serve,
-// Ready, Drain, Close and SetAccessLog, as the worker will.
+// This file holds what only the end-to-end tests need on top of the
+// package's one harness (harness_test.go, reached as proxy.Start,
+// proxy.DialRaw, proxy.WaitFor, ...): configs from HCL templates, a net/http
+// client, and a loopback port that refuses connections. The tests are
+// black-box: they only use proxy.New, Serve, Ready, Drain, Close and
+// SetAccessLog, as the worker will.
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -22,43 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/pingora-go/pingora/config"
 	"github.com/pingora-go/pingora/proxy"
 )
-
-// runningProxy is one proxy under test with its loopback listeners.
-type runningProxy struct {
-	P     *proxy.Proxy
-	Cfg   *config.Config
-	addrs map[string]string // listener name -> "127.0.0.1:port"
-	done  chan struct{}     // closed when Serve has returned
-	err   error             // Serve's result, valid after done
-	at    time.Time         // when Serve returned, valid after done
-}
-
-// Addr is the loopback address of the named listener.
-func (rp *runningProxy) Addr(name string) string {
-	a, ok := rp.addrs[name]
-	if !ok {
-		panic("no listener " + name)
-	}
-	return a
-}
-
-// URL is "http://<addr of listener>".
-func (rp *runningProxy) URL(name string) string { return "http://" + rp.Addr(name) }
-
-// served reports whether Serve has returned within d.
-func (rp *runningProxy) served(d time.Duration) bool {
-	select {
-	case <-rp.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
 
 // expand replaces @NAME@ tokens in an HCL template (not ${...}, which HCL
 // itself interpolates) with the given values, usually backend addresses.
@@ -81,73 +46,10 @@ func parseConfig(t testing.TB, src string) *config.Config {
 	return cfg
 }
 
-// testLogger is a null logger unless PINGORA_E2E_LOG is set, so a failing
-// run can be repeated with the proxy's own log on stderr.
-func testLogger() hclog.Logger {
-	if os.Getenv("PINGORA_E2E_LOG") == "" {
-		return hclog.NewNullLogger()
-	}
-	return hclog.New(&hclog.LoggerOptions{Name: "proxy", Level: hclog.Debug, Output: os.Stderr})
-}
-
-// startProxy parses src, creates the proxy, gives it one fresh loopback
-// listener per configured listener (the configured addresses are not bound),
-// and waits until it is ready. Cleanup closes it and checks Serve returns.
-func startProxy(t testing.TB, src string, opts proxy.Options) *runningProxy {
+// startProxy parses src and starts its proxy (proxy.Start).
+func startProxy(t testing.TB, src string, opts proxy.Options) *proxy.Running {
 	t.Helper()
-	cfg := parseConfig(t, src)
-	if opts.Logger == nil {
-		opts.Logger = testLogger()
-	}
-	p, err := proxy.New(cfg, opts)
-	if err != nil {
-		t.Fatalf("proxy.New: %v", err)
-	}
-	rp := &runningProxy{P: p, Cfg: cfg, addrs: map[string]string{}, done: make(chan struct{})}
-	lns := map[string]net.Listener{}
-	for _, l := range cfg.Listeners {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("listen for %s: %v", l.Name, err)
-		}
-		lns[l.Name] = ln
-		rp.addrs[l.Name] = ln.Addr().String()
-	}
-	go func() {
-		rp.err = p.Serve(lns)
-		rp.at = time.Now()
-		close(rp.done)
-	}()
-	t.Cleanup(func() {
-		p.Close()
-		if !rp.served(5 * time.Second) {
-			t.Errorf("Serve did not return within 5s of Close")
-		}
-	})
-	select {
-	case <-p.Ready():
-	case <-rp.done:
-		t.Fatalf("Serve returned before Ready: %v", rp.err)
-	case <-time.After(5 * time.Second):
-		t.Fatalf("proxy not Ready within 5s")
-	}
-	return rp
-}
-
-// waitFor polls cond every 20ms until it holds or the timeout passes: the
-// readiness signal for things the proxy does on its own clock (health checks).
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return proxy.Start(t, parseConfig(t, src), opts)
 }
 
 // refusedAddr returns a loopback address nobody listens on: connecting to it
@@ -251,80 +153,6 @@ func tryDo(c *http.Client, method, url, host string, body io.Reader, hdr map[str
 		return result{}, fmt.Errorf("read body: %w", err)
 	}
 	return result{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}, nil
-}
-
-// ---- raw HTTP/1.1 client ----
-
-// rawConn is a client connection with exact control of the bytes sent, for
-// smuggling, keep-alive and Connection: close checks.
-type rawConn struct {
-	t  testing.TB
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialRaw(t testing.TB, addr string) *rawConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
-}
-
-// send writes s as is.
-func (rc *rawConn) send(s string) {
-	rc.t.Helper()
-	rc.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(rc.c, s); err != nil {
-		rc.t.Fatalf("write: %v", err)
-	}
-}
-
-// read reads one response to a request with the given method, body included,
-// within 10s.
-func (rc *rawConn) read(method string) (*http.Response, string, error) {
-	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
-	if err != nil {
-		return nil, "", err
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return resp, string(b), fmt.Errorf("read body: %w", err)
-	}
-	return resp, string(b), nil
-}
-
-// mustRead is read that fails the test on error.
-func (rc *rawConn) mustRead(method string) (*http.Response, string) {
-	rc.t.Helper()
-	resp, body, err := rc.read(method)
-	if err != nil {
-		rc.t.Fatalf("read response: %v", err)
-	}
-	return resp, body
-}
-
-// closedWithin reports whether the peer closes the connection (EOF or
-// reset) within d, with no further bytes; any bytes read are returned.
-func (rc *rawConn) closedWithin(d time.Duration) (closed bool, extra string) {
-	rc.c.SetReadDeadline(time.Now().Add(d))
-	var got bytes.Buffer
-	buf := make([]byte, 512)
-	for {
-		n, err := rc.br.Read(buf)
-		got.Write(buf[:n])
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return false, got.String()
-			}
-			return true, got.String() // io.EOF, ECONNRESET
-		}
-	}
 }
 
 // clip shortens a body for a failure message.

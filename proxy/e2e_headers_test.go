@@ -41,8 +41,8 @@ route "plain" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
 
 	t.Run("hop-by-hop and route rewrites", func(t *testing.T) {
-		rc := dialRaw(t, rp.Addr("pub"))
-		rc.send("GET /hdrs?q=1 HTTP/1.1\r\nHost: shop.example:8080\r\n" +
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
+		rc.Send("GET /hdrs?q=1 HTTP/1.1\r\nHost: shop.example:8080\r\n" +
 			"Connection: keep-alive, X-Private-Hop\r\n" +
 			"X-Private-Hop: secret\r\n" +
 			"Keep-Alive: timeout=5\r\n" +
@@ -53,7 +53,7 @@ route "plain" { upstream = "app" }
 			"X-Added: from-client\r\n" +
 			"X-End-To-End: kept\r\n" +
 			"\r\n")
-		resp, body := rc.mustRead("GET")
+		resp, body := rc.MustRead("GET")
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d %q", resp.StatusCode, clip(body))
 		}
@@ -137,9 +137,9 @@ route "plain" { upstream = "app" }
 	})
 
 	t.Run("Host without port and HTTP/1.0", func(t *testing.T) {
-		rc := dialRaw(t, rp.Addr("pub"))
-		rc.send("GET /ten HTTP/1.0\r\nHost: old.example\r\n\r\n")
-		resp, body := rc.mustRead("GET")
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
+		rc.Send("GET /ten HTTP/1.0\r\nHost: old.example\r\n\r\n")
+		resp, body := rc.MustRead("GET")
 		if resp.StatusCode != 200 {
 			t.Fatalf("HTTP/1.0 request: status %d %q", resp.StatusCode, clip(body))
 		}
@@ -147,7 +147,7 @@ route "plain" { upstream = "app" }
 		if s.Host != "old.example" {
 			t.Errorf("backend Host %q, want old.example", s.Host)
 		}
-		if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+		if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 			t.Errorf("HTTP/1.0 connection without keep-alive left open")
 		}
 	})

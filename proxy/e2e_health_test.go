@@ -28,7 +28,7 @@ route "all" { upstream = "app" }
 
 // spread sends n GETs and counts which backend answered each; every one must
 // be a 200.
-func spread(t testing.TB, c *http.Client, rp *runningProxy, n int) map[string]int {
+func spread(t testing.TB, c *http.Client, rp *proxy.Running, n int) map[string]int {
 	t.Helper()
 	got := map[string]int{}
 	for i := 0; i < n; i++ {
@@ -49,7 +49,7 @@ func TestE2EHealthTransitions(t *testing.T) {
 	rp := startProxy(t, expand(healthConfig, map[string]string{"B1": b1.Addr, "B2": b2.Addr}), proxy.Options{})
 	c := newClient()
 
-	waitFor(t, 5*time.Second, "health checks to reach both servers", func() bool {
+	proxy.WaitFor(t, 5*time.Second, "health checks to reach both servers", func() bool {
 		return b1.healthHits.Load() >= 2 && b2.healthHits.Load() >= 2
 	})
 	if got := spread(t, c, rp, 10); got["hc1"] == 0 || got["hc2"] == 0 {
@@ -57,7 +57,7 @@ func TestE2EHealthTransitions(t *testing.T) {
 	}
 
 	b1.healthCode.Store(500)
-	waitFor(t, 5*time.Second, "hc1 to be taken out of rotation", func() bool {
+	proxy.WaitFor(t, 5*time.Second, "hc1 to be taken out of rotation", func() bool {
 		return spread(t, c, rp, 4)["hc1"] == 0
 	})
 	before := b1.hits()
@@ -69,7 +69,7 @@ func TestE2EHealthTransitions(t *testing.T) {
 	}
 
 	b1.healthCode.Store(200)
-	waitFor(t, 5*time.Second, "hc1 to come back into rotation", func() bool {
+	proxy.WaitFor(t, 5*time.Second, "hc1 to come back into rotation", func() bool {
 		return spread(t, c, rp, 4)["hc1"] > 0
 	})
 }
@@ -80,14 +80,14 @@ func TestE2EHealthAllDown503(t *testing.T) {
 	t.Parallel()
 	b1, b2 := startBackend(t, "d1"), startBackend(t, "d2")
 	rp := startProxy(t, expand(healthConfig, map[string]string{"B1": b1.Addr, "B2": b2.Addr}), proxy.Options{})
-	waitFor(t, 5*time.Second, "health checks to reach both servers", func() bool {
+	proxy.WaitFor(t, 5*time.Second, "health checks to reach both servers", func() bool {
 		return b1.healthHits.Load() >= 1 && b2.healthHits.Load() >= 1
 	})
 	b1.healthCode.Store(500)
 	b2.healthCode.Store(503)
 	c := newClient()
 	var last result
-	waitFor(t, 5*time.Second, "503 with every server failing its check", func() bool {
+	proxy.WaitFor(t, 5*time.Second, "503 with every server failing its check", func() bool {
 		last = do(t, c, "GET", rp.URL("pub")+"/x", "x", nil, nil)
 		return last.Status == 503
 	})
@@ -102,7 +102,7 @@ func TestE2EHealthAllDown503(t *testing.T) {
 		t.Errorf("%d requests reached servers marked down", got)
 	}
 	b2.healthCode.Store(200)
-	waitFor(t, 5*time.Second, "service back once a server passes its check", func() bool {
+	proxy.WaitFor(t, 5*time.Second, "service back once a server passes its check", func() bool {
 		r := do(t, c, "GET", rp.URL("pub")+"/x", "x", nil, nil)
 		return r.Status == 200 && r.Header.Get("X-Backend") == "d2"
 	})

@@ -40,16 +40,16 @@ route "unpooled" {
 	for i := 0; i < n; i++ {
 		// A fresh client connection per request, half of them explicitly
 		// closing: the upstream side must still be reused.
-		rc := dialRaw(t, rp.Addr("pub"))
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
 		conn := "keep-alive"
 		if i%2 == 1 {
 			conn = "close"
 		}
-		rc.send(fmt.Sprintf("GET /p/%d HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n", i, conn))
-		if resp, body := rc.mustRead("GET"); resp.StatusCode != 200 {
+		rc.Send(fmt.Sprintf("GET /p/%d HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n", i, conn))
+		if resp, body := rc.MustRead("GET"); resp.StatusCode != 200 {
 			t.Fatalf("pooled request %d: status %d %q", i, resp.StatusCode, clip(body))
 		}
-		rc.c.Close()
+		rc.Conn.Close()
 	}
 	if got := pooled.conns.Load(); got > 2 {
 		t.Errorf("backend saw %d connections for %d sequential requests: upstream connections are not reused", got, n)
@@ -78,10 +78,10 @@ upstream "app" {
 }
 route "all" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
 	for i := 0; i < 3; i++ {
-		rc.send(fmt.Sprintf("GET /seq/%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
-		resp, body := rc.mustRead("GET")
+		rc.Send(fmt.Sprintf("GET /seq/%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
+		resp, body := rc.MustRead("GET")
 		if resp.StatusCode != 200 || resp.Close {
 			t.Fatalf("request %d: status %d close %v", i, resp.StatusCode, resp.Close)
 		}
@@ -89,22 +89,22 @@ route "all" { upstream = "app" }
 			t.Fatalf("request %d answered with %s", i, s.URI)
 		}
 	}
-	rc.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirstGET /pipe/2 HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nthi\r\n2\r\nrd\r\n0\r\n\r\n")
-	if resp, body := rc.mustRead("POST"); resp.StatusCode != 200 || body != "first" {
+	rc.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirstGET /pipe/2 HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nthi\r\n2\r\nrd\r\n0\r\n\r\n")
+	if resp, body := rc.MustRead("POST"); resp.StatusCode != 200 || body != "first" {
 		t.Errorf("pipelined 1: %d %q", resp.StatusCode, clip(body))
 	}
-	if resp, body := rc.mustRead("GET"); resp.StatusCode != 200 || seenByBackend(t, body).URI != "/pipe/2" {
+	if resp, body := rc.MustRead("GET"); resp.StatusCode != 200 || seenByBackend(t, body).URI != "/pipe/2" {
 		t.Errorf("pipelined 2: %d %q", resp.StatusCode, clip(body))
 	}
-	if resp, body := rc.mustRead("POST"); resp.StatusCode != 200 || body != "third" {
+	if resp, body := rc.MustRead("POST"); resp.StatusCode != 200 || body != "third" {
 		t.Errorf("pipelined 3: %d %q", resp.StatusCode, clip(body))
 	}
-	rc.send("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	resp, _ := rc.mustRead("GET")
+	rc.Send("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	resp, _ := rc.MustRead("GET")
 	if resp.StatusCode != 200 || !resp.Close {
 		t.Errorf("Connection: close request: status %d, close %v; want 200 with Connection: close", resp.StatusCode, resp.Close)
 	}
-	if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+	if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 		t.Errorf("connection not closed after a Connection: close exchange")
 	}
 }
@@ -129,17 +129,17 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
 	for i := range 3 {
-		rc := dialRaw(t, rp.Addr("pub"))
-		rc.send("GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
-		if err := rc.c.(*net.TCPConn).CloseWrite(); err != nil {
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
+		rc.Send("GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
+		if err := rc.Conn.(*net.TCPConn).CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		resp, body := rc.mustRead("GET")
+		resp, body := rc.MustRead("GET")
 		if resp.StatusCode != 200 || !strings.Contains(body, `"uri":"/half"`) {
 			t.Fatalf("try %d: status %d body %q", i, resp.StatusCode, clip(body))
 		}
 		start := time.Now()
-		if closed, extra := rc.closedWithin(5 * time.Second); !closed || extra != "" {
+		if closed, extra := rc.ClosedWithin(5 * time.Second); !closed || extra != "" {
 			t.Fatalf("try %d: after the response to a half-closed client: closed %v (after %v), extra %q; want closed at once (keepalive_timeout 60s)",
 				i, closed, time.Since(start), extra)
 		}

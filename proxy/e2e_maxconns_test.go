@@ -21,23 +21,23 @@ route "hello" {
   respond { body = "hello" }
 }
 `, proxy.Options{})
-	var first [2]*rawConn
+	var first [2]*proxy.RawConn
 	for i := range first {
-		first[i] = dialRaw(t, rp.Addr("pub"))
-		first[i].send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		if resp, body := first[i].mustRead("GET"); resp.StatusCode != 200 || body != "hello" {
+		first[i] = proxy.DialRaw(t, rp.Addr("pub"))
+		first[i].Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := first[i].MustRead("GET"); resp.StatusCode != 200 || body != "hello" {
 			t.Fatalf("connection %d: status %d %q", i, resp.StatusCode, body)
 		}
 	}
 	// Both stay open, idle, kept alive.
-	third := dialRaw(t, rp.Addr("pub")) // the kernel completes the handshake
-	third.send("GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
-	third.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	if n, err := third.br.Peek(1); err == nil {
+	third := proxy.DialRaw(t, rp.Addr("pub")) // the kernel completes the handshake
+	third.Send("GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+	third.Conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, err := third.BR.Peek(1); err == nil {
 		t.Fatalf("a third connection was served (%q) while two were open with max_connections = 2", n)
 	}
-	first[0].c.Close()
-	resp, body, err := third.read("GET")
+	first[0].Conn.Close()
+	resp, body, err := third.Read("GET")
 	if err != nil {
 		t.Fatalf("third connection not served after one of the first two closed: %v", err)
 	}
@@ -45,8 +45,8 @@ route "hello" {
 		t.Errorf("third connection: status %d %q", resp.StatusCode, body)
 	}
 	// The second connection is still served: the cap refused nothing.
-	first[1].send("GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, body := first[1].mustRead("GET"); resp.StatusCode != 200 || body != "hello" {
+	first[1].Send("GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := first[1].MustRead("GET"); resp.StatusCode != 200 || body != "hello" {
 		t.Errorf("second connection afterwards: status %d %q", resp.StatusCode, body)
 	}
 }

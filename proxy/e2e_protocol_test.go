@@ -29,14 +29,14 @@ func TestE2EHeadRequest(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "head")
 	rp := startProxy(t, expand(protocolConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("HEAD /big?n=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, body := rc.mustRead("HEAD")
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("HEAD /big?n=5000 HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := rc.MustRead("HEAD")
 	if resp.StatusCode != 200 || resp.ContentLength != 5000 || body != "" {
 		t.Errorf("HEAD: status %d Content-Length %d body %q; want 200, 5000, no body", resp.StatusCode, resp.ContentLength, clip(body))
 	}
-	rc.send("GET /after-head HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, body = rc.mustRead("GET")
+	rc.Send("GET /after-head HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body = rc.MustRead("GET")
 	if resp.StatusCode != 200 || seenByBackend(t, body).URI != "/after-head" {
 		t.Errorf("request after HEAD: status %d %q", resp.StatusCode, clip(body))
 	}
@@ -48,20 +48,26 @@ func TestE2EExpectContinue(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "expect")
 	rp := startProxy(t, expand(protocolConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n")
-	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := rc.br.ReadString('\n')
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n")
+	rc.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := rc.BR.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
 		t.Fatalf("waiting for 100 Continue before sending the body: got %q, %v", line, err)
 	}
-	if blank, err := rc.br.ReadString('\n'); err != nil || blank != "\r\n" {
+	if blank, err := rc.BR.ReadString('\n'); err != nil || blank != "\r\n" {
 		t.Fatalf("100 Continue not followed by an empty line: %q %v", blank, err)
 	}
-	rc.send("payload")
-	resp, body := rc.mustRead("POST")
+	rc.Send("payload")
+	resp, body := rc.MustRead("POST")
 	if resp.StatusCode != 200 || body != "payload" {
 		t.Errorf("after 100 Continue: status %d body %q, want 200 payload", resp.StatusCode, clip(body))
+	}
+	// The proxy answered the expectation itself: it is not passed on.
+	if reqs := be.requests(); len(reqs) != 1 {
+		t.Errorf("the backend got %d requests, want 1", len(reqs))
+	} else if expect := reqs[0].Header.Get("Expect"); expect != "" {
+		t.Errorf("the backend got Expect %q; the proxy must not pass it on", expect)
 	}
 }
 
@@ -72,15 +78,15 @@ func TestE2EKeepaliveRequests(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "kar")
 	rp := startProxy(t, expand(protocolConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
 	for i := 1; i <= 3; i++ {
-		rc.send(fmt.Sprintf("GET /n/%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
-		resp, _ := rc.mustRead("GET")
+		rc.Send(fmt.Sprintf("GET /n/%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
+		resp, _ := rc.MustRead("GET")
 		if resp.StatusCode != 200 || resp.Close != (i == 3) {
 			t.Errorf("request %d of 3: status %d, Connection: close %v; want close only on the 3rd", i, resp.StatusCode, resp.Close)
 		}
 	}
-	if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+	if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 		t.Errorf("connection open after keepalive_requests were served")
 	}
 }
@@ -104,9 +110,9 @@ func TestE2EBadRequests(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rc := dialRaw(t, rp.Addr("pub"))
-			rc.send(tc.req)
-			resp, body, err := rc.read("GET")
+			rc := proxy.DialRaw(t, rp.Addr("pub"))
+			rc.Send(tc.req)
+			resp, body, err := rc.Read("GET")
 			if err != nil {
 				t.Fatalf("no response: %v", err)
 			}
@@ -117,7 +123,7 @@ func TestE2EBadRequests(t *testing.T) {
 			if !ok {
 				t.Errorf("status %d %q, want one of %v", resp.StatusCode, clip(body), tc.want)
 			}
-			if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+			if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 				t.Errorf("connection left open after refusing a malformed request")
 			}
 		})

@@ -144,10 +144,10 @@ func TestE2ERequestTrailers(t *testing.T) {
 		data string
 	}{{"buffered", "hello"}, {"streamed", big}} {
 		t.Run(size.name+"/dropped", func(t *testing.T) {
-			rc := dialRaw(t, rp.Addr("pub"))
-			rc.send(fmt.Sprintf("POST /t-%s HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n"+
+			rc := proxy.DialRaw(t, rp.Addr("pub"))
+			rc.Send(fmt.Sprintf("POST /t-%s HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n"+
 				"X-Trailer: secret\r\nContent-Length: 5\r\nHost: evil\r\n\r\n", size.name, len(size.data), size.data))
-			resp, body := rc.mustRead("POST")
+			resp, body := rc.MustRead("POST")
 			if resp.StatusCode != 200 || body != "ok" {
 				t.Fatalf("status %d %q", resp.StatusCode, clip(body))
 			}
@@ -169,17 +169,17 @@ func TestE2ERequestTrailers(t *testing.T) {
 			}
 		})
 		t.Run(size.name+"/smuggled request line", func(t *testing.T) {
-			rc := dialRaw(t, rp.Addr("pub"))
-			rc.send(fmt.Sprintf("POST /s-%s HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n"+
+			rc := proxy.DialRaw(t, rp.Addr("pub"))
+			rc.Send(fmt.Sprintf("POST /s-%s HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n"+
 				"GET /admin/secret HTTP/1.1\r\nHost: a\r\n\r\n", size.name, len(size.data), size.data))
-			resp, body, err := rc.read("POST")
+			resp, body, err := rc.Read("POST")
 			if err != nil {
 				t.Fatalf("no response: %v", err)
 			}
 			if resp.StatusCode != 400 {
 				t.Errorf("status %d %q, want 400", resp.StatusCode, clip(body))
 			}
-			if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+			if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 				t.Errorf("connection left open after a bad trailer")
 			}
 			if strings.Contains(be.received(), "/admin/secret") {
@@ -189,16 +189,16 @@ func TestE2ERequestTrailers(t *testing.T) {
 	}
 	for _, bad := range []string{"X-A : b", "X-A", "X-A: b\r\n folded"} {
 		t.Run("bad trailer "+bad, func(t *testing.T) {
-			rc := dialRaw(t, rp.Addr("pub"))
-			rc.send("POST /bad HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + bad + "\r\n\r\n")
-			resp, body, err := rc.read("POST")
+			rc := proxy.DialRaw(t, rp.Addr("pub"))
+			rc.Send("POST /bad HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + bad + "\r\n\r\n")
+			resp, body, err := rc.Read("POST")
 			if err != nil {
 				t.Fatalf("no response: %v", err)
 			}
 			if resp.StatusCode != 400 {
 				t.Errorf("status %d %q, want 400", resp.StatusCode, clip(body))
 			}
-			if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+			if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 				t.Errorf("connection left open after a bad trailer")
 			}
 		})
@@ -219,22 +219,22 @@ func TestE2EResponseTrailers(t *testing.T) {
 	})
 	rp := startProxy(t, expand(hardeningConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
 
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("GET /good HTTP/1.1\r\nHost: h\r\n\r\n")
-	resp, body := rc.mustRead("GET")
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("GET /good HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, body := rc.MustRead("GET")
 	if resp.StatusCode != 200 || body != "hello" || len(resp.Trailer) != 0 {
 		t.Fatalf("status %d body %q trailer %v", resp.StatusCode, body, resp.Trailer)
 	}
 	// The connection is still in sync: a second request works.
-	rc.send("GET /good HTTP/1.1\r\nHost: h\r\n\r\n")
-	if resp, body := rc.mustRead("GET"); resp.StatusCode != 200 || body != "hello" {
+	rc.Send("GET /good HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, body := rc.MustRead("GET"); resp.StatusCode != 200 || body != "hello" {
 		t.Fatalf("second request: status %d body %q", resp.StatusCode, body)
 	}
 
-	rc = dialRaw(t, rp.Addr("pub"))
-	rc.send("GET /bad HTTP/1.1\r\nHost: h\r\n\r\n")
-	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	all, _ := io.ReadAll(rc.br)
+	rc = proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("GET /bad HTTP/1.1\r\nHost: h\r\n\r\n")
+	rc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	all, _ := io.ReadAll(rc.BR)
 	if bytes.Contains(all, []byte("X-Smuggled")) || bytes.Count(all, []byte("HTTP/1.1 200")) > 1 {
 		t.Fatalf("a malformed response trailer reached the client: %q", all)
 	}
@@ -289,11 +289,11 @@ func TestE2EConnectionCannotStripManaged(t *testing.T) {
 	t.Parallel()
 	be := startBackend(t, "conn")
 	rp := startProxy(t, expand(hardeningConfig, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("GET /c HTTP/1.1\r\nHost: h.example\r\n" +
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("GET /c HTTP/1.1\r\nHost: h.example\r\n" +
 		"Connection: Host, X-Request-Id, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Private\r\n" +
 		"X-Request-Id: client-id-1\r\nX-Private: p\r\n\r\n")
-	resp, body := rc.mustRead("GET")
+	resp, body := rc.MustRead("GET")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d %q", resp.StatusCode, clip(body))
 	}
@@ -342,9 +342,9 @@ route "b" {
 		{"http://A.Example:80/p/q?x", "/p/q?x"},
 	}
 	for _, tc := range cases {
-		rc := dialRaw(t, rp.Addr("pub"))
-		rc.send("GET " + tc.target + " HTTP/1.1\r\nHost: b.example\r\n\r\n")
-		resp, body := rc.mustRead("GET")
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
+		rc.Send("GET " + tc.target + " HTTP/1.1\r\nHost: b.example\r\n\r\n")
+		resp, body := rc.MustRead("GET")
 		if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "A" {
 			t.Errorf("%s: status %d from %q, want 200 from A (the authority wins over Host)", tc.target, resp.StatusCode, resp.Header.Get("X-Backend"))
 			continue
@@ -358,9 +358,9 @@ route "b" {
 		}
 	}
 	for _, target := range []string{"http://user:pw@a.example/", "http://user@a.example/"} {
-		rc := dialRaw(t, rp.Addr("pub"))
-		rc.send("GET " + target + " HTTP/1.1\r\nHost: a.example\r\n\r\n")
-		resp, body := rc.mustRead("GET")
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
+		rc.Send("GET " + target + " HTTP/1.1\r\nHost: a.example\r\n\r\n")
+		resp, body := rc.MustRead("GET")
 		if resp.StatusCode != 400 {
 			t.Errorf("%s: status %d %q, want 400", target, resp.StatusCode, clip(body))
 		}
@@ -413,9 +413,9 @@ route "all" { upstream = "app" }
 		{"/%41dmin/", 200},
 	}
 	for _, tc := range cases {
-		rc := dialRaw(t, rp.Addr("pub"))
-		rc.send("GET " + tc.path + " HTTP/1.1\r\nHost: h\r\n\r\n")
-		resp, body := rc.mustRead("GET")
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
+		rc.Send("GET " + tc.path + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, body := rc.MustRead("GET")
 		if resp.StatusCode != tc.status {
 			t.Errorf("%s: status %d %q, want %d", tc.path, resp.StatusCode, clip(body), tc.status)
 		}
@@ -453,16 +453,16 @@ func TestE2ERequestConformance(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rc := dialRaw(t, rp.Addr("pub"))
-			rc.send(tc.req)
-			resp, body, err := rc.read("GET")
+			rc := proxy.DialRaw(t, rp.Addr("pub"))
+			rc.Send(tc.req)
+			resp, body, err := rc.Read("GET")
 			if err != nil {
 				t.Fatalf("no response: %v", err)
 			}
 			if resp.StatusCode != tc.want {
 				t.Errorf("status %d %q, want %d", resp.StatusCode, clip(body), tc.want)
 			}
-			if closed, _ := rc.closedWithin(3 * time.Second); !closed {
+			if closed, _ := rc.ClosedWithin(3 * time.Second); !closed {
 				t.Errorf("connection left open after refusing a malformed request")
 			}
 		})
@@ -471,9 +471,9 @@ func TestE2ERequestConformance(t *testing.T) {
 		t.Errorf("the backend received %d of these requests: %v", n, be.requests())
 	}
 	// OPTIONS * still goes through (net/http's server answers it itself).
-	rc := dialRaw(t, rp.Addr("pub"))
-	rc.send("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, body := rc.mustRead("OPTIONS"); resp.StatusCode != 200 {
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
+	rc.Send("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.MustRead("OPTIONS"); resp.StatusCode != 200 {
 		t.Errorf("OPTIONS *: status %d %q", resp.StatusCode, clip(body))
 	}
 }

@@ -35,20 +35,25 @@ route "all" { upstream = "app" }
 		{"obs-fold tab", "GET /a HTTP/1.1\r\nHost: x\r\nX-Folded: one\r\n\ttwo\r\n\r\n" + next},
 		{"space before colon", "GET /a HTTP/1.1\r\nHost: x\r\nX-Spaced : v\r\n\r\n" + next},
 		{"space before colon in CL", "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello" + next},
+		{"space after chunk size", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n" + next},
+		{"TE not chunked", "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + next},
+		{"TE in HTTP/1.0", "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + next},
+		{"bare CR", "GET /a HTTP/1.1\r\nHost: x\rX-Y: y\r\n\r\n" + next},
+		{"bare LF", "GET /a HTTP/1.1\nHost: x\n\n" + next},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := be.hits()
-			rc := dialRaw(t, rp.Addr("pub"))
-			rc.send(tc.req)
-			resp, body, err := rc.read("POST")
+			rc := proxy.DialRaw(t, rp.Addr("pub"))
+			rc.Send(tc.req)
+			resp, body, err := rc.Read("POST")
 			if err != nil {
 				t.Fatalf("no complete response: %v", err)
 			}
-			if resp.StatusCode != 400 {
-				t.Errorf("status %d %q, want 400", resp.StatusCode, clip(body))
+			if resp.StatusCode != 400 || !resp.Close {
+				t.Errorf("status %d %q, Connection: close %v; want 400 with Connection: close", resp.StatusCode, clip(body), resp.Close)
 			}
-			if closed, extra := rc.closedWithin(3 * time.Second); !closed {
+			if closed, extra := rc.ClosedWithin(3 * time.Second); !closed {
 				t.Errorf("connection left open after the 400")
 			} else if extra != "" {
 				t.Errorf("more bytes after the 400 (a second request was served?): %q", extra)

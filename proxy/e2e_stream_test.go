@@ -49,7 +49,7 @@ func TestE2EProxyChild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("child: load %s: %v", path, err)
 	}
-	p, err := proxy.New(cfg, proxy.Options{Logger: testLogger()})
+	p, err := proxy.New(cfg, proxy.Options{Logger: proxy.LoggerFor(t)})
 	if err != nil {
 		t.Fatalf("child: proxy.New: %v", err)
 	}
@@ -326,11 +326,11 @@ upstream "app" {
 }
 route "all" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
-	rc := dialRaw(t, rp.Addr("pub"))
+	rc := proxy.DialRaw(t, rp.Addr("pub"))
 	start := time.Now()
-	rc.send("GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
-	rc.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	resp, err := http.ReadResponse(rc.br, &http.Request{Method: "GET"})
+	rc.Send("GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+	rc.Conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(rc.BR, &http.Request{Method: "GET"})
 	if err != nil {
 		t.Fatalf("response head not received within 3s while the upstream holds the rest of the body (%v): %v", time.Since(start), err)
 	}
@@ -359,12 +359,12 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
 	for _, framing := range []string{"Transfer-Encoding: chunked", "Content-Length: 10"} {
-		rc := dialRaw(t, rp.Addr("pub"))
+		rc := proxy.DialRaw(t, rp.Addr("pub"))
 		first, rest := "5\r\nhello\r\n", "5\r\nworld\r\n0\r\n\r\n"
 		if framing != "Transfer-Encoding: chunked" {
 			first, rest = "hello", "world"
 		}
-		rc.send("POST /progress HTTP/1.1\r\nHost: x\r\n" + framing + "\r\n\r\n" + first)
+		rc.Send("POST /progress HTTP/1.1\r\nHost: x\r\n" + framing + "\r\n\r\n" + first)
 		select {
 		case n := <-be.progress:
 			if n != 5 {
@@ -373,8 +373,8 @@ route "all" { upstream = "app" }
 		case <-time.After(3 * time.Second):
 			t.Errorf("%s: the first 5 body bytes did not reach the backend within 3s while the client was still sending", framing)
 		}
-		rc.send(rest)
-		if resp, body := rc.mustRead("POST"); resp.StatusCode != 200 || body != "received 10" {
+		rc.Send(rest)
+		if resp, body := rc.MustRead("POST"); resp.StatusCode != 200 || body != "received 10" {
 			t.Errorf("%s: status %d %q, want 200 %q", framing, resp.StatusCode, clip(body), "received 10")
 		}
 		for len(be.progress) > 0 {

@@ -107,9 +107,9 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"B": addr}), proxy.Options{})
 
-				a := dialRaw(t, rp.Addr("pub"))
-				a.send(tc.method + " /x HTTP/1.1\r\nHost: x\r\n\r\n")
-				resp, _ := a.mustRead(tc.method)
+				a := proxy.DialRaw(t, rp.Addr("pub"))
+				a.Send(tc.method + " /x HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, _ := a.MustRead(tc.method)
 				if resp.Header.Get("X-Poison") != "" {
 					t.Fatalf("the first client got the stray response")
 				}
@@ -118,9 +118,9 @@ route "all" { upstream = "app" }
 					<-written
 				}
 				for i := 0; i < 3; i++ {
-					b := dialRaw(t, rp.Addr("pub"))
-					b.send("GET /account HTTP/1.1\r\nHost: x\r\n\r\n")
-					resp, body := b.mustRead("GET")
+					b := proxy.DialRaw(t, rp.Addr("pub"))
+					b.Send("GET /account HTTP/1.1\r\nHost: x\r\n\r\n")
+					resp, body := b.MustRead("GET")
 					if resp.Header.Get("X-Poison") != "" || body != "account" {
 						t.Fatalf("request %d of another client got %d %q (X-Poison %q): the stray bytes of the previous response were read as its response",
 							i, resp.StatusCode, body, resp.Header.Get("X-Poison"))
@@ -177,17 +177,17 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"B": addr}), proxy.Options{})
 
-			c := dialRaw(t, rp.Addr("pub"))
-			c.send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
-			if resp, _ := c.mustRead("GET"); resp.StatusCode != 200 {
+			c := proxy.DialRaw(t, rp.Addr("pub"))
+			c.Send("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, _ := c.MustRead("GET"); resp.StatusCode != 200 {
 				t.Fatalf("warm-up: status %d", resp.StatusCode)
 			}
 			body := ""
 			if method == "POST" {
 				body = "amount=100"
 			}
-			c.send(fmt.Sprintf("%s /act HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", method, len(body), body))
-			resp, got := c.mustRead(method)
+			c.Send(fmt.Sprintf("%s /act HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", method, len(body), body))
+			resp, got := c.MustRead(method)
 			switch method {
 			case "POST":
 				if resp.StatusCode != http.StatusBadGateway {
@@ -241,9 +241,9 @@ route "all" { upstream = "app" }
 
 	// A client connection the proxy has accepted and served: the request
 	// below needs no new descriptor but the upstream socket.
-	c := dialRaw(t, rp.Addr("pub"))
-	c.send("GET /local HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, _ := c.mustRead("GET"); resp.StatusCode != 200 {
+	c := proxy.DialRaw(t, rp.Addr("pub"))
+	c.Send("GET /local HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := c.MustRead("GET"); resp.StatusCode != 200 {
 		t.Fatalf("local route: status %d", resp.StatusCode)
 	}
 
@@ -258,8 +258,8 @@ route "all" { upstream = "app" }
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
 	}
-	c.send("GET /at-limit HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, body, err := c.read("GET")
+	c.Send("GET /at-limit HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body, err := c.Read("GET")
 	if rerr := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved); rerr != nil {
 		t.Fatalf("restore RLIMIT_NOFILE: %v", rerr)
 	}
@@ -272,8 +272,8 @@ route "all" { upstream = "app" }
 
 	seen := map[string]int{}
 	for i := 0; i < 4; i++ {
-		c.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, body := c.mustRead("GET")
+		c.Send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := c.MustRead("GET")
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d after descriptors were freed: status %d %q, want 200 (no server is to blame)", i, resp.StatusCode, body)
 		}
@@ -314,14 +314,14 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"B": addr}), proxy.Options{})
 
-	c := dialRaw(t, rp.Addr("pub"))
-	c.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, _ := c.mustRead("GET"); resp.StatusCode != http.StatusBadGateway {
+	c := proxy.DialRaw(t, rp.Addr("pub"))
+	c.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := c.MustRead("GET"); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("request the server reset: status %d, want 502", resp.StatusCode)
 	}
 	for i := 0; i < 3; i++ {
-		c.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
-		if resp, body := c.mustRead("GET"); resp.StatusCode != 200 {
+		c.Send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.MustRead("GET"); resp.StatusCode != 200 {
 			t.Fatalf("request %d after one failure of the only server: status %d %q, want 200", i, resp.StatusCode, body)
 		}
 	}
@@ -361,19 +361,19 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"BAD": bad, "GOOD": good.Addr}), proxy.Options{})
 
-	c := dialRaw(t, rp.Addr("pub"))
+	c := proxy.DialRaw(t, rp.Addr("pub"))
 	got502 := false
 	for i := 0; i < 2 && !got502; i++ { // round robin: one of two reaches the odd server
-		c.send("GET /garbage HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, _ := c.mustRead("GET")
+		c.Send("GET /garbage HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, _ := c.MustRead("GET")
 		got502 = resp.StatusCode == http.StatusBadGateway
 	}
 	if !got502 {
 		t.Fatal("the malformed response never came back as 502")
 	}
 	for i := 0; i < 6; i++ {
-		c.send("GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
-		if resp, body := c.mustRead("GET"); resp.StatusCode != 200 {
+		c.Send("GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.MustRead("GET"); resp.StatusCode != 200 {
 			t.Fatalf("request %d: status %d %q", i, resp.StatusCode, body)
 		}
 	}
@@ -410,14 +410,14 @@ route "all" { upstream = "app" }
 `, map[string]string{"B": addr}), proxy.Options{})
 
 	const size = 256 << 20
-	c := dialRaw(t, rp.Addr("pub"))
-	c.send(fmt.Sprintf("PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
+	c := proxy.DialRaw(t, rp.Addr("pub"))
+	c.Send(fmt.Sprintf("PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size))
 	go func() {
 		// Sends until the proxy closes the connection.
-		c.c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		io.Copy(c.c, io.LimitReader(zeros{}, size))
+		c.Conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		io.Copy(c.Conn, io.LimitReader(zeros{}, size))
 	}()
-	resp, body, err := c.read("PUT")
+	resp, body, err := c.Read("PUT")
 	if err != nil {
 		t.Fatalf("no response while the body was streaming: %v", err)
 	}
@@ -427,7 +427,7 @@ route "all" { upstream = "app" }
 	if !resp.Close {
 		t.Errorf("the relayed early answer does not say Connection: close, yet the body was not read")
 	}
-	if closed, extra := c.closedWithin(5 * time.Second); !closed {
+	if closed, extra := c.ClosedWithin(5 * time.Second); !closed {
 		t.Errorf("client connection still open after the early answer (read %q)", extra)
 	}
 }
@@ -438,18 +438,6 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
-}
-
-// readAll reads what the proxy sends until it closes the connection
-// (within 10 s).
-func (rc *rawConn) readAll() string {
-	rc.t.Helper()
-	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	b, err := io.ReadAll(rc.br)
-	if err != nil {
-		rc.t.Fatalf("read until close: %v (got %q)", err, b)
-	}
-	return string(b)
 }
 
 // TestE2ENoContinueToHTTP10Client: an HTTP/1.0 client that sends Expect:
@@ -483,8 +471,8 @@ route "all" { upstream = "app" }
 `, map[string]string{"B": addr, "BUF": fmt.Sprint(buffering)}), proxy.Options{})
 
 		for _, version := range []string{"HTTP/1.0", "HTTP/1.1"} {
-			c := dialRaw(t, rp.Addr("pub"))
-			c.send("POST /up " + version + "\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+			c := proxy.DialRaw(t, rp.Addr("pub"))
+			c.Send("POST /up " + version + "\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
 			got := ""
 			switch {
 			case !buffering:
@@ -494,12 +482,12 @@ route "all" { upstream = "app" }
 				// its go-ahead comes first, and the client waits for it
 				// as a real one would.
 				cont := make([]byte, len("HTTP/1.1 100 Continue\r\n\r\n"))
-				c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, _ := io.ReadFull(c.br, cont)
+				c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, _ := io.ReadFull(c.BR, cont)
 				got = string(cont[:n])
 			}
-			c.send("hello")
-			got += c.readAll()
+			c.Send("hello")
+			got += c.ReadAll()
 			continues := strings.Count(got, " 100 Continue")
 			switch {
 			case !strings.HasSuffix(got, "\r\n\r\nhello"):
@@ -534,17 +522,17 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"B": addr}), proxy.Options{})
 
-	c := dialRaw(t, rp.Addr("pub"))
-	c.send("GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-	got := c.readAll()
+	c := proxy.DialRaw(t, rp.Addr("pub"))
+	c.Send("GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	got := c.ReadAll()
 	const hints = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
 	if !strings.HasPrefix(got, hints) || !strings.HasSuffix(got, "\r\n\r\nok") {
 		t.Errorf("HTTP/1.1 client: got %q, want the 103 with its Link field, then the 200 (and no 100)", got)
 	}
 
-	c = dialRaw(t, rp.Addr("pub"))
-	c.send("GET /page HTTP/1.0\r\nHost: x\r\n\r\n")
-	if got := c.readAll(); !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\nok") {
+	c = proxy.DialRaw(t, rp.Addr("pub"))
+	c.Send("GET /page HTTP/1.0\r\nHost: x\r\n\r\n")
+	if got := c.ReadAll(); !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(got, "\r\n\r\nok") {
 		t.Errorf("HTTP/1.0 client: got %q, want the 200 alone", got)
 	}
 }
@@ -578,9 +566,9 @@ route "all" { upstream = "app" }
 `, map[string]string{"B": addr}), proxy.Options{})
 
 	for _, path := range []string{"/204-length", "/204-chunked", "/304-chunked"} {
-		c := dialRaw(t, rp.Addr("pub"))
-		c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		got := c.readAll()
+		c := proxy.DialRaw(t, rp.Addr("pub"))
+		c.Send("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		got := c.ReadAll()
 		head, body, _ := strings.Cut(got, "\r\n\r\n")
 		lower := strings.ToLower(head)
 		if body != "" || strings.Contains(lower, "transfer-encoding") ||
@@ -618,15 +606,15 @@ upstream "app" {
 route "all" { upstream = "app" }
 `, map[string]string{"B": addr}), proxy.Options{})
 
-	c := dialRaw(t, rp.Addr("pub"))
+	c := proxy.DialRaw(t, rp.Addr("pub"))
 	for i := 0; i < 2; i++ {
 		if i == 1 {
 			// The time itself is what is tested: the pooled connection's
 			// read deadline must lapse while it is idle.
 			time.Sleep(300 * time.Millisecond)
 		}
-		c.send("GET /account HTTP/1.1\r\nHost: x\r\n\r\n")
-		if resp, body := c.mustRead("GET"); resp.StatusCode != 200 || body != "account" {
+		c.Send("GET /account HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.MustRead("GET"); resp.StatusCode != 200 || body != "account" {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
 		}
 	}

@@ -202,16 +202,16 @@ func serveWebSocketPush(w http.ResponseWriter, r *http.Request, n int, interval 
 
 // wsDial upgrades a raw connection to the proxy to a WebSocket on path;
 // frames that came with the 101 are left buffered in the returned conn.
-func wsDial(t *testing.T, addr, path string) *rawConn {
+func wsDial(t *testing.T, addr, path string) *proxy.RawConn {
 	t.Helper()
-	rc := dialRaw(t, addr)
+	rc := proxy.DialRaw(t, addr)
 	var k [16]byte
 	rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])
-	rc.send("GET " + path + " HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	rc.Send("GET " + path + " HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	resp, err := http.ReadResponse(rc.br, &http.Request{Method: "GET"})
+	rc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(rc.BR, &http.Request{Method: "GET"})
 	if err != nil {
 		t.Fatalf("read handshake response: %v", err)
 	}
@@ -243,7 +243,7 @@ route "all" { upstream = "app" }
 `, map[string]string{"BE": be.Addr}), proxy.Options{})
 
 	rc := wsDial(t, rp.Addr("pub"), "/ws")
-	br := rc.br // bytes that came with the 101 are buffered there
+	br := rc.BR // bytes that came with the 101 are buffered there
 	op, p, masked, err := wsReadFrame(br)
 	if err != nil || op != wsText || string(p) != "hello from ws" || masked {
 		t.Fatalf("greeting: op %d payload %q masked %v err %v; want text %q unmasked", op, p, masked, err, "hello from ws")
@@ -255,7 +255,7 @@ route "all" { upstream = "app" }
 		op byte
 		p  []byte
 	}{{wsText, []byte("ping through the proxy")}, {wsBinary, big}} {
-		if err := wsWriteFrame(rc.c, f.op, f.p, true); err != nil {
+		if err := wsWriteFrame(rc.Conn, f.op, f.p, true); err != nil {
 			t.Fatal(err)
 		}
 		op, p, _, err := wsReadFrame(br)
@@ -267,7 +267,7 @@ route "all" { upstream = "app" }
 		}
 	}
 
-	if err := wsWriteFrame(rc.c, wsClose, []byte{0x03, 0xE8}, true); err != nil {
+	if err := wsWriteFrame(rc.Conn, wsClose, []byte{0x03, 0xE8}, true); err != nil {
 		t.Fatal(err)
 	}
 	op, p, _, err = wsReadFrame(br)
@@ -275,7 +275,7 @@ route "all" { upstream = "app" }
 		t.Fatalf("close echo: op %d payload %v err %v", op, p, err)
 	}
 	// The backend closed its side: the proxy must close the tunnel too.
-	if closed, extra := rc.closedWithin(5 * time.Second); !closed {
+	if closed, extra := rc.ClosedWithin(5 * time.Second); !closed {
 		t.Errorf("tunnel not closed within 5s after the backend closed; extra bytes %q", extra)
 	}
 }
@@ -299,9 +299,9 @@ route "all" { upstream = "app" }
 
 	const pushes = 12 // 1.2 s of traffic one way: three times the timeout
 	rc := wsDial(t, rp.Addr("pub"), fmt.Sprintf("/ws-push?n=%d&every=100ms", pushes))
-	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	rc.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for i := 1; i <= pushes; i++ {
-		op, p, _, err := wsReadFrame(rc.br)
+		op, p, _, err := wsReadFrame(rc.BR)
 		if err != nil {
 			t.Fatalf("push %d of %d: %v (the tunnel was closed while the backend was still sending)", i, pushes, err)
 		}
@@ -310,7 +310,7 @@ route "all" { upstream = "app" }
 		}
 	}
 	lastFrame := time.Now()
-	closed, extra := rc.closedWithin(5 * time.Second)
+	closed, extra := rc.ClosedWithin(5 * time.Second)
 	if !closed {
 		t.Fatalf("tunnel idle both ways still open 5s after the last frame (tunnel_timeout 400ms); extra bytes %q", extra)
 	}

@@ -45,24 +45,24 @@ func openFDs(t *testing.T) map[string]int {
 // at all.
 func TestClosedClientSocketsAreReleased(t *testing.T) {
 	be := newBackend(t, nil)
-	r := start(t, testConfig(be.addr()), Options{})
+	r := Start(t, testConfig(be.addr()), Options{})
 	req := "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
 	one := func() {
-		c := dial(t, r.addr)
-		if resp, _ := c.do(req); resp.StatusCode != 200 {
+		c := DialRaw(t, r.Addr("public"))
+		if resp, _ := c.Do(req); resp.StatusCode != 200 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		if !c.closed() {
+		if !c.Closed() {
 			t.Fatal("the proxy did not close a Connection: close connection")
 		}
-		c.c.Close()
+		c.Conn.Close()
 		// The client sees the end of the response (the proxy shuts its
 		// side down right after it) before the proxy has finished the
 		// connection: wait for that.
 		waitActive(t, r, 0)
 	}
 	one() // the upstream keep-alive connection is pooled from now on
-	r.p.closer.flush()
+	r.P.closer.flush()
 	before := openFDs(t)
 
 	n := closeBatch + closeBatch/2 // one batch closed, half of one pending
@@ -78,7 +78,7 @@ func TestClosedClientSocketsAreReleased(t *testing.T) {
 		t.Errorf("%d descriptors parked on the placeholder after %d connections; want between 1 and %d (batches of %d)",
 			pending, n, closeBatch-1, closeBatch)
 	}
-	r.p.closer.flush()
+	r.P.closer.flush()
 	if flushed := openFDs(t); flushed["eventfd"] != before["eventfd"] || flushed["socket"] > before["socket"] {
 		t.Errorf("descriptors after a flush: %v; before the connections: %v", flushed, before)
 	}
@@ -95,14 +95,14 @@ func TestParkedDescriptorsFreedAtFileLimit(t *testing.T) {
 	cfg := testConfig("127.0.0.1:1")
 	cfg.Routes[0].Upstream = ""
 	cfg.Routes[0].Respond = &config.Respond{Status: 200, Body: "ok"}
-	r := start(t, cfg, Options{})
+	r := Start(t, cfg, Options{})
 	var saved syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
 		t.Fatal(err)
 	}
 	req := "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
 	one := func(i int) {
-		c, err := net.DialTimeout("tcp", r.addr, 2*time.Second)
+		c, err := net.DialTimeout("tcp", r.Addr("public"), 2*time.Second)
 		if err != nil {
 			t.Fatalf("request %d: dial: %v", i, err)
 		}
@@ -120,7 +120,7 @@ func TestParkedDescriptorsFreedAtFileLimit(t *testing.T) {
 		resp.Body.Close()
 	}
 	one(0)
-	r.p.closer.flush()
+	r.P.closer.flush()
 
 	open := 0
 	for _, n := range openFDs(t) {
@@ -151,28 +151,28 @@ func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
 		Name: "park", Listeners: []string{"public"}, PathPrefix: "/park", MaxBodySize: -1,
 		Respond: &config.Respond{Status: 200, Body: "ok"},
 	})
-	r := start(t, cfg, Options{})
+	r := Start(t, cfg, Options{})
 
 	// Closed connections whose descriptor numbers wait for a batch close.
 	const parked = 20
 	for i := range parked {
-		c := dial(t, r.addr)
-		if resp, _ := c.do("GET /park HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
+		c := DialRaw(t, r.Addr("public"))
+		if resp, _ := c.Do("GET /park HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
 			t.Fatalf("request %d: status %d", i, resp.StatusCode)
 		}
-		c.c.Close()
+		c.Conn.Close()
 	}
 	waitActive(t, r, 0)
-	r.p.closer.mu.Lock()
-	pending := len(r.p.closer.pending)
-	r.p.closer.mu.Unlock()
+	r.P.closer.mu.Lock()
+	pending := len(r.P.closer.pending)
+	r.P.closer.mu.Unlock()
 	if pending < parked/2 {
 		t.Fatalf("%d descriptors parked after %d connections; the test needs them", pending, parked)
 	}
 
 	// A client connection, accepted, that has not been proxied yet (so no
 	// upstream connection is pooled).
-	c := dial(t, r.addr)
+	c := DialRaw(t, r.Addr("public"))
 	waitActive(t, r, 1)
 	var saved syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
@@ -190,7 +190,7 @@ func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
 		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
 	}
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
-	resp, body := c.do("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	resp, body := c.Do("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
 	if resp.StatusCode != 200 {
 		t.Fatalf("request at the open-files limit: status %d %q, want 200 (the dial did not free the %d parked descriptors)", resp.StatusCode, body, pending)
 	}
@@ -199,12 +199,12 @@ func TestDialAtFileLimitFreesParkedDescriptors(t *testing.T) {
 // waitActive waits (5 s at most) until the proxy serves n connections:
 // a client sees a response end before the proxy has finished the
 // connection, and connects before the proxy has accepted.
-func waitActive(t *testing.T, r *running, n int64) {
+func waitActive(t *testing.T, r *Running, n int64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for r.p.stats.active.Load() != n {
+	for r.P.stats.active.Load() != n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections active after 5s, want %d", r.p.stats.active.Load(), n)
+			t.Fatalf("%d connections active after 5s, want %d", r.P.stats.active.Load(), n)
 		}
 		runtime.Gosched()
 	}
