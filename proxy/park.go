@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 	"unsafe"
@@ -36,10 +37,10 @@ import (
 const (
 	// parkAfter is how long a connection waits for a request on its own
 	// goroutine before it parks.
-	parkAfter = 200 * time.Millisecond
+	parkAfter = 50 * time.Millisecond
 	// sweepEvery is how often the sweeper looks for connections to park
 	// and parked ones whose keep-alive time is over.
-	sweepEvery = 100 * time.Millisecond
+	sweepEvery = 25 * time.Millisecond
 )
 
 // The states of clientConn.idleSince besides "waiting since" (a positive
@@ -103,6 +104,12 @@ type parkingLot struct {
 	n      int
 	waitFn func(fd uintptr) bool
 	woken  []*clientConn // resumeParked's scratch
+
+	// For giving memory back after a wave of connections went idle
+	// (releaseMemory); under Proxy.mu but for releasedAt, the sweeper's.
+	lastPark        time.Time
+	releasedAt      time.Time
+	parkedAtRelease int
 }
 
 func newParkingLot() (*parkingLot, error) {
@@ -272,6 +279,7 @@ func (cc *clientConn) park() bool {
 	delete(p.conns, cc)
 	lot.byFD[fc.fd] = fc
 	cc.ls.parked.push(fc)
+	lot.lastPark = time.Now()
 	p.mu.Unlock()
 
 	cc.c = nil
@@ -419,6 +427,7 @@ func (p *Proxy) sweep(lot *parkingLot, now time.Time, asked []*clientConn, expir
 			expired = append(expired, fc)
 		}
 	}
+	release := lot.releaseDue(now)
 	p.mu.Unlock()
 	// The claimed connections' goroutines wait for idleParkSet, so each
 	// cc and its connection stay as they are meanwhile.
@@ -431,7 +440,55 @@ func (p *Proxy) sweep(lot *parkingLot, now time.Time, asked []*clientConn, expir
 		p.closeParked(fc)
 		expired[i] = nil
 	}
+	if release {
+		// Two collections: the first moves the pools' contents (the
+		// wave's buffers and clientConns) to their victim caches, the
+		// one FreeOSMemory runs drops them.
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
 	return asked, expired
+}
+
+// Giving memory back. The connections of a wave that has just gone idle
+// held their buffers, clientConns and goroutine stacks for a moment
+// before they parked; once parked, that memory is free, but the Go
+// runtime keeps free memory until a garbage collection lowers its goal,
+// and an idle worker allocates nothing, so it could keep a burst's peak
+// for minutes. When many connections have parked since the last time and
+// parking has then paused for longer than the burst's goroutines linger
+// (connGoroutineIdle), the sweeper runs a collection and
+// returns the free memory to the system (two collections and a scavenge:
+// a few milliseconds), at most once per releaseEvery. A worker always busy
+// parking and resuming never pauses and never pays for it.
+const (
+	releaseMinParked = 1000
+	releaseQuiet     = connGoroutineIdle + time.Second
+	releaseEvery     = 30 * time.Second
+)
+
+// releaseDue reports whether to give memory back now. Called with
+// Proxy.mu held.
+func (lot *parkingLot) releaseDue(now time.Time) bool {
+	n := len(lot.byFD)
+	// A wave is counted from the fewest parked since the last release.
+	lot.parkedAtRelease = min(lot.parkedAtRelease, n)
+	if n < releaseMinParked || n < lot.parkedAtRelease+lot.parkedAtRelease/2 ||
+		now.Sub(lot.lastPark) < releaseQuiet || (!lot.releasedAt.IsZero() && now.Sub(lot.releasedAt) < releaseEvery) {
+		return false
+	}
+	lot.releasedAt, lot.parkedAtRelease = now, n
+	return true
+}
+
+// parkedCount is how many connections are parked now.
+func (p *Proxy) parkedCount() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lot == nil {
+		return 0
+	}
+	return int64(len(p.lot.byFD))
 }
 
 // cutParked closes every parked connection (Close, the drain deadline).

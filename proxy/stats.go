@@ -16,6 +16,7 @@ type Stats struct {
 	BytesIn     uint64       // request bytes read from clients (heads and bodies)
 	BytesOut    uint64       // response bytes written to clients
 	ActiveConns int64        // open client connections
+	ParkedConns int64        // of which idle ones parked without a goroutine (see park.go)
 	InFlight    int64        // requests being served (tunnels included)
 	RateLimited uint64       // requests answered 429
 	UpstreamErr uint64       // failed upstream attempts (connect, reset, timeout, bad response)
@@ -102,6 +103,7 @@ func (p *Proxy) Stats() Stats {
 		BytesIn:     p.stats.bytesIn.Load(),
 		BytesOut:    p.stats.bytesOut.Load(),
 		ActiveConns: p.stats.active.Load(),
+		ParkedConns: p.parkedCount(),
 		InFlight:    p.stats.inFlight.Load(),
 		RateLimited: p.stats.rateLimited.Load(),
 		UpstreamErr: p.stats.upstreamErr.Load(),

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // idleConnBudget is what an idle keep-alive client connection may add to a
@@ -20,12 +21,11 @@ const idleConnBudget = 4 << 10
 // TestIdleConnectionMemory: 2,000 clients that each sent one request on
 // keep-alive and then stay idle raise the worker's RSS by less than 2,000 x
 // 4 kB. A count and a ratio, not a timing: a regression in what an idle
-// connection holds (buffers, goroutine stack) shows here in `make test`.
+// connection holds (buffers, goroutine stack, its parked state) shows here
+// in `make test`. The connections park and the worker gives back what the
+// burst of opening them used once parking pauses (proxy/park.go), so the
+// test waits for the figure to settle under the budget, up to 30 s.
 func TestIdleConnectionMemory(t *testing.T) {
-	if os.Getenv("PINGORA_TEST_IDLE_MEMORY") == "" {
-		// Measured on bb3d0eb: 26-29 kB per idle connection (bench-memory).
-		t.Skip("issue 14: idle connections cost 27 kB today; goal 4 kB (PINGORA_TEST_IDLE_MEMORY=1 runs it)")
-	}
 	const conns = 2000
 	in := newInstance(t, 1)
 	// Idle connections must outlive the time it takes to open all of them.
@@ -40,14 +40,14 @@ func TestIdleConnectionMemory(t *testing.T) {
 	before := workerRSS(t, worker)
 	held := openIdleClients(t, in.Addr, conns)
 	defer closeAll(held)
-	after := workerRSS(t, worker)
-
-	perConn := (after - before) / conns
-	t.Logf("worker RSS %d kB -> %d kB with %d idle connections: %d B each", before>>10, after>>10, conns, perConn)
-	if after-before >= conns*idleConnBudget {
-		t.Errorf("%d idle connections raised the worker's RSS by %d kB (%d B each), want under %d kB (%d B each)",
-			conns, (after-before)>>10, perConn, conns*idleConnBudget>>10, idleConnBudget)
-	}
+	peak := workerRSS(t, worker)
+	var after int
+	waitFor(t, 30*time.Second, "the worker's RSS under the idle-connection budget", func() (bool, string) {
+		after = workerRSS(t, worker)
+		return after-before < conns*idleConnBudget, fmt.Sprintf("%d idle connections raised the worker's RSS by %d kB (%d B each), want under %d kB (%d B each)",
+			conns, (after-before)>>10, (after-before)/conns, conns*idleConnBudget>>10, idleConnBudget)
+	})
+	t.Logf("worker RSS %d kB -> %d kB (peak %d kB) with %d idle connections: %d B each", before>>10, after>>10, peak>>10, conns, (after-before)/conns)
 }
 
 // openIdleClients opens n keep-alive connections to addr, 100 at a time,
