@@ -30,21 +30,15 @@ type builder struct {
 }
 
 func (b *builder) errorf(rng hcl.Range, summary, format string, args ...any) {
-	b.diags = append(b.diags, &hcl.Diagnostic{
-		Severity: hcl.DiagError,
-		Summary:  summary,
-		Detail:   fmt.Sprintf(format, args...),
-		Subject:  rng.Ptr(),
-	})
+	b.addDiag(hcl.DiagError, rng, summary, fmt.Sprintf(format, args...))
 }
 
 func (b *builder) warnf(rng hcl.Range, summary, format string, args ...any) {
-	b.diags = append(b.diags, &hcl.Diagnostic{
-		Severity: hcl.DiagWarning,
-		Summary:  summary,
-		Detail:   fmt.Sprintf(format, args...),
-		Subject:  rng.Ptr(),
-	})
+	b.addDiag(hcl.DiagWarning, rng, summary, fmt.Sprintf(format, args...))
+}
+
+func (b *builder) addDiag(sev hcl.DiagnosticSeverity, rng hcl.Range, summary, detail string) {
+	b.diags = append(b.diags, &hcl.Diagnostic{Severity: sev, Summary: summary, Detail: detail, Subject: rng.Ptr()})
 }
 
 // attribute returns the attribute name as written in body, or nil. Bodies
