@@ -49,6 +49,11 @@ type clientConn struct {
 	// its buffers (Unix nanoseconds), 0 when it is not waiting, or the
 	// sweeper's claim to park it (see park.go).
 	idleSince atomic.Int64
+	// awaitRequest's state: awaitFn is await bound once; waiting: it
+	// gave the buffers back and waits, since idleStart.
+	awaitFn   func(fd uintptr) bool
+	waiting   bool
+	idleStart int64
 
 	reqIDBuf [32]byte
 	pathBuf  []byte // the normalized path of a request that needs it, for routing
@@ -158,6 +163,7 @@ func (p *Proxy) getClientConn() *clientConn {
 	cc, _ := p.ccPool.Get().(*clientConn)
 	if cc == nil {
 		cc = &clientConn{p: p, io: &sockIO{}}
+		cc.awaitFn = cc.await
 		cc.req.headers = make([]header, 0, 32)
 		cc.resp.headers = make([]header, 0, 32)
 	}

@@ -36,12 +36,12 @@ type sockIO struct {
 	noDelayDue bool
 	sent       bool
 
-	// probe: a read that would block returns errWouldBlock instead of
-	// waiting (awaitRequest); wouldBlock: this one did.
-	probe, wouldBlock bool
-	// waited: waitReadable's function has been called once.
-	waited bool
-	waitFn func(fd uintptr) bool
+	// pending is what awaitRequest's read took in before the read buffer
+	// was back (it is in scratch); Read hands it out first. pendingEOF:
+	// that read met the end of the stream.
+	pending    []byte
+	pendingEOF bool
+	scratch    [1024]byte
 
 	// finNext: the next Write is the connection's last. Its data goes
 	// out with MSG_MORE and the sending side is shut down right after
@@ -63,6 +63,7 @@ func newSockIO(c net.Conn) *sockIO {
 func (s *sockIO) reset(c net.Conn) {
 	s.c, s.raw = c, nil
 	s.rp, s.wp = nil, nil
+	s.pending, s.pendingEOF, s.rerr = nil, false, 0
 	_, s.noDelayDue = c.(*fileConn)
 	s.sent, s.finNext = false, false
 	if sc, ok := c.(syscall.Conn); ok {
@@ -71,7 +72,6 @@ func (s *sockIO) reset(c net.Conn) {
 			if s.rfn == nil {
 				s.rfn = s.readFD
 				s.wfn = s.writeFD
-				s.waitFn = s.waitRead
 			}
 		}
 	}
@@ -87,10 +87,6 @@ func (s *sockIO) readFD(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			if s.probe {
-				s.wouldBlock = true
-				return true
-			}
 			return false
 		}
 		s.rerr = e
@@ -98,23 +94,25 @@ func (s *sockIO) readFD(fd uintptr) bool {
 	}
 }
 
-// waitRead is called by RawConn.Read first to decide whether to wait,
-// then after each wake-up: it waits once, whatever the wake-up was (data,
-// an end, or a deadline, which RawConn reports itself).
-func (s *sockIO) waitRead(uintptr) bool {
-	if !s.waited {
-		s.waited = true
+// readScratch is awaitRequest's first read: into scratch, as the read
+// buffer may be back in its pool. It reports whether the socket had
+// nothing (EAGAIN); otherwise what it read, the end, or the error waits
+// for Read.
+func (s *sockIO) readScratch(fd uintptr) (wouldBlock bool) {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.scratch[0])), uintptr(len(s.scratch)), 0, 0, 0)
+		switch e {
+		case 0:
+			s.pending, s.pendingEOF = s.scratch[:n], n == 0
+			return false
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return true
+		}
+		s.rerr = e
 		return false
 	}
-	return true
-}
-
-// waitReadable waits, without reading, until the socket is readable (or
-// its read deadline passes), right after a read found nothing: from then
-// on anything that arrives wakes the poller.
-func (s *sockIO) waitReadable() error {
-	s.waited = false
-	return s.raw.Read(s.waitFn)
 }
 
 func (s *sockIO) writeFD(fd uintptr) bool {
@@ -164,23 +162,38 @@ func (s *sockIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	s.rp, s.rn, s.rerr = p, 0, 0
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
+	if s.pendingEOF {
+		s.pendingEOF = false
+		return 0, io.EOF
+	}
+	if s.rerr != 0 { // from readScratch
+		return 0, s.readError()
+	}
+	s.rp, s.rn = p, 0
 	err := s.raw.Read(s.rfn)
 	s.rp = nil
 	if err != nil {
 		return 0, err
 	}
-	if s.wouldBlock {
-		s.wouldBlock = false
-		return 0, errWouldBlock
-	}
 	if s.rerr != 0 {
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", s.rerr)}
+		return 0, s.readError()
 	}
 	if s.rn == 0 {
 		return 0, io.EOF
 	}
 	return s.rn, nil
+}
+
+// readError reports (once) the error a read met.
+func (s *sockIO) readError() error {
+	e := s.rerr
+	s.rerr = 0
+	return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", e)}
 }
 
 // Write implements io.Writer: all of p, or an error.

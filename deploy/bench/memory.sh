@@ -11,15 +11,18 @@
 # For each N in COUNTS (default 1000 10000 50000; an N the open files limit
 # cannot hold is skipped, with the reason), deploy/bench/idleconns opens N
 # client connections to each proxy, each sends one GET on keep-alive and reads
-# the response, then all stay idle; the worker's RSS before and after (VmRSS
-# of /proc/PID/status, and Rss of smaps_rollup) gives bytes per idle
-# connection. Then wrk -t1 -c1000 -dDUR against each with the worker's RSS
+# the response, then all stay idle; the worker's RSS before and SETTLE
+# seconds after the last one went idle (default 6: pingora-master parks idle
+# connections and gives back what the burst of opening them used once parking
+# pauses, see proxy/park.go; nginx is measured after the same wait) gives
+# bytes per idle connection (VmRSS of /proc/PID/status, and Rss of
+# smaps_rollup). Then wrk -t1 -c1000 -dDUR against each with the worker's RSS
 # sampled every 100 ms (peak), and the masters' and workers' RSS at rest.
 # Each measurement starts a fresh pair of proxies. The figures are
 # comparable within one run only.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-COUNTS=${COUNTS:-1000 10000 50000} DUR=${DUR:-10s}
+COUNTS=${COUNTS:-1000 10000 50000} DUR=${DUR:-10s} SETTLE=${SETTLE:-6}
 PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 bin=${BIN:-$root/bin/pingora-master}
 tmpl=$root/deploy/bench/memory.hcl.tmpl
@@ -135,6 +138,7 @@ idle() { # idle SIDE PORT N SOURCE: prints "vmrss-per-conn rollup-per-conn"
     echo "memory: idleconns to :$2 with $3 connections did not get ready" >&2
     exec {in}>&-; wait "$pid" || true; return 1
   fi
+  sleep "$SETTLE"
   v1=$(vmrss "${!w}") r1=$(rollup "${!w}")
   exec {in}>&- # idleconns closes its connections when its stdin closes
   wait "$pid" || true
