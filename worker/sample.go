@@ -48,6 +48,7 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 		RateLimited:    st.RateLimited,
 		UpstreamErrors: st.UpstreamErr,
 		ActiveConns:    st.ActiveConns,
+		ParkedConns:    st.ParkedConns,
 		InFlight:       st.InFlight,
 		Unrouted:       st.Unrouted,
 		Routes:         make([]wire.RouteSample, len(st.Routes)),

@@ -192,13 +192,19 @@ type serverGauges struct {
 	inFlight int64
 }
 
+// connGauges are the live workers' connection and request gauges, summed.
+type connGauges struct {
+	active, parked, inFlight int64
+}
+
 // gauges sums the live samples' gauges.
-func (s *snapshot) gauges() (active, inFlight int64, servers map[serverKey]serverGauges) {
+func (s *snapshot) gauges() (conns connGauges, servers map[serverKey]serverGauges) {
 	servers = make(map[serverKey]serverGauges)
 	for i := range s.live {
 		w := &s.live[i]
-		active += w.ActiveConns
-		inFlight += w.InFlight
+		conns.active += w.ActiveConns
+		conns.parked += w.ParkedConns
+		conns.inFlight += w.InFlight
 		for _, u := range w.Upstreams {
 			for _, sv := range u.Servers {
 				k := serverKey{u.Name, sv.Addr}
@@ -212,5 +218,5 @@ func (s *snapshot) gauges() (active, inFlight int64, servers map[serverKey]serve
 			}
 		}
 	}
-	return active, inFlight, servers
+	return conns, servers
 }

@@ -19,6 +19,7 @@ var classes = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 type descs struct {
 	requests, requestDuration, upstreamDuration            *prometheus.Desc
 	bytesReceived, bytesSent, activeConns, inFlight        *prometheus.Desc
+	parkedConns                                            *prometheus.Desc
 	serverHealthy, serverInFlight, serverRequests          *prometheus.Desc
 	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
@@ -37,6 +38,7 @@ func newDescs() *descs {
 		bytesSent:        d("bytes_sent_total", "Response bytes written to clients."),
 		activeConns:      d("active_connections", "Open client connections in live workers."),
 		inFlight:         d("in_flight_requests", "Requests being served by live workers."),
+		parkedConns:      d("parked_connections", "Idle client connections in live workers parked without a goroutine or buffers (counted in active_connections too)."),
 		serverHealthy:    d("upstream_server_healthy", "Fraction of live workers whose balancer sees the server healthy (1: all, 0: none).", "upstream", "server"),
 		serverInFlight:   d("upstream_server_in_flight", "Requests in flight to the server from live workers.", "upstream", "server"),
 		serverRequests:   d("upstream_requests_total", "Attempts sent to the upstream server (retries included).", "upstream", "server"),
@@ -64,7 +66,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
 	for _, x := range []*prometheus.Desc{
 		d.requests, d.requestDuration, d.upstreamDuration, d.bytesReceived, d.bytesSent,
-		d.activeConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
+		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting,
 	} {
@@ -108,9 +110,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.rateLimited, t.rateLimited)
 	counter(d.upstreamErrors, t.upstreamErrors)
 
-	active, inFlight, servers := s.gauges()
-	gauge(d.activeConns, float64(active))
-	gauge(d.inFlight, float64(inFlight))
+	conns, servers := s.gauges()
+	gauge(d.activeConns, float64(conns.active))
+	gauge(d.parkedConns, float64(conns.parked))
+	gauge(d.inFlight, float64(conns.inFlight))
 	for k, g := range servers {
 		gauge(d.serverHealthy, float64(g.healthy)/float64(g.workers), k.upstream, k.addr)
 		gauge(d.serverInFlight, float64(g.inFlight), k.upstream, k.addr)

@@ -75,10 +75,10 @@ func TestMetricsMatchSamplesAcrossReload(t *testing.T) {
 	g2 := t0.Add(time.Hour)
 
 	w101 := traffic(101, 1, t0, 10)
-	w101.ActiveConns, w101.InFlight = 3, 1
+	w101.ActiveConns, w101.ParkedConns, w101.InFlight = 3, 2, 1
 	w101.Upstreams[0].Servers[0].InFlight = 1
 	w201 := traffic(201, 2, g2, 20)
-	w201.ActiveConns, w201.InFlight = 5, 2
+	w201.ActiveConns, w201.ParkedConns, w201.InFlight = 5, 1, 2
 	w201.Upstreams[0].Servers[1].Healthy = false // this worker marked it down
 	mustObserve(t, &a, w101, w201)
 	a.SetMaster(fixtureMaster(2,
@@ -101,6 +101,7 @@ func TestMetricsMatchSamplesAcrossReload(t *testing.T) {
 		"pingora_rate_limited_total{}":                                              1 + 2,
 		"pingora_upstream_errors_total{}":                                           0 + 1,
 		"pingora_active_connections{}":                                              8,
+		"pingora_parked_connections{}":                                              3,
 		"pingora_in_flight_requests{}":                                              3,
 		"pingora_upstream_server_healthy{server=127.0.0.1:9001,upstream=backend}":   1,
 		"pingora_upstream_server_healthy{server=127.0.0.1:9002,upstream=backend}":   0.5,

@@ -106,6 +106,7 @@ type Totals struct {
 	UpstreamErrors    uint64         `json:"upstream_errors"`
 	Unrouted          [5]uint64      `json:"unrouted"` // 1xx..5xx without a route
 	ActiveConns       int64          `json:"active_connections"`
+	ParkedConns       int64          `json:"parked_connections"` // of ActiveConns, idle ones without a goroutine
 	InFlight          int64          `json:"in_flight"`
 	RequestLatency    LatencySummary `json:"request_latency"`
 	UpstreamLatency   LatencySummary `json:"upstream_latency"`
@@ -138,7 +139,7 @@ func (s *snapshot) status(now time.Time) *Status {
 		Routes:         []RouteStatus{},
 		Upstreams:      []UpstreamStatus{},
 	}
-	active, inFlight, servers := s.gauges()
+	conns, servers := s.gauges()
 	t := &s.totals
 	st.Totals = Totals{
 		Requests:        t.requests,
@@ -147,8 +148,9 @@ func (s *snapshot) status(now time.Time) *Status {
 		RateLimited:     t.rateLimited,
 		UpstreamErrors:  t.upstreamErrors,
 		Unrouted:        t.unrouted,
-		ActiveConns:     active,
-		InFlight:        inFlight,
+		ActiveConns:     conns.active,
+		ParkedConns:     conns.parked,
+		InFlight:        conns.inFlight,
 		RequestLatency:  t.requestLatency.summary(),
 		UpstreamLatency: t.upstreamLatency.summary(),
 	}

@@ -31,6 +31,7 @@ type WorkerSample struct {
 	UpstreamErrors uint64 `json:"upstream_errors"` // failed upstream attempts
 
 	ActiveConns int64 `json:"active_connections"` // gauge: open client connections
+	ParkedConns int64 `json:"parked_connections"` // gauge: of those, idle ones parked without a goroutine
 	InFlight    int64 `json:"in_flight"`          // gauge: requests being served
 
 	Routes []RouteSample `json:"routes"`
