@@ -41,7 +41,7 @@ type sockIO struct {
 	// that read met the end of the stream.
 	pending    []byte
 	pendingEOF bool
-	scratch    [1024]byte
+	scratch    *[1024]byte // made on first use: upstream sockets never wait this way
 
 	// finNext: the next Write is the connection's last. Its data goes
 	// out with MSG_MORE and the sending side is shut down right after
@@ -99,6 +99,9 @@ func (s *sockIO) readFD(fd uintptr) bool {
 // nothing (EAGAIN); otherwise what it read, the end, or the error waits
 // for Read.
 func (s *sockIO) readScratch(fd uintptr) (wouldBlock bool) {
+	if s.scratch == nil {
+		s.scratch = new([1024]byte)
+	}
 	for {
 		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&s.scratch[0])), uintptr(len(s.scratch)), 0, 0, 0)
 		switch e {

@@ -147,6 +147,7 @@ func (ss *serverState) get(now time.Time) *upConn {
 			continue
 		}
 		uc.reused = true
+		uc.takeBuffers()
 		return uc
 	}
 }
@@ -161,6 +162,9 @@ func (ss *serverState) put(uc *upConn, now time.Time) {
 		return
 	}
 	uc.idleSince = now
+	// An idle connection holds no buffer (nothing is pending on it: the
+	// caller checked); get gives it back a pair.
+	uc.releaseBuffers()
 	ss.idle = append(ss.idle, uc)
 	ss.mu.Unlock()
 }
@@ -227,11 +231,20 @@ func (uc *upConn) probeFD(fd uintptr) {
 // goroutine that owns the connection may call it; others only close c.
 func (uc *upConn) release() {
 	uc.c.Close()
+	uc.releaseBuffers()
+}
+
+func (uc *upConn) releaseBuffers() {
 	if uc.br != nil {
 		uc.bufs.putReader(uc.br)
 		uc.bufs.putWriter(uc.bw)
 		uc.br, uc.bw = nil, nil
 	}
+}
+
+func (uc *upConn) takeBuffers() {
+	uc.br = uc.bufs.getReader(uc.sio)
+	uc.bw = uc.bufs.getWriter(uc.sio)
 }
 
 // dial opens a new connection to a server.
@@ -253,7 +266,6 @@ func (p *Proxy) dial(ss *serverState) (*upConn, error) {
 	}
 	uc.probeFn = uc.probeFD
 	uc.sio = newSockIO(c)
-	uc.br = p.upBufs.getReader(uc.sio)
-	uc.bw = p.upBufs.getWriter(uc.sio)
+	uc.takeBuffers()
 	return uc, nil
 }
