@@ -7,6 +7,7 @@
 #
 #   deploy/bench/memory.sh
 #   COUNTS="1000 10000" DUR=10s BIN=/tmp/pm deploy/bench/memory.sh
+#   COUNTS= CONF=my.hcl.tmpl deploy/bench/memory.sh   # wrk and at-rest figures only
 #
 # For each N in COUNTS (default 1000 10000 50000; an N the open files limit
 # cannot hold is skipped, with the reason), deploy/bench/idleconns opens N
@@ -25,7 +26,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 COUNTS=${COUNTS:-1000 10000 50000} DUR=${DUR:-10s} SETTLE=${SETTLE:-6}
 PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 bin=${BIN:-$root/bin/pingora-master}
-tmpl=$root/deploy/bench/memory.hcl.tmpl
+tmpl=${CONF:-$root/deploy/bench/memory.hcl.tmpl}
 for tool in nginx wrk curl taskset setsid go; do
   command -v "$tool" >/dev/null || { echo "memory: missing $tool (see deploy/bench/bench.sh)" >&2; exit 2; }
 done
