@@ -57,7 +57,8 @@
 //     their framing checked (h1_body.go). Nothing in it knows of routes,
 //     upstreams or connections' lifecycles.
 //   - The client side: accepting (accept.go), one connection's lifecycle
-//     and request dispatch (conn.go), descriptors closed off the hot path
+//     and request dispatch (conn.go), idle connections kept without a
+//     goroutine or buffers (park.go), descriptors closed off the hot path
 //     (fdclose.go), raw socket I/O (sockio.go), answers of the proxy's own
 //     (respond.go, status.go), the access log (accesslog.go).
 //   - Forwarding: routing (routes.go), a request to an upstream with
