@@ -212,6 +212,9 @@ func (b *builder) listener(r *rawListener) Listener {
 	}
 	l.ClientBodyBufferSize = int(s.size("client_body_buffer_size", r.ClientBodyBufferSize, 64<<10, 1<<10, 16<<20))
 	l.RequestTimeout = s.duration("request_timeout", r.RequestTimeout, 60*time.Second)
+	if r.TLS != nil {
+		l.TLS = b.listenerTLS(r.Name, r.TLS)
+	}
 	return l
 }
 

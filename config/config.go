@@ -97,7 +97,8 @@ type Admin struct {
 // Listener is one listening socket, bound by the master.
 type Listener struct {
 	Name    string `json:"name"`
-	Address string `json:"address"` // host:port
+	Address string `json:"address"`       // host:port
+	TLS     *TLS   `json:"tls,omitempty"` // nil: plain HTTP
 
 	ClientHeaderTimeout time.Duration `json:"client_header_timeout"` // default 60s
 	ClientBodyTimeout   time.Duration `json:"client_body_timeout"`   // between body reads; default 60s

@@ -28,6 +28,16 @@ func (c *Config) CheckBuilt() error {
 			l.KeepaliveTimeout <= 0 || l.MaxHeaderSize <= 0 || l.ClientBodyBufferSize <= 0 || l.RequestTimeout < 0 {
 			bad("listener %q has unset timeouts or sizes", l.Name)
 		}
+		if t := l.TLS; t != nil && (len(t.Certificates) == 0 || t.MinVersion == "") {
+			bad("listener %q: tls has no certificate or min_version", l.Name)
+		}
+		if t := l.TLS; t != nil {
+			for _, c := range t.Certificates {
+				if len(c.CertPEM) == 0 || len(c.KeyPEM) == 0 {
+					bad("listener %q: a tls certificate has no PEM material", l.Name)
+				}
+			}
+		}
 	}
 	upstreams := make(map[string]bool, len(c.Upstreams))
 	for _, u := range c.Upstreams {

@@ -91,6 +91,8 @@ type rawListener struct {
 	ClientBodyBufferSize *string `hcl:"client_body_buffer_size,optional"`
 	RequestTimeout       *string `hcl:"request_timeout,optional"`
 
+	TLS *rawTLS `hcl:"tls,block"`
+
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`
 }

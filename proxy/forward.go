@@ -81,6 +81,7 @@ func (cc *clientConn) proxyRequest(ex *exchange) bool {
 		cc.setLogRequestID(ex, cc.upHead.reqID)
 	}
 	cc.upHead.upgrade = req.connUpgrade && req.upgrade != nil
+	cc.upHead.https = cc.ls.tls != nil
 
 	if req.expect100 && !ex.bodyBuffered && req.minor >= 1 {
 		// The client waits for our go-ahead before sending the body (an

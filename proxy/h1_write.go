@@ -16,6 +16,7 @@ type upstreamHead struct {
 	reqID    []byte // generated X-Request-Id; nil when the client sent one
 	upgrade  bool   // forward Connection: Upgrade and the Upgrade header
 	host     []byte // Host for requests without one (HTTP/1.0): the server address
+	https    bool   // the client came over TLS: X-Forwarded-Proto: https
 }
 
 // writeUpstreamHead writes the request head for the upstream: HTTP/1.1,
@@ -80,7 +81,11 @@ func writeUpstreamHead(bw *bufio.Writer, rt *route, req *request, uh *upstreamHe
 		bw.WriteString("\r\n")
 	}
 	if !rt.setsXFProto {
-		bw.WriteString("X-Forwarded-Proto: http\r\n")
+		if uh.https {
+			bw.WriteString("X-Forwarded-Proto: https\r\n")
+		} else {
+			bw.WriteString("X-Forwarded-Proto: http\r\n")
+		}
 	}
 	if !rt.setsXFHost && len(req.host) > 0 {
 		bw.WriteString("X-Forwarded-Host: ")

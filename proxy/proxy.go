@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -87,6 +88,8 @@ type listenerState struct {
 	slot  chan struct{}
 
 	parked parkedList // under Proxy.mu
+
+	tls *tls.Config // nil: plain HTTP (tls.go)
 }
 
 // Buffer sizes. The client read buffer must hold a whole request head;
@@ -143,13 +146,21 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	p.routes = routes
 	for _, l := range cfg.Listeners {
 		readBuf := max(l.MaxHeaderSize, minClientReadBuf)
-		p.listeners[l.Name] = &listenerState{
+		ls := &listenerState{
 			cfg:         l,
 			table:       tables[l.Name],
 			readers:     newBufPools(readBuf, 0),
 			bodyReaders: newBufPools(readBuf+l.ClientBodyBufferSize, 0),
 			slot:        make(chan struct{}, 1),
 		}
+		if l.TLS != nil {
+			var err error
+			if ls.tls, err = serverTLS(l.Name, l.TLS); err != nil {
+				p.closeUpstreams()
+				return nil, fmt.Errorf("proxy: %w", err)
+			}
+		}
+		p.listeners[l.Name] = ls
 	}
 	// 64 random bits per proxy instance (so per worker and per reload);
 	// they are drawn into their own array because hex.Encode cannot work
@@ -295,7 +306,7 @@ func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) 
 		if capped > 0 {
 			ls.conns.Add(1) // finish takes it back
 		}
-		cc := p.newClientConn(ls, c)
+		cc := p.newClientConn(ls, ls.wrapTLS(c))
 		if cc == nil {
 			if capped > 0 {
 				ls.conns.Add(-1)

@@ -1,0 +1,121 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// TLS terminates TLS on a listener. The master reads the certificate and
+// key files when it loads the config (and again on every reload); what
+// travels to the workers is the PEM material, never a path: a worker has
+// nothing to open and no key file it could name.
+type TLS struct {
+	// Certificates are served by SNI: the first whose names match the
+	// client's server name, else the first one (the default).
+	Certificates []Certificate `json:"certificates"`
+	// MinVersion is the oldest protocol accepted: "1.2" (default) or
+	// "1.3". Cipher suites and key exchanges are Go's defaults (which
+	// include X25519MLKEM768); nothing Go considers insecure can be
+	// turned on.
+	MinVersion string `json:"min_version"`
+}
+
+// Certificate is one certificate chain and its key.
+type Certificate struct {
+	// CertFile and KeyFile are where they were read, for messages; they
+	// stay in the master.
+	CertFile string `json:"-"`
+	KeyFile  string `json:"-"`
+	// CertPEM is the chain, leaf first; KeyPEM its private key.
+	CertPEM []byte `json:"cert_pem"`
+	KeyPEM  []byte `json:"key_pem"`
+	// Names are the leaf's DNS names (SNI matches them, "*.example.com"
+	// included); NotAfter is when it expires.
+	Names    []string  `json:"names"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// TLSVersion is the crypto/tls constant of a min_version value.
+func TLSVersion(v string) uint16 {
+	if v == "1.3" {
+		return tls.VersionTLS13
+	}
+	return tls.VersionTLS12
+}
+
+type rawTLS struct {
+	Certificates []*rawCertificate `hcl:"certificate,block"`
+	MinVersion   *string           `hcl:"min_version,optional"`
+
+	Body     hcl.Body  `hcl:",body"`
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type rawCertificate struct {
+	CertFile string `hcl:"cert_file"`
+	KeyFile  string `hcl:"key_file"`
+
+	Body     hcl.Body  `hcl:",body"`
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+func (b *builder) listenerTLS(listener string, r *rawTLS) *TLS {
+	s := b.scope(fmt.Sprintf("listener %q tls", listener), r.Body)
+	t := &TLS{MinVersion: s.enum("min_version", r.MinVersion, "1.2", "1.2", "1.3")}
+	if len(r.Certificates) == 0 {
+		b.errorf(r.DefRange, "Missing certificate", "listener %q: tls needs at least one certificate block", listener)
+	}
+	for _, rc := range r.Certificates {
+		if c, ok := b.certificate(listener, rc); ok {
+			t.Certificates = append(t.Certificates, c)
+		}
+	}
+	return t
+}
+
+// certificate reads and checks one certificate and key, reporting what is
+// wrong at the attribute that names the file.
+func (b *builder) certificate(listener string, r *rawCertificate) (Certificate, bool) {
+	s := b.scope(fmt.Sprintf("listener %q tls certificate", listener), r.Body)
+	c := Certificate{CertFile: s.path("cert_file", &r.CertFile, "", false), KeyFile: s.path("key_file", &r.KeyFile, "", false)}
+	if c.CertFile == "" || c.KeyFile == "" {
+		return c, false
+	}
+	var err error
+	if c.CertPEM, err = os.ReadFile(c.CertFile); err != nil {
+		s.errorf("cert_file", "Cannot read certificate", "%s", err)
+		return c, false
+	}
+	if c.KeyPEM, err = os.ReadFile(c.KeyFile); err != nil {
+		s.errorf("key_file", "Cannot read key", "%s", err)
+		return c, false
+	}
+	pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+	if err != nil {
+		s.errorf("key_file", "Invalid certificate or key", "%s and %s: %s", c.CertFile, c.KeyFile, err)
+		return c, false
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		s.errorf("cert_file", "Invalid certificate", "%s: %s", c.CertFile, err)
+		return c, false
+	}
+	c.Names, c.NotAfter = leaf.DNSNames, leaf.NotAfter
+	if len(c.Names) == 0 && leaf.Subject.CommonName != "" {
+		c.Names = []string{leaf.Subject.CommonName}
+	}
+	if time.Now().After(leaf.NotAfter) {
+		b.warnf(valueRange(r.Body, "cert_file"), "Expired certificate",
+			"%s expired on %s; clients will refuse it", c.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if fi, err := os.Stat(c.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		b.warnf(valueRange(r.Body, "key_file"), "Key readable by others",
+			"%s has mode %v; a private key should be readable by its owner only (chmod 600)", c.KeyFile, fi.Mode().Perm())
+	}
+	return c, true
+}

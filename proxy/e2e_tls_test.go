@@ -1,0 +1,206 @@
+package proxy_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingora-go/pingora/proxy"
+)
+
+// testCerts is where the test certificates are (see its README).
+func testCerts(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "config", "testdata", "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// tlsProxy is a proxy with one TLS listener "https" serving certificates
+// a (a.example, *.a.example; the default) and b (b.example), routing to be.
+func tlsProxy(t *testing.T, be *backend, minVersion string) *proxy.Running {
+	t.Helper()
+	return startProxy(t, expand(`
+listener "https" {
+  address = "127.0.0.1:1"
+  tls {
+    certificate {
+      cert_file = "@CERTS@/a.pem"
+      key_file  = "@CERTS@/a.key"
+    }
+    certificate {
+      cert_file = "@CERTS@/b.pem"
+      key_file  = "@CERTS@/b.key"
+    }
+    min_version = "@MIN@"
+  }
+}
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr, "MIN": minVersion}), proxy.Options{})
+}
+
+// certPool trusts the test certificates.
+func certPool(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pool := x509.NewCertPool()
+	for _, f := range []string{"a.pem", "b.pem"} {
+		b, err := os.ReadFile(filepath.Join(testCerts(t), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(b)
+	}
+	return pool
+}
+
+// serialOf is the serial number of the certificate a handshake with
+// serverName gets.
+func serialOf(t *testing.T, addr, serverName string) int64 {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("handshake for %q: %v", serverName, err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// A TLS listener terminates TLS and proxies as a plain one does; the
+// upstream learns that the client used https.
+func TestE2ETLSTerminates(t *testing.T) {
+	be := startBackend(t, "be")
+	rp := tlsProxy(t, be, "1.2")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certPool(t), ServerName: "a.example", NextProtos: []string{"http/1.1"}}}}
+	defer client.CloseIdleConnections()
+	for i := 0; i < 3; i++ { // keep-alive: the same TLS connection
+		resp, err := client.Get("https://" + rp.Addr("https") + "/tls?i=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen struct {
+			Header http.Header `json:"header"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&seen)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, %v", resp.StatusCode, err)
+		}
+		if got := seen.Header.Get("X-Forwarded-Proto"); got != "https" {
+			t.Errorf("X-Forwarded-Proto %q, want https", got)
+		}
+		if resp.TLS == nil || resp.TLS.NegotiatedProtocol != "http/1.1" {
+			t.Errorf("connection state %+v: want ALPN http/1.1", resp.TLS)
+		}
+	}
+	if n := be.conns.Load(); n != 1 {
+		t.Errorf("backend saw %d connections, want 1 (pooled)", n)
+	}
+}
+
+// The certificate is chosen by the client's server name, wildcards
+// included; an unknown or missing name gets the first one.
+func TestE2ETLSChoosesCertificateBySNI(t *testing.T) {
+	rp := tlsProxy(t, startBackend(t, "be"), "1.2")
+	addr := rp.Addr("https")
+	for name, want := range map[string]int64{"a.example": 1001, "www.a.example": 1001, "b.example": 2001, "c.example": 1001, "": 1001} {
+		if got := serialOf(t, addr, name); got != want {
+			t.Errorf("server name %q: certificate %d, want %d", name, got, want)
+		}
+	}
+}
+
+// min_version refuses older clients; TLS 1.1 never gets in.
+func TestE2ETLSMinVersion(t *testing.T) {
+	be := startBackend(t, "be")
+	for _, c := range []struct {
+		min    string
+		client uint16
+		ok     bool
+	}{
+		{"1.2", tls.VersionTLS11, false},
+		{"1.2", tls.VersionTLS12, true},
+		{"1.3", tls.VersionTLS12, false},
+		{"1.3", tls.VersionTLS13, true},
+	} {
+		rp := tlsProxy(t, be, c.min)
+		conn, err := tls.Dial("tcp", rp.Addr("https"), &tls.Config{InsecureSkipVerify: true, MinVersion: c.client, MaxVersion: c.client})
+		if err == nil {
+			conn.Close()
+		}
+		if (err == nil) != c.ok {
+			t.Errorf("min_version %s, client at 0x%x: handshake error %v, want success %v", c.min, c.client, err, c.ok)
+		}
+	}
+}
+
+// A client that connects and never completes the handshake is dropped
+// at client_header_timeout, as one that sends no request head.
+func TestE2ETLSHandshakeTimeout(t *testing.T) {
+	be := startBackend(t, "be")
+	rp := startProxy(t, expand(`
+listener "https" {
+  address = "127.0.0.1:1"
+  client_header_timeout = "300ms"
+  tls {
+    certificate {
+      cert_file = "@CERTS@/a.pem"
+      key_file  = "@CERTS@/a.key"
+    }
+  }
+}
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{})
+	rc := proxy.DialRaw(t, rp.Addr("https"))
+	if closed, _ := rc.ClosedWithin(5 * time.Second); !closed {
+		t.Fatal("a silent TLS client is still connected")
+	}
+}
+
+// curl and openssl, clients nobody here wrote, get the page over TLS with
+// the right certificate.
+func TestE2ETLSWithCurlAndOpenSSL(t *testing.T) {
+	be := startBackend(t, "be")
+	rp := tlsProxy(t, be, "1.2")
+	_, port, _ := strings.Cut(rp.Addr("https"), ":")
+	certs := testCerts(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	out, err := exec.Command("curl", "-sS", "--http1.1", "--cacert", filepath.Join(certs, "b.pem"),
+		"--resolve", "b.example:"+port+":127.0.0.1", "https://b.example:"+port+"/curl").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"uri":"/curl"`) {
+		t.Errorf("curl: %v\n%s", err, out)
+	}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl is not installed")
+	}
+	cmd := exec.Command("openssl", "s_client", "-connect", rp.Addr("https"), "-servername", "b.example", "-brief")
+	cmd.Stdin = strings.NewReader("")
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "b.example") {
+		t.Errorf("openssl s_client: %v\n%s", err, out)
+	}
+	// And the certificate curl saw is the file's.
+	pemBytes, _ := os.ReadFile(filepath.Join(certs, "b.pem"))
+	blk, _ := pem.Decode(pemBytes)
+	leaf, _ := x509.ParseCertificate(blk.Bytes)
+	if got := serialOf(t, rp.Addr("https"), "b.example"); got != leaf.SerialNumber.Int64() {
+		t.Errorf("serial %d, want the file's %d", got, leaf.SerialNumber.Int64())
+	}
+}

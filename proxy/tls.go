@@ -1,0 +1,47 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/pingora-go/pingora/config"
+)
+
+// TLS termination. A TLS listener's accepted sockets are wrapped in a
+// crypto/tls server connection, which the HTTP/1 side reads and writes
+// like any net.Conn (through Read and Write, not the raw socket calls of
+// plain connections; such connections neither park nor give their buffers
+// back while idle). The handshake runs on the connection's first read,
+// under client_header_timeout like a request head.
+//
+// The certificates come in the config as PEM (the master read the files;
+// see config.TLS): crypto/tls picks one per handshake by the client's
+// server name among their names, the first one otherwise. Only HTTP/1.1
+// is offered by ALPN.
+
+// serverTLS builds a listener's tls.Config.
+func serverTLS(name string, t *config.TLS) (*tls.Config, error) {
+	certs := make([]tls.Certificate, 0, len(t.Certificates))
+	for i, c := range t.Certificates {
+		pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: certificate %d: %w", name, i+1, err)
+		}
+		certs = append(certs, pair)
+	}
+	return &tls.Config{
+		Certificates: certs,
+		MinVersion:   config.TLSVersion(t.MinVersion),
+		NextProtos:   []string{"http/1.1"},
+	}, nil
+}
+
+// wrapTLS makes an accepted connection a TLS server connection when its
+// listener terminates TLS.
+func (ls *listenerState) wrapTLS(c net.Conn) net.Conn {
+	if ls.tls == nil {
+		return c
+	}
+	return tls.Server(c, ls.tls)
+}
