@@ -18,17 +18,20 @@ type Master struct {
 	opts   Options
 
 	cfgPath string // absolute; "" for the embedded default
-	exe     string // this binary, resolved at start
-	cfg     *config.Config
-	ident   *identity
-	upg     *tableflip.Upgrader
-	lock    *Lock
-	lns     *listenerSet
-	spawn   *spawner
-	logs    *logTargets
-	ctl     *controlServer
-	notify  *notifier
-	adm     *adminListener // nil without an admin block
+	// ticketKeys are the TLS session-ticket keys every worker uses
+	// (tickets.go), the current one first.
+	ticketKeys [][32]byte
+	exe        string // this binary, resolved at start
+	cfg        *config.Config
+	ident      *identity
+	upg        *tableflip.Upgrader
+	lock       *Lock
+	lns        *listenerSet
+	spawn      *spawner
+	logs       *logTargets
+	ctl        *controlServer
+	notify     *notifier
+	adm        *adminListener // nil without an admin block
 
 	gen     *generation   // the generation serving
 	gens    []*generation // every generation with live workers, gen included

@@ -126,6 +126,11 @@ func takeLock(cfg *config.Config, upg *tableflip.Upgrader, dc *daemonChild) (*Lo
 // start does everything from the logs to the PID file.
 func (m *Master) start() error {
 	cfg := m.cfg
+	keys, err := rotateTicketKeys(nil)
+	if err != nil {
+		return err
+	}
+	m.ticketKeys = keys
 	logs, err := openLogTargets(cfg)
 	if err != nil {
 		return err
@@ -209,6 +214,7 @@ func (m *Master) start() error {
 		m.notify.ready()
 	}
 	m.superviseWorkers()
+	m.scheduleTicketRotation()
 	return nil
 }
 

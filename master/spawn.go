@@ -125,6 +125,7 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 		Listeners:      make(map[string]int),
 		ErrorLogIsFile: g.logs.errFile != nil,
 		NoFile:         workerNoFile(g.cfg.Limits),
+		TicketKeys:     m.ticketKeys,
 		Config:         g.cfg,
 	}
 	next := wire.FirstExtraFD

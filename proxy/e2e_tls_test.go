@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -202,5 +203,50 @@ func TestE2ETLSWithCurlAndOpenSSL(t *testing.T) {
 	leaf, _ := x509.ParseCertificate(blk.Bytes)
 	if got := serialOf(t, rp.Addr("https"), "b.example"); got != leaf.SerialNumber.Int64() {
 		t.Errorf("serial %d, want the file's %d", got, leaf.SerialNumber.Int64())
+	}
+}
+
+// Session tickets follow the keys the master hands over: a ticket issued
+// under a key resumes while that key is among the current ones, and no
+// longer once rotations have dropped it.
+func TestE2ETLSSessionTicketKeys(t *testing.T) {
+	be := startBackend(t, "be")
+	k1, k2, k3 := [32]byte{1}, [32]byte{2}, [32]byte{3}
+	rp := startProxy(t, expand(`
+listener "https" {
+  address = "127.0.0.1:1"
+  tls {
+    certificate {
+      cert_file = "@CERTS@/a.pem"
+      key_file  = "@CERTS@/a.key"
+    }
+  }
+}
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{SessionTicketKeys: [][32]byte{k1}})
+	cache := tls.NewLRUClientSessionCache(1)
+	resumed := func() bool {
+		t.Helper()
+		c, err := tls.Dial("tcp", rp.Addr("https"), &tls.Config{ServerName: "a.example", InsecureSkipVerify: true, ClientSessionCache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		rc := &proxy.RawConn{T: t, Conn: c, BR: bufio.NewReader(c)}
+		rc.Do("GET /t HTTP/1.1\r\nHost: a.example\r\n\r\n") // takes in the ticket
+		return c.ConnectionState().DidResume
+	}
+	resumed() // a ticket under k1
+	rp.P.SetSessionTicketKeys([][32]byte{k2, k1})
+	if !resumed() {
+		t.Error("a ticket under the previous key did not resume")
+	}
+	// That connection got a new ticket, under k2; drop k2 and k1.
+	rp.P.SetSessionTicketKeys([][32]byte{k3})
+	if resumed() {
+		t.Error("a ticket under a dropped key resumed")
 	}
 }

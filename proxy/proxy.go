@@ -22,6 +22,9 @@ import (
 type Options struct {
 	Logger    hclog.Logger // nil: null logger
 	AccessLog io.Writer    // nil: no access log; the proxy buffers writes itself
+	// SessionTicketKeys are TLS session-ticket keys, the current one
+	// first (see SetSessionTicketKeys); nil: each listener's own.
+	SessionTicketKeys [][32]byte
 }
 
 // Proxy serves one configuration on the listeners handed to Serve. Its
@@ -162,6 +165,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		}
 		p.listeners[l.Name] = ls
 	}
+	p.SetSessionTicketKeys(opts.SessionTicketKeys)
 	// 64 random bits per proxy instance (so per worker and per reload);
 	// they are drawn into their own array because hex.Encode cannot work
 	// in place: encoding over its source would leave 8 random bits.

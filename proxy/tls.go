@@ -37,6 +37,21 @@ func serverTLS(name string, t *config.TLS) (*tls.Config, error) {
 	}, nil
 }
 
+// SetSessionTicketKeys makes every TLS listener issue session tickets
+// under keys[0] and accept tickets under any of keys (the master's, shared
+// by all workers and generations: a client resumes wherever it lands).
+// Without keys each listener keeps crypto/tls's own, per process.
+func (p *Proxy) SetSessionTicketKeys(keys [][32]byte) {
+	if len(keys) == 0 {
+		return
+	}
+	for _, ls := range p.listeners {
+		if ls.tls != nil {
+			ls.tls.SetSessionTicketKeys(keys)
+		}
+	}
+}
+
 // wrapTLS makes an accepted connection a TLS server connection when its
 // listener terminates TLS.
 func (ls *listenerState) wrapTLS(c net.Conn) net.Conn {

@@ -125,7 +125,7 @@ func (w *worker) run() int {
 	if err != nil {
 		return w.fail(err)
 	}
-	opts := proxy.Options{Logger: w.log.Named("proxy")}
+	opts := proxy.Options{Logger: w.log.Named("proxy"), SessionTicketKeys: w.hs.TicketKeys}
 	if w.hs.AccessLogFD > 0 {
 		w.acc = os.NewFile(uintptr(w.hs.AccessLogFD), "access-log")
 		unix.CloseOnExec(w.hs.AccessLogFD)
@@ -194,6 +194,8 @@ func (w *worker) run() int {
 				exitBy(time.Second)
 			case wire.TypeReopen:
 				w.reopen(p, in.msg, in.files)
+			case wire.TypeTicketKeys:
+				p.SetSessionTicketKeys(in.msg.TicketKeys)
 			case wire.TypeHeartbeat:
 				// Answered here, from the loop that handles every order of
 				// the master, so an answer means the worker still obeys.

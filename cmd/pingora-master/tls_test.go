@@ -129,3 +129,47 @@ func TestTLSCertificateRenewedByReload(t *testing.T) {
 		t.Errorf("after the failed reload: certificate %d, answer %q; want 1002, \"gen 1\"", serial, body)
 	}
 }
+
+// TestTLSSessionResumesAcrossWorkersAndReloads: the master's session-ticket
+// keys are every worker's, and survive a reload, so a client that has a
+// ticket resumes its session on whichever worker it reaches, before and
+// after the reload.
+func TestTLSSessionResumesAcrossWorkersAndReloads(t *testing.T) {
+	in := newInstance(t, 2)
+	in.installCert("a")
+	port := freePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p := in.Params
+	p.Extra = tlsListener(in.Dir, port)
+	in.WriteConfig(p)
+	in.Start()
+
+	cache := tls.NewLRUClientSessionCache(8)
+	connect := func() (resumed bool, body string) {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "a.example", InsecureSkipVerify: true, ClientSessionCache: cache})
+		if err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		defer c.Close()
+		// Reading the answer also takes in the ticket for the next time.
+		body = tlsGet(t, c, bufio.NewReader(c))
+		return c.ConnectionState().DidResume, body
+	}
+	if resumed, _ := connect(); resumed {
+		t.Fatal("the first connection resumed a session it never had")
+	}
+	for i := 0; i < 10; i++ { // new connections spread over both workers
+		if resumed, body := connect(); !resumed || body != "gen 0" {
+			t.Fatalf("connection %d: resumed %v, answer %q; want a resumed session on either worker", i, resumed, body)
+		}
+	}
+	p.Gen = 1
+	in.WriteConfig(p)
+	if r := in.Ctl("reload"); r.Code != 0 {
+		t.Fatalf("-s reload: %s", r)
+	}
+	if resumed, body := connect(); !resumed || body != "gen 1" {
+		t.Errorf("after the reload: resumed %v, answer %q; want a resumed session on the new generation", resumed, body)
+	}
+}

@@ -58,6 +58,9 @@ type Handshake struct {
 	// exec alone does not carry it: every Go program raises its soft
 	// limit to the hard one at start. 0: leave it so.
 	NoFile uint64 `json:"nofile,omitempty"`
+	// TicketKeys are the TLS session-ticket keys, the current one first
+	// (see TypeTicketKeys).
+	TicketKeys [][32]byte `json:"ticket_keys,omitempty"`
 
 	Config *config.Config `json:"config"`
 }
@@ -86,6 +89,9 @@ const (
 	// says; a worker that leaves it unanswered for worker_heartbeat_timeout
 	// is killed and replaced.
 	TypeHeartbeat = "heartbeat"
+	// TypeTicketKeys carries the master's rotated TLS session-ticket keys
+	// in TicketKeys, for every TLS listener of the worker.
+	TypeTicketKeys = "ticket_keys"
 )
 
 // File names used in Message.Files for a reopen.
@@ -107,6 +113,8 @@ type Message struct {
 	Files []string `json:"files,omitempty"`
 	// Sample is set on a TypeSample message.
 	Sample *WorkerSample `json:"sample,omitempty"`
+	// TicketKeys is set on a TypeTicketKeys message.
+	TicketKeys [][32]byte `json:"ticket_keys,omitempty"`
 	// Seq numbers a heartbeat; the answer repeats it.
 	Seq uint64 `json:"seq,omitempty"`
 }
