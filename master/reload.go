@@ -95,6 +95,7 @@ func (m *Master) reload() error {
 	old := m.gen
 	m.gen, m.cfg = g, cfg
 	m.publishAdmin()
+	m.warnExpiringCerts(cfg, time.Now())
 	if logs != m.logs {
 		m.logOut.Set(logs.errorLog())
 		m.logs = logs // the old targets close when the old generation is gone

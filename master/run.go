@@ -215,6 +215,8 @@ func (m *Master) start() error {
 	}
 	m.superviseWorkers()
 	m.scheduleTicketRotation()
+	m.warnExpiringCerts(m.cfg, time.Now())
+	m.scheduleCertCheck()
 	return nil
 }
 

@@ -23,7 +23,7 @@ type descs struct {
 	serverHealthy, serverInFlight, serverRequests          *prometheus.Desc
 	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
-	workersReporting                                       *prometheus.Desc
+	workersReporting, certExpiry                           *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -51,6 +51,7 @@ func newDescs() *descs {
 		generation:       d("generation", "The serving generation's number."),
 		workers:          d("workers", "Worker processes by state.", "state"),
 		workersReporting: d("workers_reporting", "Live workers whose samples the figures include."),
+		certExpiry:       d("tls_certificate_expiry_seconds", "When each TLS certificate of the serving config expires (Unix time), by listener and its first name.", "listener", "name"),
 	}
 }
 
@@ -68,7 +69,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.requests, d.requestDuration, d.upstreamDuration, d.bytesReceived, d.bytesSent,
 		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
-		d.upgrades, d.generation, d.workers, d.workersReporting,
+		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
 	} {
 		ch <- x
 	}
@@ -129,6 +130,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.upgrades, s.upgrades.OK, "ok")
 	counter(d.upgrades, s.upgrades.Failed, "failed")
 	gauge(d.generation, float64(s.master.Generation))
+	if cfg := s.master.Config; cfg != nil {
+		for _, l := range cfg.Listeners {
+			if l.TLS == nil {
+				continue
+			}
+			for _, c := range l.TLS.Certificates {
+				name := ""
+				if len(c.Names) > 0 {
+					name = c.Names[0]
+				}
+				gauge(d.certExpiry, float64(c.NotAfter.Unix()), l.Name, name)
+			}
+		}
+	}
 	states := make(map[string]int)
 	for _, w := range s.master.Workers {
 		states[w.State]++
