@@ -29,7 +29,7 @@ export GOFLAGS := $(strip $(filter-out -overlay=% -tags=pingora_netpoll_fifo,$(G
 # Where `make build` writes the binary.
 BIN ?= bin/pingora-master
 
-.PHONY: build run test bench bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
+.PHONY: build run test bench bench-tls bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
 
 # A patched binary checks its own wake order (the hidden -check-wake-order)
 # where it can run here, i.e. unless cross-compiled.
@@ -52,9 +52,15 @@ test:
 	$(GO) test -count=1 -timeout 8m ./worker/... ./master/... ./cmd/... ./deploy/...
 
 # CPU per request against nginx, HAProxy and Caddy on the same load
-# (../shared/bench/peers.sh), keep-alive and new-connection runs.
+# (../shared/bench/peers.sh), keep-alive and new-connection runs; then the
+# same over TLS against nginx and HAProxy (bench-tls).
 bench: build
 	deploy/bench/bench.sh
+	BIN=$(BIN) deploy/bench/tls.sh
+
+# TLS termination against nginx and HAProxy, same certificate and pinning.
+bench-tls: build
+	BIN=$(BIN) deploy/bench/tls.sh
 
 # nginx and pingora-master by turns, 4 pairs of each mode (figures to quote:
 # see README.md, Benchmarks).

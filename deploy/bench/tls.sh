@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# What `make bench-tls` runs: TLS termination side by side, nginx, HAProxy and
+# pingora-master with the same ECDSA P-256 certificate
+# (config/testdata/tls/a.pem), on pairs.sh's setup: one nginx backend on
+# LOAD_CPU, each proxy with one worker pinned to PROXY_CPU, wrk on LOAD_CPU
+# over https. Two runs: keep-alive clients, then a new TLS connection (a full
+# handshake, no resumption: wrk keeps no sessions) per request. cpu-us/req is
+# each proxy's own CPU time per request, all its processes summed.
+#
+#   deploy/bench/tls.sh
+#   DUR=10s CONNS=100 BIN=/tmp/pm deploy/bench/tls.sh
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DUR=${DUR:-8s} CONNS=${CONNS:-50}
+PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
+bin=${BIN:-$root/bin/pingora-master}
+for tool in nginx haproxy wrk curl taskset setsid; do
+  command -v "$tool" >/dev/null || { echo "tls: missing $tool (see deploy/bench/bench.sh)" >&2; exit 2; }
+done
+[[ -n ${BIN:-} ]] || make -s -C "$root" build
+dir=$(mktemp -d) pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+certs=$root/config/testdata/tls
+install -m 0644 "$certs/a.pem" "$dir/cert.pem"
+install -m 0600 "$certs/a.key" "$dir/key.pem"
+cat "$dir/cert.pem" "$dir/key.pem" >"$dir/haproxy.pem"
+back=127.0.0.1:19000
+body=$(printf 'x%.0s' $(seq 1 100))
+cat >"$dir/backend.conf" <<C
+worker_processes 1; daemon off; pid $dir/backend.pid; error_log $dir/backend.err;
+events { worker_connections 4096; }
+http { access_log off; server { listen $back backlog=4096; keepalive_requests 100000;
+  location / { return 200 "$body"; } } }
+C
+cat >"$dir/nginx.conf" <<C
+worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/nginx.err;
+events { worker_connections 4096; }
+http { access_log off; upstream b { server $back; keepalive 128; }
+  server { listen 127.0.0.1:19101 ssl backlog=4096; keepalive_requests 100000;
+    ssl_certificate $dir/cert.pem; ssl_certificate_key $dir/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; ssl_session_tickets off;
+    location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+C
+cat >"$dir/haproxy.cfg" <<C
+global
+  nbthread 1
+  maxconn 8192
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:19102 ssl crt $dir/haproxy.pem alpn http/1.1
+  default_backend b
+backend b
+  server s1 $back
+C
+sed -e "s/{listen}/127.0.0.1:19103/g" -e "s/{backend}/$back/g" -e "s/{backend_port}/${back##*:}/g" \
+  -e "s|/tmp/pingora-bench|$dir/pingora-bench|g" "$root/deploy/bench/bench.hcl.tmpl" >"$dir/pm.hcl"
+# The bench listener, with TLS.
+awk -v d="$dir" '
+  { print }
+  /^listener "bench" \{/ { print "  tls {\n    certificate {\n      cert_file = \"" d "/cert.pem\"\n      key_file  = \"" d "/key.pem\"\n    }\n  }" }
+' "$dir/pm.hcl" >"$dir/pm.tls.hcl"
+mv "$dir/pm.tls.hcl" "$dir/pm.hcl"
+
+setsid taskset -c "$LOAD_CPU" nginx -c "$dir/backend.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!)
+setsid taskset -c "$PROXY_CPU" nginx -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!); sid_nginx=$!
+setsid taskset -c "$PROXY_CPU" haproxy -f "$dir/haproxy.cfg" >"$dir/haproxy.out" 2>&1 & pids+=($!); sid_haproxy=$!
+setsid taskset -c "$PROXY_CPU" "$bin" -c "$dir/pm.hcl" >"$dir/pm.out" 2>&1 & pids+=($!); sid_project=$!
+for port in 19101 19102 19103; do
+  for _ in $(seq 100); do curl -kfs "https://127.0.0.1:$port/" >/dev/null 2>&1 && continue 2; sleep 0.1; done
+  echo "tls: nothing answers on :$port; output:" >&2; tail -5 "$dir"/*.out "$dir"/*.err >&2 2>/dev/null; exit 1
+done
+cat >"$dir/pct.lua" <<'L'
+done = function(summary, latency, requests)
+  io.write(string.format("p50=%.2fms p99=%.2fms\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+L
+ticks() { # CPU clock ticks of every process in session $1
+  local t=0 p
+  for p in $(ps -e -o sid=,pid= | awk -v s="$1" '$1==s {print $2}'); do
+    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
+version=$("$bin" -v 2>/dev/null | head -1)
+for mode in keepalive close; do
+  hdr=(); label="keep-alive clients over TLS"
+  [[ $mode == close ]] && hdr=(-H "Connection: close") label="a new TLS connection per request (full handshake)"
+  echo "## $label: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs; $version; ECDSA P-256, DUR=$DUR CONNS=$CONNS"
+  printf '%-10s %12s %10s %10s %12s  %s\n' proxy req/s p50 p99 cpu-us/req errors
+  for side in nginx:19101:$sid_nginx haproxy:19102:$sid_haproxy project:19103:$sid_project; do
+    IFS=: read -r name port sid <<<"$side"
+    before=$(ticks "$sid")
+    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DUR" -s "$dir/pct.lua" "${hdr[@]}" "https://127.0.0.1:$port/")
+    after=$(ticks "$sid")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    errs=$(awk '/Non-2xx|Socket errors/' <<<"$out" | tr '\n' ' ')
+    cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+    read -r p50 p99 <<<"$(tail -1 <<<"$out" | sed 's/p50=//; s/p99=//')"
+    printf '%-10s %12s %10s %10s %12s  %s\n' "$name" "$rps" "$p50" "$p99" "$cpu" "${errs:-no errors}"
+  done
+done
