@@ -18,3 +18,17 @@ func LatencyBuckets() [LatencyBucketCount]time.Duration {
 		500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
 	}
 }
+
+// The TLS counters every worker keeps and the master sums, by index (one
+// definition for both sides, as the latency buckets): handshakes by
+// outcome, then completed handshakes by protocol version.
+const (
+	TLSHandshakeFull = iota
+	TLSHandshakeResumed
+	TLSHandshakeFailedTimeout  // the client did not finish in client_header_timeout
+	TLSHandshakeFailedClosed   // the client went away (EOF, reset)
+	TLSHandshakeFailedProtocol // an alert, no shared version or cipher, not TLS at all
+	TLSVersion12
+	TLSVersion13
+	TLSCounterCount
+)

@@ -214,6 +214,9 @@ func (cc *clientConn) serve() {
 			cc.finish(linger)
 		}
 	}()
+	if cc.nreq == 0 && cc.ls.tls != nil && !cc.handshake() {
+		return
+	}
 	for {
 		if cc.small != nil && cc.br.Buffered() == 0 {
 			cc.shrinkReader()

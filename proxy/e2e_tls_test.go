@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingora-go/pingora/config"
 	"github.com/pingora-go/pingora/proxy"
 )
 
@@ -249,4 +250,54 @@ route "all" { upstream = "app" }
 	if resumed() {
 		t.Error("a ticket under a dropped key resumed")
 	}
+}
+
+// Handshakes are counted by outcome and version: full, resumed, and
+// failures by reason (a client that is not speaking TLS, one that goes
+// away, one that stays silent past client_header_timeout).
+func TestE2ETLSHandshakeCounts(t *testing.T) {
+	be := startBackend(t, "be")
+	rp := startProxy(t, expand(`
+listener "https" {
+  address = "127.0.0.1:1"
+  client_header_timeout = "300ms"
+  tls {
+    certificate {
+      cert_file = "@CERTS@/a.pem"
+      key_file  = "@CERTS@/a.key"
+    }
+  }
+}
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{})
+	addr := rp.Addr("https")
+	cache := tls.NewLRUClientSessionCache(1)
+	for i, v := range []uint16{tls.VersionTLS13, tls.VersionTLS13, tls.VersionTLS12} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ClientSessionCache: cache, MaxVersion: v})
+		if err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		rc := &proxy.RawConn{T: t, Conn: c, BR: bufio.NewReader(c)}
+		rc.Do("GET /n HTTP/1.1\r\nHost: a.example\r\n\r\n")
+		c.Close()
+	}
+	plain := proxy.DialRaw(t, addr) // not TLS at all
+	plain.Send("GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+	gone := proxy.DialRaw(t, addr) // connects and leaves
+	gone.Conn.Close()
+	silent := proxy.DialRaw(t, addr) // stays silent
+	silent.Closed()
+
+	want := [config.TLSCounterCount]uint64{}
+	want[config.TLSHandshakeFull] = 2    // the first TLS 1.3 one and the TLS 1.2 one (a 1.3 ticket does not resume 1.2)
+	want[config.TLSHandshakeResumed] = 1 // the second TLS 1.3 one
+	want[config.TLSHandshakeFailedProtocol] = 1
+	want[config.TLSHandshakeFailedClosed] = 1
+	want[config.TLSHandshakeFailedTimeout] = 1
+	want[config.TLSVersion13] = 2
+	want[config.TLSVersion12] = 1
+	proxy.WaitFor(t, 5*time.Second, "every handshake counted", func() bool { return rp.P.Stats().TLS == want })
 }

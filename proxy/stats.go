@@ -20,6 +20,9 @@ type Stats struct {
 	InFlight    int64        // requests being served (tunnels included)
 	RateLimited uint64       // requests answered 429
 	UpstreamErr uint64       // failed upstream attempts (connect, reset, timeout, bad response)
+	// TLS counts handshakes by outcome and protocol version, indexed by
+	// config.TLSHandshakeFull ... config.TLSVersion13.
+	TLS [config.TLSCounterCount]uint64
 
 	// RequestLatency is from the request head to the end of the response;
 	// UpstreamLatency from the start of the attempt that answered to its
@@ -83,6 +86,7 @@ type counters struct {
 	inFlight    atomic.Int64
 	rateLimited atomic.Uint64
 	upstreamErr atomic.Uint64
+	tls         [config.TLSCounterCount]atomic.Uint64
 	reqLatency  histogram
 	upLatency   histogram
 }
@@ -108,6 +112,9 @@ func (p *Proxy) Stats() Stats {
 		RateLimited: p.stats.rateLimited.Load(),
 		UpstreamErr: p.stats.upstreamErr.Load(),
 		Routes:      make([]RouteStats, len(p.routes)),
+	}
+	for i := range s.TLS {
+		s.TLS[i] = p.stats.tls[i].Load()
 	}
 	s.RequestLatency = p.stats.reqLatency.snapshot()
 	s.UpstreamLatency = p.stats.upLatency.snapshot()

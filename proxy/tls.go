@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"syscall"
+	"time"
 
 	"github.com/pingora-go/pingora/config"
 )
@@ -59,4 +63,40 @@ func (ls *listenerState) wrapTLS(c net.Conn) net.Conn {
 		return c
 	}
 	return tls.Server(c, ls.tls)
+}
+
+// handshake runs a TLS connection's handshake under client_header_timeout
+// and counts its outcome; false: it failed, and the connection ends.
+func (cc *clientConn) handshake() bool {
+	tc, ok := cc.c.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	to := cc.ls.cfg.ClientHeaderTimeout
+	setDeadlines(cc.c, &cc.rdl, &cc.wdl, time.Now().Add(to), to)
+	err := tc.Handshake()
+	counts := &cc.p.stats.tls
+	if err != nil {
+		switch {
+		case isTimeout(err):
+			counts[config.TLSHandshakeFailedTimeout].Add(1)
+		case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
+			counts[config.TLSHandshakeFailedClosed].Add(1)
+		default:
+			counts[config.TLSHandshakeFailedProtocol].Add(1)
+		}
+		return false
+	}
+	cs := tc.ConnectionState()
+	if cs.DidResume {
+		counts[config.TLSHandshakeResumed].Add(1)
+	} else {
+		counts[config.TLSHandshakeFull].Add(1)
+	}
+	if cs.Version == tls.VersionTLS13 {
+		counts[config.TLSVersion13].Add(1)
+	} else {
+		counts[config.TLSVersion12].Add(1)
+	}
+	return true
 }

@@ -47,6 +47,7 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 		BytesOut:       st.BytesOut,
 		RateLimited:    st.RateLimited,
 		UpstreamErrors: st.UpstreamErr,
+		TLS:            st.TLS,
 		ActiveConns:    st.ActiveConns,
 		ParkedConns:    st.ParkedConns,
 		InFlight:       st.InFlight,

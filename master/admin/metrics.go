@@ -4,6 +4,8 @@ import (
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pingora-go/pingora/config"
 )
 
 // unroutedRoute is the route label of responses given without a route (a
@@ -24,6 +26,7 @@ type descs struct {
 	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
 	workersReporting, certExpiry                           *prometheus.Desc
+	tlsHandshakes, tlsVersions                             *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -52,6 +55,8 @@ func newDescs() *descs {
 		workers:          d("workers", "Worker processes by state.", "state"),
 		workersReporting: d("workers_reporting", "Live workers whose samples the figures include."),
 		certExpiry:       d("tls_certificate_expiry_seconds", "When each TLS certificate of the serving config expires (Unix time), by listener and its first name.", "listener", "name"),
+		tlsHandshakes:    d("tls_handshakes_total", "TLS handshakes on client connections: full, resumed, or failed by reason (timeout, closed, protocol).", "result", "reason"),
+		tlsVersions:      d("tls_connections_total", "Completed TLS handshakes by protocol version.", "version"),
 	}
 }
 
@@ -70,6 +75,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
+		d.tlsHandshakes, d.tlsVersions,
 	} {
 		ch <- x
 	}
@@ -110,6 +116,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.bytesSent, t.bytesOut)
 	counter(d.rateLimited, t.rateLimited)
 	counter(d.upstreamErrors, t.upstreamErrors)
+	counter(d.tlsHandshakes, t.tls[config.TLSHandshakeFull], "full", "")
+	counter(d.tlsHandshakes, t.tls[config.TLSHandshakeResumed], "resumed", "")
+	counter(d.tlsHandshakes, t.tls[config.TLSHandshakeFailedTimeout], "failed", "timeout")
+	counter(d.tlsHandshakes, t.tls[config.TLSHandshakeFailedClosed], "failed", "closed")
+	counter(d.tlsHandshakes, t.tls[config.TLSHandshakeFailedProtocol], "failed", "protocol")
+	counter(d.tlsVersions, t.tls[config.TLSVersion12], "TLSv1.2")
+	counter(d.tlsVersions, t.tls[config.TLSVersion13], "TLSv1.3")
 
 	conns, servers := s.gauges()
 	gauge(d.activeConns, float64(conns.active))

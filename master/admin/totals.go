@@ -11,6 +11,7 @@ type counters struct {
 	bytesOut        uint64
 	rateLimited     uint64
 	upstreamErrors  uint64
+	tls             [config.TLSCounterCount]uint64
 	unrouted        [5]uint64
 	routes          map[string][5]uint64
 	requestLatency  hist
@@ -60,6 +61,9 @@ func (c *counters) add(s *WorkerSample) {
 	c.bytesOut += s.BytesOut
 	c.rateLimited += s.RateLimited
 	c.upstreamErrors += s.UpstreamErrors
+	for i, n := range s.TLS {
+		c.tls[i] += n
+	}
 	for i, n := range s.Unrouted {
 		c.unrouted[i] += n
 	}

@@ -29,6 +29,9 @@ type WorkerSample struct {
 	BytesOut       uint64 `json:"bytes_out"`       // response bytes written to clients
 	RateLimited    uint64 `json:"rate_limited"`    // requests answered 429 by a rate limit
 	UpstreamErrors uint64 `json:"upstream_errors"` // failed upstream attempts
+	// TLS counts handshakes by outcome and version, indexed by
+	// config.TLSHandshakeFull ... config.TLSVersion13.
+	TLS [config.TLSCounterCount]uint64 `json:"tls"`
 
 	ActiveConns int64 `json:"active_connections"` // gauge: open client connections
 	ParkedConns int64 `json:"parked_connections"` // gauge: of those, idle ones parked without a goroutine
