@@ -284,7 +284,7 @@ func (cc *clientConn) park() bool {
 	}
 	p.mu.Lock()
 	lot := p.lot
-	if lot == nil || p.closing.Load() {
+	if lot == nil || p.closing.Load() || p.cutting {
 		p.mu.Unlock()
 		return false
 	}
@@ -372,7 +372,7 @@ func (p *Proxy) resumeParked(lot *parkingLot) {
 		if fc == nil || !p.unparkLocked(lot, fc) {
 			continue
 		}
-		if p.closing.Load() {
+		if p.closing.Load() || p.cutting {
 			refused = append(refused, fc)
 			continue
 		}

@@ -55,6 +55,7 @@ type Proxy struct {
 	lns        []net.Listener
 	conns      map[*clientConn]struct{} // connections on a goroutine
 	lot        *parkingLot              // idle connections without one; nil: none (park.go)
+	cutting    bool                     // cutAll has begun: nothing parks or resumes
 	acceptors  []*rawAcceptor
 	ccPool     sync.Pool        // *clientConn, buffers and all
 	tunnelBufs sync.Pool        // *[]byte copy buffers of tunnels (tunnel.go)
@@ -502,6 +503,11 @@ func (p *Proxy) closeListeners() {
 // cutAll closes every client connection and the upstream connection it is
 // using; their goroutines then fail fast and clean up.
 func (p *Proxy) cutAll() {
+	// From here on no connection parks or comes back from the lot, so
+	// none can slip between the two sets while they are cut.
+	p.mu.Lock()
+	p.cutting = true
+	p.mu.Unlock()
 	p.cutParked()
 	p.mu.Lock()
 	defer p.mu.Unlock()
