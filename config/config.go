@@ -100,6 +100,18 @@ type Listener struct {
 	Address string `json:"address"`       // host:port
 	TLS     *TLS   `json:"tls,omitempty"` // nil: plain HTTP
 
+	// ProxyProtocol: every connection starts with a PROXY protocol
+	// header (v1 or v2, HAProxy's accept-proxy, nginx's "listen ...
+	// proxy_protocol"), from a load balancer in front; the client
+	// address it carries is the connection's for everything
+	// (X-Forwarded-For, rate limits, hashing, the access log). A
+	// connection without one is closed. Default false.
+	ProxyProtocol bool `json:"proxy_protocol"`
+	// TrustedProxies are the peers (CIDR prefixes) allowed to send the
+	// PROXY header; a connection from any other is closed. Empty: any
+	// peer (the port must then be reachable from the load balancer only).
+	TrustedProxies []string `json:"trusted_proxies,omitempty"`
+
 	ClientHeaderTimeout time.Duration `json:"client_header_timeout"` // default 60s
 	ClientBodyTimeout   time.Duration `json:"client_body_timeout"`   // between body reads; default 60s
 	SendTimeout         time.Duration `json:"send_timeout"`          // a write to the client may block this long; default 60s

@@ -93,6 +93,9 @@ type rawListener struct {
 
 	TLS *rawTLS `hcl:"tls,block"`
 
+	ProxyProtocol  *bool    `hcl:"proxy_protocol,optional"`
+	TrustedProxies []string `hcl:"trusted_proxies,optional"`
+
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`
 }

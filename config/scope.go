@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"time"
@@ -150,6 +151,25 @@ func (b *builder) abs(p string) string {
 		return filepath.Clean(p)
 	}
 	return filepath.Join(b.baseDir, p)
+}
+
+// prefixes checks a list of IP prefixes ("10.0.0.0/8") or addresses (a
+// single host) and returns them canonical.
+func (s scope) prefixes(attr string, v []string) []string {
+	var out []string
+	for _, p := range v {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			ip, ierr := netip.ParseAddr(p)
+			if ierr != nil {
+				s.errorf(attr, "Invalid address prefix", "%q is not an IP address or prefix such as \"10.0.0.0/8\"", p)
+				continue
+			}
+			pfx = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		out = append(out, pfx.Masked().String())
+	}
+	return out
 }
 
 // address checks a host:port and returns it canonical.

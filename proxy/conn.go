@@ -214,8 +214,23 @@ func (cc *clientConn) serve() {
 			cc.finish(linger)
 		}
 	}()
-	if cc.nreq == 0 && cc.ls.tls != nil && !cc.handshake() {
-		return
+	if cc.nreq == 0 {
+		// A new connection: first the PROXY header, then TLS, each read
+		// from the socket as it is.
+		if cc.ls.cfg.ProxyProtocol && !cc.readProxyHeader() {
+			return
+		}
+		if cc.ls.tls != nil {
+			// TLS writes go through crypto/tls, not sockIO, which sets
+			// TCP_NODELAY lazily: set it now, or Nagle's algorithm holds
+			// small records back until the peer's ACK.
+			cc.io.noDelay()
+			cc.c = cc.ls.wrapTLS(cc.c)
+			cc.io.reset(cc.c)
+			if !cc.handshake() {
+				return
+			}
+		}
 	}
 	for {
 		if cc.small != nil && cc.br.Buffered() == 0 {

@@ -322,3 +322,36 @@ func completeHead(in []byte) []byte {
 	}
 	return []byte(s + "\r\n\r\n")
 }
+
+// FuzzProxyHeader: the PROXY protocol parser never panics, never claims
+// more bytes than it was given, and only hands out a valid address with a
+// complete header.
+func FuzzProxyHeader(f *testing.F) {
+	for _, s := range []string{
+		"PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\nGET /",
+		"PROXY TCP6 2001:db8::7 2001:db8::1 51000 443\r\n",
+		"PROXY UNKNOWN\r\n",
+		"PROXY TCP4 1.2.3.4",
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc6\x33\x64\x09\x7f\x00\x00\x01\x9c\x40\x00\x50",
+		"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00",
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x21\xff\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h proxyHeader
+		done := h.parse(b[:min(len(b), proxyHeaderMax)])
+		if !done {
+			if h.n != 0 || h.err != nil {
+				t.Fatalf("incomplete, yet n %d err %v", h.n, h.err)
+			}
+			return
+		}
+		if h.err == nil && (h.n <= 0 || h.n > len(b)) {
+			t.Fatalf("complete with n %d of %d bytes", h.n, len(b))
+		}
+		if h.err != nil && h.from.IsValid() {
+			t.Fatalf("an address from a bad header: %v", h.from)
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -93,7 +94,8 @@ type listenerState struct {
 
 	parked parkedList // under Proxy.mu
 
-	tls *tls.Config // nil: plain HTTP (tls.go)
+	tls     *tls.Config    // nil: plain HTTP (tls.go)
+	trusted []netip.Prefix // who may send a PROXY header; none: anyone (proxyproto.go)
 }
 
 // Buffer sizes. The client read buffer must hold a whole request head;
@@ -156,6 +158,14 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			readers:     newBufPools(readBuf, 0),
 			bodyReaders: newBufPools(readBuf+l.ClientBodyBufferSize, 0),
 			slot:        make(chan struct{}, 1),
+		}
+		for _, t := range l.TrustedProxies {
+			pfx, err := netip.ParsePrefix(t)
+			if err != nil {
+				p.closeUpstreams()
+				return nil, fmt.Errorf("proxy: listener %q: trusted_proxies: %w", l.Name, err)
+			}
+			ls.trusted = append(ls.trusted, pfx)
 		}
 		if l.TLS != nil {
 			var err error
@@ -311,7 +321,7 @@ func (p *Proxy) acceptLoop(ls *listenerState, ln net.Listener, ra *rawAcceptor) 
 		if capped > 0 {
 			ls.conns.Add(1) // finish takes it back
 		}
-		cc := p.newClientConn(ls, ls.wrapTLS(c))
+		cc := p.newClientConn(ls, c)
 		if cc == nil {
 			if capped > 0 {
 				ls.conns.Add(-1)
