@@ -225,8 +225,11 @@ func (cc *clientConn) serve() {
 			// TCP_NODELAY lazily: set it now, or Nagle's algorithm holds
 			// small records back until the peer's ACK.
 			cc.io.noDelay()
-			cc.c = cc.ls.wrapTLS(cc.c)
-			cc.io.reset(cc.c)
+			tc := cc.ls.wrapTLS(cc.c)
+			cc.p.mu.Lock() // cut reads c under the lock
+			cc.c = tc
+			cc.p.mu.Unlock()
+			cc.io.reset(tc)
 			if !cc.handshake() {
 				return
 			}
