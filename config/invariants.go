@@ -28,7 +28,8 @@ func (c *Config) CheckBuilt() error {
 			l.KeepaliveTimeout <= 0 || l.MaxHeaderSize <= 0 || l.ClientBodyBufferSize <= 0 || l.RequestTimeout < 0 {
 			bad("listener %q has unset timeouts or sizes", l.Name)
 		}
-		if t := l.TLS; t != nil && (len(t.Certificates) == 0 || t.MinVersion == "") {
+		if t := l.TLS; t != nil && (len(t.Certificates) == 0 || t.MinVersion == "" || t.ClientAuth == "" ||
+			(t.ClientAuth != "none" && len(t.ClientCAPEM) == 0)) {
 			bad("listener %q: tls has no certificate or min_version", l.Name)
 		}
 		if t := l.TLS; t != nil {

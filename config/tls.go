@@ -23,6 +23,17 @@ type TLS struct {
 	// include X25519MLKEM768); nothing Go considers insecure can be
 	// turned on.
 	MinVersion string `json:"min_version"`
+	// ClientAuth asks clients for a certificate (mutual TLS): "none"
+	// (default), "request" (verified against ClientCAPEM when one is
+	// sent) or "require" (a handshake without a valid one fails).
+	ClientAuth string `json:"client_auth"`
+	// ClientCAFile stays in the master; ClientCAPEM is what it read:
+	// the CA certificates client certificates must chain to.
+	ClientCAFile string `json:"-"`
+	ClientCAPEM  []byte `json:"client_ca_pem,omitempty"`
+	// SessionTickets: resumption by session tickets (under the master's
+	// keys, shared by every worker). Default true.
+	SessionTickets bool `json:"session_tickets"`
 }
 
 // Certificate is one certificate chain and its key.
@@ -49,8 +60,11 @@ func TLSVersion(v string) uint16 {
 }
 
 type rawTLS struct {
-	Certificates []*rawCertificate `hcl:"certificate,block"`
-	MinVersion   *string           `hcl:"min_version,optional"`
+	Certificates   []*rawCertificate `hcl:"certificate,block"`
+	MinVersion     *string           `hcl:"min_version,optional"`
+	ClientAuth     *string           `hcl:"client_auth,optional"`
+	ClientCAFile   *string           `hcl:"client_ca_file,optional"`
+	SessionTickets *bool             `hcl:"session_tickets,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`
@@ -66,9 +80,23 @@ type rawCertificate struct {
 
 func (b *builder) listenerTLS(listener string, r *rawTLS) *TLS {
 	s := b.scope(fmt.Sprintf("listener %q tls", listener), r.Body)
-	t := &TLS{MinVersion: s.enum("min_version", r.MinVersion, "1.2", "1.2", "1.3")}
+	t := &TLS{
+		MinVersion:     s.enum("min_version", r.MinVersion, "1.2", "1.2", "1.3"),
+		ClientAuth:     s.enum("client_auth", r.ClientAuth, "none", "none", "request", "require"),
+		ClientCAFile:   s.path("client_ca_file", r.ClientCAFile, "", false),
+		SessionTickets: r.SessionTickets == nil || *r.SessionTickets,
+	}
 	if len(r.Certificates) == 0 {
 		b.errorf(r.DefRange, "Missing certificate", "listener %q: tls needs at least one certificate block", listener)
+	}
+	switch {
+	case t.ClientAuth != "none" && t.ClientCAFile == "":
+		s.errorf("client_auth", "Missing client_ca_file", "client_auth = %q needs client_ca_file, the CA client certificates must chain to", t.ClientAuth)
+	case t.ClientCAFile != "" && t.ClientAuth == "none":
+		b.warnf(valueRange(r.Body, "client_ca_file"), "Unused client_ca_file",
+			"listener %q: client_ca_file has no effect with client_auth = \"none\" (the default)", listener)
+	case t.ClientCAFile != "":
+		t.ClientCAPEM = b.clientCAs(s, t.ClientCAFile)
 	}
 	for _, rc := range r.Certificates {
 		if c, ok := b.certificate(listener, rc); ok {
@@ -118,4 +146,18 @@ func (b *builder) certificate(listener string, r *rawCertificate) (Certificate, 
 			"%s has mode %v; a private key should be readable by its owner only (chmod 600)", c.KeyFile, fi.Mode().Perm())
 	}
 	return c, true
+}
+
+// clientCAs reads the CA certificates for client certificates.
+func (b *builder) clientCAs(s scope, path string) []byte {
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		s.errorf("client_ca_file", "Cannot read client CA", "%s", err)
+		return nil
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pemBytes) {
+		s.errorf("client_ca_file", "Invalid client CA", "%s holds no PEM certificate", path)
+		return nil
+	}
+	return pemBytes
 }

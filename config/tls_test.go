@@ -15,7 +15,7 @@ import (
 func tlsFiles(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, name := range []string{"a.pem", "a.key", "b.pem", "b.key"} {
+	for _, name := range []string{"a.pem", "a.key", "b.pem", "b.key", "client-ca.pem"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "tls", name))
 		if err != nil {
 			t.Fatal(err)
@@ -109,6 +109,8 @@ func TestTLSListenerErrors(t *testing.T) {
 		{"key file as certificate", "    certificate {\n      cert_file = \"a.key\"\n      key_file  = \"a.key\"\n    }\n", 6, 19, []string{"Invalid certificate or key", "a.key"}},
 		{"no certificate", "    min_version = \"1.2\"\n", 3, 3, []string{"Missing certificate", "at least one certificate"}},
 		{"old protocol", "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    min_version = \"1.1\"\n", 8, 19, []string{"min_version", `"1.1" is not one of`}},
+		{"client_auth without a CA", "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    client_auth = \"require\"\n", 8, 19, []string{"Missing client_ca_file", "require"}},
+		{"client CA not PEM", "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    client_auth = \"request\"\n    client_ca_file = \"a.key\"\n", 9, 22, []string{"Invalid client CA", "a.key", "no PEM certificate"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -140,5 +142,30 @@ func TestTLSKeyReadableByOthersWarns(t *testing.T) {
 	}
 	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "chmod 600") {
 		t.Errorf("warnings = %v, want one about the key's mode", cfg.Warnings)
+	}
+}
+
+// client_auth with a client CA, and session tickets turned off, reach the
+// config as PEM and flags; the CA's path does not.
+func TestTLSClientAuthLoads(t *testing.T) {
+	dir := tlsFiles(t)
+	cfg, err := tlsConfig(t, dir, "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    client_auth = \"require\"\n    client_ca_file = \"client-ca.pem\"\n    session_tickets = false\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := cfg.Listeners[0].TLS
+	if tl.ClientAuth != "require" || len(tl.ClientCAPEM) == 0 || tl.SessionTickets {
+		t.Errorf("client_auth %q, CA %d bytes, session_tickets %v", tl.ClientAuth, len(tl.ClientCAPEM), tl.SessionTickets)
+	}
+	js, _ := json.Marshal(cfg)
+	if strings.Contains(string(js), "client-ca.pem") {
+		t.Error("the workers' JSON names the client CA file")
+	}
+	def, err := tlsConfig(t, dir, "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := def.Listeners[0].TLS; d.ClientAuth != "none" || !d.SessionTickets || d.MinVersion != "1.2" {
+		t.Errorf("defaults: client_auth %q, session_tickets %v, min_version %q", d.ClientAuth, d.SessionTickets, d.MinVersion)
 	}
 }

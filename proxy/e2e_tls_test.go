@@ -301,3 +301,86 @@ route "all" { upstream = "app" }
 	want[config.TLSVersion12] = 1
 	proxy.WaitFor(t, 5*time.Second, "every handshake counted", func() bool { return rp.P.Stats().TLS == want })
 }
+
+// client_auth: "require" refuses a handshake without a client certificate
+// chaining to client_ca_file, "request" accepts none but not a bad one;
+// session_tickets = false resumes nothing.
+func TestE2ETLSClientAuthAndTickets(t *testing.T) {
+	be := startBackend(t, "be")
+	certs := testCerts(t)
+	start := func(settings string) string {
+		return startProxy(t, expand(`
+listener "https" {
+  address = "127.0.0.1:1"
+  tls {
+    certificate {
+      cert_file = "@CERTS@/a.pem"
+      key_file  = "@CERTS@/a.key"
+    }
+    @SETTINGS@
+  }
+}
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"CERTS": certs, "BE": be.Addr, "SETTINGS": settings}), proxy.Options{}).Addr("https")
+	}
+	pair := func(name string) []tls.Certificate {
+		c, err := tls.LoadX509KeyPair(filepath.Join(certs, name+".pem"), filepath.Join(certs, name+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []tls.Certificate{c}
+	}
+	// get does one request; the error is the handshake's or the request's.
+	get := func(addr string, cert []tls.Certificate, cache tls.ClientSessionCache) (resumed bool, err error) {
+		cfg := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: cache}
+		if cert != nil {
+			// Sent whatever CAs the server names: a client with the
+			// wrong certificate must be refused, not merely send none.
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert[0], nil }
+		}
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			return false, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("GET /m HTTP/1.1\r\nHost: a.example\r\n\r\n")); err != nil {
+			return false, err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return false, err // TLS 1.3: a refused certificate shows here
+		}
+		resp.Body.Close()
+		return c.ConnectionState().DidResume, nil
+	}
+	ca := `client_ca_file = "` + certs + `/client-ca.pem"`
+	require := start(ca + "\n    client_auth = \"require\"")
+	request := start(ca + "\n    client_auth = \"request\"")
+	for _, c := range []struct {
+		name, addr string
+		cert       []tls.Certificate
+		ok         bool
+	}{
+		{"require, the CA's client", require, pair("client"), true},
+		{"require, no certificate", require, nil, false},
+		{"require, another issuer's", require, pair("a"), false},
+		{"request, no certificate", request, nil, true},
+		{"request, the CA's client", request, pair("client"), true},
+		{"request, another issuer's", request, pair("a"), false},
+	} {
+		if _, err := get(c.addr, c.cert, nil); (err == nil) != c.ok {
+			t.Errorf("%s: error %v, want success %v", c.name, err, c.ok)
+		}
+	}
+
+	noTickets := start(`session_tickets = false`)
+	cache := tls.NewLRUClientSessionCache(1)
+	get(noTickets, nil, cache)
+	if resumed, err := get(noTickets, nil, cache); err != nil || resumed {
+		t.Errorf("session_tickets = false: resumed %v (%v)", resumed, err)
+	}
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,11 +35,23 @@ func serverTLS(name string, t *config.TLS) (*tls.Config, error) {
 		}
 		certs = append(certs, pair)
 	}
-	return &tls.Config{
-		Certificates: certs,
-		MinVersion:   config.TLSVersion(t.MinVersion),
-		NextProtos:   []string{"http/1.1"},
-	}, nil
+	cfg := &tls.Config{
+		Certificates:           certs,
+		MinVersion:             config.TLSVersion(t.MinVersion),
+		NextProtos:             []string{"http/1.1"},
+		SessionTicketsDisabled: !t.SessionTickets,
+	}
+	if t.ClientAuth != "none" {
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(t.ClientCAPEM) {
+			return nil, fmt.Errorf("listener %q: client_ca_file: no certificate", name)
+		}
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		if t.ClientAuth == "require" {
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return cfg, nil
 }
 
 // SetSessionTicketKeys makes every TLS listener issue session tickets
