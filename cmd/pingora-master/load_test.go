@@ -21,6 +21,11 @@ type loadSpec struct {
 	Backend   *backend
 	KeepAlive int
 	Fresh     int
+	// TLSAddr, when set, is a TLS listener of the same config that
+	// TLSKeepAlive and TLSFresh more clients load the same way.
+	TLSAddr      string
+	TLSKeepAlive int
+	TLSFresh     int
 	// Pause between two requests of one client: the load is paced so that
 	// the two cores are shared with the master, its workers and the backend.
 	Pause time.Duration
@@ -114,6 +119,15 @@ func startLoad(spec loadSpec) *load {
 		l.wg.Add(1)
 		go l.client(ctx, spec, spec.KeepAlive+i, false)
 	}
+	if spec.TLSAddr != "" {
+		tlsSpec := spec
+		tlsSpec.Addr = spec.TLSAddr
+		first := spec.KeepAlive + spec.Fresh
+		for i := 0; i < spec.TLSKeepAlive+spec.TLSFresh; i++ {
+			l.wg.Add(1)
+			go l.client(ctx, tlsSpec, first+i, i < spec.TLSKeepAlive)
+		}
+	}
 	return l
 }
 
@@ -177,6 +191,11 @@ func (l *load) client(ctx context.Context, spec loadSpec, id int, keepAlive bool
 	if keepAlive {
 		mode = "keep-alive"
 	}
+	connect := dial
+	if spec.TLSAddr != "" && spec.Addr == spec.TLSAddr {
+		mode += " tls"
+		connect = dialTLS
+	}
 	var c *conn
 	defer func() {
 		if c != nil {
@@ -199,7 +218,7 @@ func (l *load) client(ctx context.Context, spec loadSpec, id int, keepAlive bool
 		kind := method + " " + mode
 		if c == nil {
 			var err error
-			if c, err = dial(spec.Addr); err != nil {
+			if c, err = connect(spec.Addr); err != nil {
 				l.record(kind+" new conn", err)
 				continue
 			}

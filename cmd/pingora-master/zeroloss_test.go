@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -19,9 +20,17 @@ import (
 //
 // The load is 40 connections (32 keep-alive, 8 new per request), paced, as
 // in issue 3's measurement of nginx and HAProxy (40 connections, 10
-// reloads), with opGap requests between two operations.
+// reloads), with opGap requests between two operations; and 12 more over
+// TLS (8 keep-alive, 4 with a handshake per request) on a TLS listener of
+// the same config.
 func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 	in := newInstance(t, 2)
+	in.installCert("a")
+	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	port, _ := strconv.Atoi(tlsPort)
+	in.Params.Extra = tlsListener(in.Dir, port)
+	in.WriteConfig(in.Params)
 	in.Start()
 	master := in.MustMasterPID()
 	workers := in.WaitWorkers(master, 2, nil, 5*time.Second)
@@ -32,6 +41,9 @@ func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 		Backend:      in.Backend,
 		KeepAlive:    32,
 		Fresh:        8,
+		TLSAddr:      tlsAddr,
+		TLSKeepAlive: 8,
+		TLSFresh:     4,
 		Pause:        10 * time.Millisecond,
 		MaxPerClient: 20000,
 		MaxDuration:  80 * time.Second,
@@ -122,7 +134,8 @@ func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 	if n := rep.FailedTotal(); n > 0 {
 		t.Errorf("%d of %d requests failed through 10 reloads and 3 upgrades; want 0", n, rep.Total)
 	}
-	for _, kind := range []string{"GET keep-alive", "POST keep-alive", "GET new-conn", "POST new-conn"} {
+	for _, kind := range []string{"GET keep-alive", "POST keep-alive", "GET new-conn", "POST new-conn",
+		"GET keep-alive tls", "POST keep-alive tls", "GET new-conn tls", "POST new-conn tls"} {
 		if rep.OK[kind+" reused conn"]+rep.OK[kind+" new conn"] == 0 {
 			t.Errorf("no successful %s request: the load did not exercise it", kind)
 		}
