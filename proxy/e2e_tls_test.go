@@ -54,6 +54,30 @@ route "all" { upstream = "app" }
 `, map[string]string{"CERTS": testCerts(t), "BE": be.Addr, "MIN": minVersion}), proxy.Options{})
 }
 
+// oneCertProxy is a proxy with one TLS listener "https" serving certificate
+// a, its listener block extended by listenerExtra and its tls block by
+// tlsExtra, routing to be.
+func oneCertProxy(t *testing.T, be *backend, listenerExtra, tlsExtra string, opts proxy.Options) *proxy.Running {
+	t.Helper()
+	return startProxy(t, expand(`
+listener "https" {
+  address = "127.0.0.1:1"
+  @LISTENER@
+  tls {
+    certificate {
+      cert_file = "@CERTS@/a.pem"
+      key_file  = "@CERTS@/a.key"
+    }
+    @TLS@
+  }
+}
+upstream "app" {
+  server "@BE@" {}
+}
+route "all" { upstream = "app" }
+`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr, "LISTENER": listenerExtra, "TLS": tlsExtra}), opts)
+}
+
 // certPool trusts the test certificates.
 func certPool(t *testing.T) *x509.CertPool {
 	t.Helper()
@@ -152,22 +176,7 @@ func TestE2ETLSMinVersion(t *testing.T) {
 // at client_header_timeout, as one that sends no request head.
 func TestE2ETLSHandshakeTimeout(t *testing.T) {
 	be := startBackend(t, "be")
-	rp := startProxy(t, expand(`
-listener "https" {
-  address = "127.0.0.1:1"
-  client_header_timeout = "300ms"
-  tls {
-    certificate {
-      cert_file = "@CERTS@/a.pem"
-      key_file  = "@CERTS@/a.key"
-    }
-  }
-}
-upstream "app" {
-  server "@BE@" {}
-}
-route "all" { upstream = "app" }
-`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{})
+	rp := oneCertProxy(t, be, `client_header_timeout = "300ms"`, "", proxy.Options{})
 	rc := proxy.DialRaw(t, rp.Addr("https"))
 	if closed, _ := rc.ClosedWithin(5 * time.Second); !closed {
 		t.Fatal("a silent TLS client is still connected")
@@ -213,21 +222,7 @@ func TestE2ETLSWithCurlAndOpenSSL(t *testing.T) {
 func TestE2ETLSSessionTicketKeys(t *testing.T) {
 	be := startBackend(t, "be")
 	k1, k2, k3 := [32]byte{1}, [32]byte{2}, [32]byte{3}
-	rp := startProxy(t, expand(`
-listener "https" {
-  address = "127.0.0.1:1"
-  tls {
-    certificate {
-      cert_file = "@CERTS@/a.pem"
-      key_file  = "@CERTS@/a.key"
-    }
-  }
-}
-upstream "app" {
-  server "@BE@" {}
-}
-route "all" { upstream = "app" }
-`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{SessionTicketKeys: [][32]byte{k1}})
+	rp := oneCertProxy(t, be, "", "", proxy.Options{SessionTicketKeys: [][32]byte{k1}})
 	cache := tls.NewLRUClientSessionCache(1)
 	resumed := func() bool {
 		t.Helper()
@@ -257,22 +252,7 @@ route "all" { upstream = "app" }
 // away, one that stays silent past client_header_timeout).
 func TestE2ETLSHandshakeCounts(t *testing.T) {
 	be := startBackend(t, "be")
-	rp := startProxy(t, expand(`
-listener "https" {
-  address = "127.0.0.1:1"
-  client_header_timeout = "300ms"
-  tls {
-    certificate {
-      cert_file = "@CERTS@/a.pem"
-      key_file  = "@CERTS@/a.key"
-    }
-  }
-}
-upstream "app" {
-  server "@BE@" {}
-}
-route "all" { upstream = "app" }
-`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{})
+	rp := oneCertProxy(t, be, `client_header_timeout = "300ms"`, "", proxy.Options{})
 	addr := rp.Addr("https")
 	cache := tls.NewLRUClientSessionCache(1)
 	for i, v := range []uint16{tls.VersionTLS13, tls.VersionTLS13, tls.VersionTLS12} {
@@ -309,22 +289,7 @@ func TestE2ETLSClientAuthAndTickets(t *testing.T) {
 	be := startBackend(t, "be")
 	certs := testCerts(t)
 	start := func(settings string) string {
-		return startProxy(t, expand(`
-listener "https" {
-  address = "127.0.0.1:1"
-  tls {
-    certificate {
-      cert_file = "@CERTS@/a.pem"
-      key_file  = "@CERTS@/a.key"
-    }
-    @SETTINGS@
-  }
-}
-upstream "app" {
-  server "@BE@" {}
-}
-route "all" { upstream = "app" }
-`, map[string]string{"CERTS": certs, "BE": be.Addr, "SETTINGS": settings}), proxy.Options{}).Addr("https")
+		return oneCertProxy(t, be, "", settings, proxy.Options{}).Addr("https")
 	}
 	pair := func(name string) []tls.Certificate {
 		c, err := tls.LoadX509KeyPair(filepath.Join(certs, name+".pem"), filepath.Join(certs, name+".key"))

@@ -43,6 +43,17 @@ listener "secure" {
 `, port, dir, dir)
 }
 
+// addTLSListener gives the instance's config a TLS listener "secure" on a
+// free port serving certificate a, and returns its address.
+func (in *instance) addTLSListener() string {
+	in.tb.Helper()
+	in.installCert("a")
+	port := freePort(in.tb)
+	in.Params.Extra += tlsListener(in.Dir, port)
+	in.WriteConfig(in.Params)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
 // tlsServes returns the serial of the certificate a new connection to addr
 // gets and the body of GET /gen over it.
 func tlsServes(t *testing.T, addr string) (int64, string) {
@@ -77,13 +88,9 @@ func tlsGet(t *testing.T, c net.Conn, br *bufio.Reader) string {
 // serving generation keeps its certificate.
 func TestTLSCertificateRenewedByReload(t *testing.T) {
 	in := newInstance(t, 2)
-	in.installCert("a")
-	port := freePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p := in.Params
-	p.Extra = tlsListener(in.Dir, port)
-	in.WriteConfig(p)
+	addr := in.addTLSListener()
 	in.Start()
+	p := in.Params
 
 	if serial, body := tlsServes(t, addr); serial != 1001 || body != "gen 0" {
 		t.Fatalf("before renewal: certificate %d, answer %q; want 1001, \"gen 0\"", serial, body)
@@ -136,13 +143,9 @@ func TestTLSCertificateRenewedByReload(t *testing.T) {
 // after the reload.
 func TestTLSSessionResumesAcrossWorkersAndReloads(t *testing.T) {
 	in := newInstance(t, 2)
-	in.installCert("a")
-	port := freePort(t)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p := in.Params
-	p.Extra = tlsListener(in.Dir, port)
-	in.WriteConfig(p)
+	addr := in.addTLSListener()
 	in.Start()
+	p := in.Params
 
 	cache := tls.NewLRUClientSessionCache(8)
 	connect := func() (resumed bool, body string) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -25,12 +24,7 @@ import (
 // the same config.
 func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 	in := newInstance(t, 2)
-	in.installCert("a")
-	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
-	port, _ := strconv.Atoi(tlsPort)
-	in.Params.Extra = tlsListener(in.Dir, port)
-	in.WriteConfig(in.Params)
+	tlsAddr := in.addTLSListener()
 	in.Start()
 	master := in.MustMasterPID()
 	workers := in.WaitWorkers(master, 2, nil, 5*time.Second)
