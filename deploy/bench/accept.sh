@@ -27,23 +27,10 @@ for tool in nginx wrk curl taskset setsid; do
   command -v "$tool" >/dev/null || { echo "accept: missing $tool (see deploy/bench/bench.sh)" >&2; exit 2; }
 done
 [[ -n ${BIN:-} ]] || make -s -C "$root" build
-dir=$(mktemp -d) pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$root/deploy/bench/lib.sh"
 chmod 755 "$dir" # the workers run as nobody
-back=127.0.0.1:19000 listen=127.0.0.1:19006
-body=$(printf 'x%.0s' $(seq 1 100))
-cat >"$dir/backend.conf" <<C
-worker_processes 1; daemon off; pid $dir/backend.pid; error_log $dir/backend.err;
-events { worker_connections 4096; }
-http { access_log off; server { listen $back backlog=4096; keepalive_requests 100000;
-  location / { return 200 "$body"; } } }
-C
-setsid taskset -c "$LOAD_CPU" nginx -c "$dir/backend.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!)
+listen=127.0.0.1:19006
+bench_start_backend
 
 # conf REUSEPORT: the bench template with WORKERS workers and the listener's
 # reuseport set.
@@ -52,13 +39,6 @@ conf() {
     -e "s|/tmp/pingora-bench|$dir/pingora-bench|g" -e "s/^workers .*/workers = $WORKERS/" \
     -e "s/^\(  address *= \"$listen\"\)$/\1\n  reuseport = $1/" "$tmpl" >"$dir/accept.hcl"
   grep -q "reuseport = $1" "$dir/accept.hcl" || { echo "accept: could not set reuseport in $tmpl" >&2; exit 1; }
-}
-ticks() { # CPU clock ticks of every process in session $1
-  local t=0 p
-  for p in $(ps -e -o sid=,pid= | awk -v s="$1" '$1==s {print $2}'); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
 }
 switches() { # voluntary + non-voluntary context switches of processes $@,
   # every thread (/proc/<pid>/status alone counts the main thread's)

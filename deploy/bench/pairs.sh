@@ -37,21 +37,7 @@ for tool in nginx wrk curl taskset setsid; do
   command -v "$tool" >/dev/null || { echo "pairs: missing $tool (see deploy/bench/bench.sh)" >&2; exit 2; }
 done
 [[ -n ${BIN:-}${BIN_A:-} ]] || make -s -C "$root" build
-dir=$(mktemp -d) pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-back=127.0.0.1:19000
-body=$(printf 'x%.0s' $(seq 1 100))
-cat >"$dir/backend.conf" <<C
-worker_processes 1; daemon off; pid $dir/backend.pid; error_log $dir/backend.err;
-events { worker_connections 4096; }
-http { access_log off; server { listen $back backlog=4096; keepalive_requests 100000;
-  location / { return 200 "$body"; } } }
-C
+. "$root/deploy/bench/lib.sh"
 cat >"$dir/nginx.conf" <<C
 worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/nginx.err;
 events { worker_connections 4096; }
@@ -64,7 +50,7 @@ project_conf() { # project_conf PORT NAME: the template for one pingora-master
     -e "s|/tmp/pingora-bench|$dir/pingora-bench-$2|g" "$tmpl" >"$dir/$2.hcl"
 }
 
-setsid taskset -c "$LOAD_CPU" nginx -c "$dir/backend.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!)
+bench_start_backend
 if [[ -n ${BIN_A:-} ]]; then
   project_conf 19004 a; project_conf 19005 b
   setsid taskset -c "$PROXY_CPU" "$BIN_A" -c "$dir/a.hcl" >"$dir/a.out" 2>&1 & pids+=($!); sid_a=$!
@@ -88,13 +74,6 @@ done = function(summary, latency, requests)
   io.write("\n")
 end
 L
-ticks() { # CPU clock ticks of every process in session $1
-  local t=0 p
-  for p in $(ps -e -o sid=,pid= | awk -v s="$1" '$1==s {print $2}'); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
-}
 hdr=(); [[ $MODE == close ]] && hdr=(-H "Connection: close")
 hz=$(getconf CLK_TCK)
 echo "## $MODE, $ROUNDS pairs of $DUR, $CONNS connections: $(date -u '+%Y-%m-%d %H:%M UTC'), $label"

@@ -18,25 +18,11 @@ for tool in nginx haproxy wrk curl taskset setsid; do
   command -v "$tool" >/dev/null || { echo "tls: missing $tool (see deploy/bench/bench.sh)" >&2; exit 2; }
 done
 [[ -n ${BIN:-} ]] || make -s -C "$root" build
-dir=$(mktemp -d) pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$root/deploy/bench/lib.sh"
 certs=$root/config/testdata/tls
 install -m 0644 "$certs/a.pem" "$dir/cert.pem"
 install -m 0600 "$certs/a.key" "$dir/key.pem"
 cat "$dir/cert.pem" "$dir/key.pem" >"$dir/haproxy.pem"
-back=127.0.0.1:19000
-body=$(printf 'x%.0s' $(seq 1 100))
-cat >"$dir/backend.conf" <<C
-worker_processes 1; daemon off; pid $dir/backend.pid; error_log $dir/backend.err;
-events { worker_connections 4096; }
-http { access_log off; server { listen $back backlog=4096; keepalive_requests 100000;
-  location / { return 200 "$body"; } } }
-C
 cat >"$dir/nginx.conf" <<C
 worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/nginx.err;
 events { worker_connections 4096; }
@@ -72,7 +58,7 @@ awk -v d="$dir" '
 ' "$dir/pm.hcl" >"$dir/pm.tls.hcl"
 mv "$dir/pm.tls.hcl" "$dir/pm.hcl"
 
-setsid taskset -c "$LOAD_CPU" nginx -c "$dir/backend.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!)
+bench_start_backend
 setsid taskset -c "$PROXY_CPU" nginx -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!); sid_nginx=$!
 setsid taskset -c "$PROXY_CPU" haproxy -f "$dir/haproxy.cfg" >"$dir/haproxy.out" 2>&1 & pids+=($!); sid_haproxy=$!
 setsid taskset -c "$PROXY_CPU" "$bin" -c "$dir/pm.hcl" >"$dir/pm.out" 2>&1 & pids+=($!); sid_project=$!
@@ -85,13 +71,6 @@ done = function(summary, latency, requests)
   io.write(string.format("p50=%.2fms p99=%.2fms\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 L
-ticks() { # CPU clock ticks of every process in session $1
-  local t=0 p
-  for p in $(ps -e -o sid=,pid= | awk -v s="$1" '$1==s {print $2}'); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
-}
 hz=$(getconf CLK_TCK)
 version=$("$bin" -v 2>/dev/null | head -1)
 for mode in keepalive close; do
