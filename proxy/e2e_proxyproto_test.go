@@ -162,3 +162,30 @@ func TestE2EProxyProtocolThenTLS(t *testing.T) {
 		t.Errorf("X-Forwarded-For %q, X-Forwarded-Proto %q", got, seen.Header.Get("X-Forwarded-Proto"))
 	}
 }
+
+// The PROXY header's client stays the connection's after it has parked
+// idle and comes back for its next request.
+func TestE2EProxyProtocolClientKeptWhileParked(t *testing.T) {
+	be := startBackend(t, "be")
+	rp := ppProxy(t, be, "")
+	rc := proxy.DialRaw(t, rp.Addr("lb"))
+	rc.Send("PROXY TCP4 203.0.113.8 10.0.0.1 51000 80\r\n")
+	xff := func() string {
+		t.Helper()
+		_, body := rc.Do("GET /pp HTTP/1.1\r\nHost: a.example\r\n\r\n")
+		var seen struct {
+			Header http.Header `json:"header"`
+		}
+		if err := json.Unmarshal([]byte(body), &seen); err != nil {
+			t.Fatal(err)
+		}
+		return seen.Header.Get("X-Forwarded-For")
+	}
+	if got := xff(); got != "203.0.113.8" {
+		t.Fatalf("first request: X-Forwarded-For %q", got)
+	}
+	proxy.WaitFor(t, 5*time.Second, "the connection parked", func() bool { return rp.P.Stats().ParkedConns == 1 })
+	if got := xff(); got != "203.0.113.8" {
+		t.Errorf("after parking: X-Forwarded-For %q, want the PROXY header's client", got)
+	}
+}

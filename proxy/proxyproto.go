@@ -171,6 +171,9 @@ func (cc *clientConn) readProxyHeader() bool {
 		return false
 	}
 	if h.from.IsValid() {
+		// The connection's client from now on, for as long as it lives:
+		// a parked connection takes its address back from fc.
+		fc.remote = h.from
 		cc.remote = h.from.AppendTo(cc.remote[:0])
 		cc.ip = h.from.Addr().AppendTo(cc.ip[:0])
 	}
