@@ -170,8 +170,10 @@ type fileConn struct {
 	remote netip.AddrPort
 	fd     int32 // the socket's descriptor (Fd would make it blocking)
 
-	// inLot: the socket is registered with the parking lot (armed or
-	// not); parked: its state while it is parked (see park.go).
+	// opened: the connection's opening (PROXY header, TLS handshake) is
+	// done. inLot: the socket is registered with the parking lot (armed
+	// or not); parked: its state while it is parked (see park.go).
+	opened bool
 	inLot  bool
 	parked parkedState
 }

@@ -214,9 +214,11 @@ func (cc *clientConn) serve() {
 			cc.finish(linger)
 		}
 	}()
-	if cc.nreq == 0 {
+	if fc, ok := cc.c.(*fileConn); ok && !fc.opened {
 		// A new connection: first the PROXY header, then TLS, each read
-		// from the socket as it is.
+		// from the socket as it is. (Not again when it comes back from
+		// the parking lot before its first request.)
+		fc.opened = true
 		if cc.ls.cfg.ProxyProtocol && !cc.readProxyHeader() {
 			return
 		}

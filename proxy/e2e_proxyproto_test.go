@@ -189,3 +189,17 @@ func TestE2EProxyProtocolClientKeptWhileParked(t *testing.T) {
 		t.Errorf("after parking: X-Forwarded-For %q, want the PROXY header's client", got)
 	}
 }
+
+// A connection that sends its PROXY header and then waits (parked) before
+// its first request is served, its header not read twice.
+func TestE2EProxyProtocolParkedBeforeFirstRequest(t *testing.T) {
+	be := startBackend(t, "be")
+	rp := ppProxy(t, be, "")
+	rc := proxy.DialRaw(t, rp.Addr("lb"))
+	rc.Send("PROXY TCP4 203.0.113.9 10.0.0.1 51000 80\r\n")
+	proxy.WaitFor(t, 5*time.Second, "the connection parked", func() bool { return rp.P.Stats().ParkedConns == 1 })
+	resp, body := rc.Do("GET /pp HTTP/1.1\r\nHost: a.example\r\n\r\n")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+}
