@@ -1,4 +1,5 @@
-// Package proxy is pingora-master's HTTP/1.1 reverse-proxy engine: it routes
+// Package proxy is pingora-master's HTTP/1.1 reverse-proxy engine (plain or
+// over TLS, optionally behind the PROXY protocol): it routes
 // requests arriving on listeners handed to it (by host and path prefix) to
 // upstream pools or to fixed responses, and streams bodies both ways.
 //
@@ -56,11 +57,12 @@
 //     (h1_chunked.go), heads rendered (h1_write.go), bodies streamed with
 //     their framing checked (h1_body.go). Nothing in it knows of routes,
 //     upstreams or connections' lifecycles.
-//   - The client side: accepting (accept.go), one connection's lifecycle
-//     and request dispatch (conn.go), idle connections kept without a
-//     goroutine or buffers (park.go), descriptors closed off the hot path
-//     (fdclose.go), raw socket I/O (sockio.go), answers of the proxy's own
-//     (respond.go, status.go), the access log (accesslog.go).
+//   - The client side: accepting (accept.go), a connection's opening, the
+//     PROXY protocol header (proxyproto.go) then TLS (tls.go), its
+//     lifecycle and request dispatch (conn.go), idle connections kept
+//     without a goroutine or buffers (park.go), descriptors closed off the
+//     hot path (fdclose.go), raw socket I/O (sockio.go), answers of the
+//     proxy's own (respond.go, status.go), the access log (accesslog.go).
 //   - Forwarding: routing (routes.go), a request to an upstream with
 //     retries (forward.go), request bodies buffered before an upstream is
 //     picked (bodybuf.go), upstream connections and their pool
