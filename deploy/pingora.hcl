@@ -98,6 +98,21 @@ listener "public" {
   # reuseport           = true
 }
 
+# HTTPS: uncomment with your certificate (certbot's files; its deploy hook
+# runs `pingora-master -s reload`, which picks up the renewed ones). The
+# master reads them as root; workers never open them. Behind a TCP load
+# balancer that speaks the PROXY protocol, add proxy_protocol = true and
+# trusted_proxies = ["10.0.0.0/8"] so that clients' own addresses are used.
+# listener "https" {
+#   address = "0.0.0.0:443"
+#   tls {
+#     certificate {
+#       cert_file = "/etc/letsencrypt/live/example.com/fullchain.pem"
+#       key_file  = "/etc/letsencrypt/live/example.com/privkey.pem"
+#     }
+#   }
+# }
+
 # A second listener for load balancer health checks; bind it to the internal
 # interface's address (e.g. "10.0.0.5:8081") to keep it off the internet.
 listener "internal" {
