@@ -219,10 +219,6 @@ func (b *builder) listener(r *rawListener) Listener {
 		l.ProxyProtocol = *r.ProxyProtocol
 	}
 	l.TrustedProxies = s.prefixes("trusted_proxies", r.TrustedProxies)
-	if len(l.TrustedProxies) > 0 && !l.ProxyProtocol {
-		b.warnf(valueRange(r.Body, "trusted_proxies"), "Unused trusted_proxies",
-			"listener %q: trusted_proxies only restricts who may send a PROXY protocol header; it has no effect without proxy_protocol = true", r.Name)
-	}
 	return l
 }
 

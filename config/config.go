@@ -107,9 +107,14 @@ type Listener struct {
 	// (X-Forwarded-For, rate limits, hashing, the access log). A
 	// connection without one is closed. Default false.
 	ProxyProtocol bool `json:"proxy_protocol"`
-	// TrustedProxies are the peers (CIDR prefixes) allowed to send the
-	// PROXY header; a connection from any other is closed. Empty: any
-	// peer (the port must then be reachable from the load balancer only).
+	// TrustedProxies are proxies in front (CIDR prefixes), as nginx's
+	// set_real_ip_from. With ProxyProtocol, the peers allowed to send the
+	// header (a connection from any other is closed; empty: any peer).
+	// Without it, a request from one of them takes its client address
+	// from X-Forwarded-For: the rightmost address that is not itself a
+	// trusted proxy (nginx's real_ip_recursive), for rate limits, hashing
+	// and the access log; the X-Forwarded-For sent upstream still ends
+	// with the peer's address.
 	TrustedProxies []string `json:"trusted_proxies,omitempty"`
 
 	ClientHeaderTimeout time.Duration `json:"client_header_timeout"` // default 60s

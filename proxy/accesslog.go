@@ -276,7 +276,7 @@ func (cc *clientConn) recordExchange(ex *exchange) {
 		p.stats.upLatency.observe(ex.upDur)
 	}
 	if a != nil {
-		e := logEntry{start: ex.start, end: end, client: cc.remote, status: ex.status,
+		e := logEntry{start: ex.start, end: end, client: cc.clientLog, status: ex.status,
 			bytesIn: ex.bytesIn, bytesOut: out, upstream: ex.upstream, upstreamDu: ex.upDur}
 		if ex.logged {
 			l := cc.logCopy

@@ -37,6 +37,12 @@ type clientConn struct {
 
 	remote []byte // "ip:port"
 	ip     []byte // client IP, for X-Forwarded-For, hashing, rate limits
+	// client is the request's client for rate limits, hashing and the
+	// access log: ip, or the address X-Forwarded-For names when the peer
+	// is a trusted proxy (realclient.go); clientLog is what the access
+	// log shows. realBuf holds a real address.
+	client, clientLog []byte
+	realBuf           []byte
 
 	req    request
 	resp   response
@@ -250,6 +256,7 @@ func (cc *clientConn) serve() {
 			parked = true
 			return
 		}
+		cc.client, cc.clientLog = cc.ip, cc.remote // until a request names another (handle)
 		head, st := cc.readHead()
 		if head == nil {
 			if st != 0 {
@@ -383,6 +390,11 @@ func (cc *clientConn) handle(head []byte) (keep, unread bool) {
 		cc.sendError(&ex, st, false, 0, errors.New("malformed request"))
 		cc.recordExchange(&ex)
 		return false, true
+	}
+	if cc.ls.realIP {
+		if real := cc.realClient(req); real != nil {
+			cc.client, cc.clientLog = real, real
+		}
 	}
 	if p.alog.Load() != nil {
 		cc.copyForLog(&ex)

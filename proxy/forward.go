@@ -54,7 +54,7 @@ func (cc *clientConn) proxyRequest(ex *exchange) bool {
 	ls := &cc.ls.cfg
 
 	if rt.limiter != nil {
-		key := cc.ip
+		key := cc.client
 		if rt.limitHeader != nil {
 			key = findHeader(req, rt.limitHeader)
 		}
@@ -175,7 +175,7 @@ func findHeader(req *request, name []byte) []byte {
 func (cc *clientConn) hashKey(u *upstreamState, req *request) []byte {
 	switch u.hashKey {
 	case hashClientIP:
-		return cc.ip
+		return cc.client
 	case hashURI:
 		return req.target
 	case hashHeader:

@@ -96,6 +96,7 @@ type listenerState struct {
 
 	tls     *tls.Config    // nil: plain HTTP (tls.go)
 	trusted []netip.Prefix // who may send a PROXY header; none: anyone (proxyproto.go)
+	realIP  bool           // trusted proxies name the client in X-Forwarded-For (realclient.go)
 }
 
 // Buffer sizes. The client read buffer must hold a whole request head;
@@ -167,6 +168,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			}
 			ls.trusted = append(ls.trusted, pfx)
 		}
+		ls.realIP = len(ls.trusted) > 0 && !l.ProxyProtocol
 		if l.TLS != nil {
 			var err error
 			if ls.tls, err = serverTLS(l.Name, l.TLS); err != nil {
