@@ -243,6 +243,9 @@ func (b *builder) upstream(r *rawUpstream) Upstream {
 				"upstream %q: hash_key has no effect with balance = %q; it is used by \"hash\" and \"fnv\"", r.Name, u.Balance)
 		}
 	}
+	if r.TLS != nil {
+		u.TLS = b.upstreamTLS(r.Name, r.TLS)
+	}
 	u.ConnectTimeout = s.duration("connect_timeout", r.ConnectTimeout, 5*time.Second)
 	u.ResponseHeaderTimeout = s.duration("response_header_timeout", r.ResponseHeaderTimeout, 60*time.Second)
 	u.ReadTimeout = s.duration("read_timeout", r.ReadTimeout, 60*time.Second)

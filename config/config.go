@@ -187,6 +187,8 @@ type Upstream struct {
 	Servers []Server `json:"servers"`
 	Balance string   `json:"balance"`  // round_robin (default), least_conn, random (two choices), hash (ketama ring), fnv (FNV-1a modulo)
 	HashKey string   `json:"hash_key"` // client_ip (default), uri, header:NAME; only for hash
+	// TLS: the servers speak HTTPS (nil: plain HTTP).
+	TLS *UpstreamTLS `json:"tls,omitempty"`
 
 	ConnectTimeout        time.Duration `json:"connect_timeout"`         // default 5s
 	ResponseHeaderTimeout time.Duration `json:"response_header_timeout"` // default 60s

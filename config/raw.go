@@ -108,6 +108,7 @@ type rawUpstream struct {
 	Balance     *string         `hcl:"balance,optional"`
 	HashKey     *string         `hcl:"hash_key,optional"`
 	HealthCheck *rawHealthCheck `hcl:"health_check,block"`
+	TLS         *rawUpstreamTLS `hcl:"tls,block"`
 
 	ConnectTimeout        *string `hcl:"connect_timeout,optional"`
 	ResponseHeaderTimeout *string `hcl:"response_header_timeout,optional"`

@@ -3,7 +3,9 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -96,7 +98,7 @@ func (b *builder) listenerTLS(listener string, r *rawTLS) *TLS {
 		b.warnf(valueRange(r.Body, "client_ca_file"), "Unused client_ca_file",
 			"listener %q: client_ca_file has no effect with client_auth = \"none\" (the default)", listener)
 	case t.ClientCAFile != "":
-		t.ClientCAPEM = b.clientCAs(s, t.ClientCAFile)
+		t.ClientCAPEM = b.clientCAs(s, t.ClientCAFile, "client_ca_file")
 	}
 	for _, rc := range r.Certificates {
 		if c, ok := b.certificate(listener, rc); ok {
@@ -148,16 +150,109 @@ func (b *builder) certificate(listener string, r *rawCertificate) (Certificate, 
 	return c, true
 }
 
-// clientCAs reads the CA certificates for client certificates.
-func (b *builder) clientCAs(s scope, path string) []byte {
+// clientCAs reads CA certificates (client_ca_file, an upstream's ca_file).
+func (b *builder) clientCAs(s scope, path, attr string) []byte {
 	pemBytes, err := os.ReadFile(path)
 	if err != nil {
-		s.errorf("client_ca_file", "Cannot read client CA", "%s", err)
+		s.errorf(attr, "Cannot read CA", "%s", err)
 		return nil
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(pemBytes) {
-		s.errorf("client_ca_file", "Invalid client CA", "%s holds no PEM certificate", path)
+		s.errorf(attr, "Invalid CA", "%s holds no PEM certificate", path)
 		return nil
 	}
 	return pemBytes
+}
+
+// UpstreamTLS makes an upstream's connections TLS (HTTPS backends), health
+// checks included. Files are read by the master; workers get PEM.
+type UpstreamTLS struct {
+	// ServerName is the name verified in the servers' certificates and
+	// sent as SNI; "" (default): each server's host.
+	ServerName string `json:"server_name"`
+	// CAPEM is the CA certificates servers' chains must lead to; nil
+	// (default): the system's.
+	CAFile string `json:"-"`
+	CAPEM  []byte `json:"ca_pem,omitempty"`
+	// InsecureSkipVerify accepts any certificate (warned at load).
+	InsecureSkipVerify bool `json:"insecure_skip_verify"`
+	// CertPEM and KeyPEM are a client certificate for servers that ask.
+	CertFile string `json:"-"`
+	KeyFile  string `json:"-"`
+	CertPEM  []byte `json:"cert_pem,omitempty"`
+	KeyPEM   []byte `json:"key_pem,omitempty"`
+}
+
+// ClientConfig is the crypto/tls configuration for connecting to the
+// upstream's server at addr (host:port). Only HTTP/1.1 is offered.
+func (t *UpstreamTLS) ClientConfig(addr string) (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, NextProtos: []string{"http/1.1"}}
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("server %s: %w", addr, err)
+		}
+		cfg.ServerName = host
+	}
+	if len(t.CAPEM) > 0 {
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(t.CAPEM) {
+			return nil, errors.New("ca_file: no certificate")
+		}
+	}
+	if len(t.CertPEM) > 0 {
+		pair, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+type rawUpstreamTLS struct {
+	ServerName         *string `hcl:"server_name,optional"`
+	CAFile             *string `hcl:"ca_file,optional"`
+	InsecureSkipVerify *bool   `hcl:"insecure_skip_verify,optional"`
+	CertFile           *string `hcl:"cert_file,optional"`
+	KeyFile            *string `hcl:"key_file,optional"`
+
+	Body     hcl.Body  `hcl:",body"`
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+func (b *builder) upstreamTLS(upstream string, r *rawUpstreamTLS) *UpstreamTLS {
+	s := b.scope(fmt.Sprintf("upstream %q tls", upstream), r.Body)
+	t := &UpstreamTLS{
+		ServerName:         s.str("server_name", r.ServerName, ""),
+		CAFile:             s.path("ca_file", r.CAFile, "", false),
+		InsecureSkipVerify: r.InsecureSkipVerify != nil && *r.InsecureSkipVerify,
+		CertFile:           s.path("cert_file", r.CertFile, "", false),
+		KeyFile:            s.path("key_file", r.KeyFile, "", false),
+	}
+	if t.InsecureSkipVerify {
+		b.warnf(valueRange(r.Body, "insecure_skip_verify"), "Certificates not verified",
+			"upstream %q: insecure_skip_verify accepts any certificate: anyone on the path can pose as the servers", upstream)
+	}
+	if t.CAFile != "" {
+		t.CAPEM = b.clientCAs(scope{b: b, what: s.what, body: r.Body}, t.CAFile, "ca_file")
+	}
+	switch {
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		b.errorf(r.DefRange, "Incomplete client certificate", "upstream %q: tls needs both cert_file and key_file, or neither", upstream)
+	case t.CertFile != "":
+		var err error
+		if t.CertPEM, err = os.ReadFile(t.CertFile); err != nil {
+			s.errorf("cert_file", "Cannot read certificate", "%s", err)
+			return t
+		}
+		if t.KeyPEM, err = os.ReadFile(t.KeyFile); err != nil {
+			s.errorf("key_file", "Cannot read key", "%s", err)
+			return t
+		}
+		if _, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM); err != nil {
+			s.errorf("key_file", "Invalid certificate or key", "%s and %s: %s", t.CertFile, t.KeyFile, err)
+		}
+	}
+	return t
 }

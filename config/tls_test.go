@@ -110,7 +110,7 @@ func TestTLSListenerErrors(t *testing.T) {
 		{"no certificate", "    min_version = \"1.2\"\n", 3, 3, []string{"Missing certificate", "at least one certificate"}},
 		{"old protocol", "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    min_version = \"1.1\"\n", 8, 19, []string{"min_version", `"1.1" is not one of`}},
 		{"client_auth without a CA", "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    client_auth = \"require\"\n", 8, 19, []string{"Missing client_ca_file", "require"}},
-		{"client CA not PEM", "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    client_auth = \"request\"\n    client_ca_file = \"a.key\"\n", 9, 22, []string{"Invalid client CA", "a.key", "no PEM certificate"}},
+		{"client CA not PEM", "    certificate {\n      cert_file = \"a.pem\"\n      key_file  = \"a.key\"\n    }\n    client_auth = \"request\"\n    client_ca_file = \"a.key\"\n", 9, 22, []string{"Invalid CA", "client_ca_file", "a.key", "no PEM certificate"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -167,5 +167,49 @@ func TestTLSClientAuthLoads(t *testing.T) {
 	}
 	if d := def.Listeners[0].TLS; d.ClientAuth != "none" || !d.SessionTickets || d.MinVersion != "1.2" {
 		t.Errorf("defaults: client_auth %q, session_tickets %v, min_version %q", d.ClientAuth, d.SessionTickets, d.MinVersion)
+	}
+}
+
+// An upstream tls block: files read by the master into PEM; a client
+// certificate needs both files; insecure_skip_verify is warned.
+func TestUpstreamTLS(t *testing.T) {
+	dir := tlsFiles(t)
+	load := func(block string) (*config.Config, error) {
+		path := filepath.Join(dir, "up.hcl")
+		src := "listener \"l\" { address = \"127.0.0.1:1000\" }\nupstream \"app\" {\n  server \"10.0.0.1:443\" {}\n  tls {\n" + block + "  }\n}\nroute \"r\" { upstream = \"app\" }\n"
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return config.Load(path)
+	}
+	cfg, err := load("    server_name = \"api.internal\"\n    ca_file = \"client-ca.pem\"\n    cert_file = \"b.pem\"\n    key_file = \"b.key\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ut := cfg.Upstreams[0].TLS
+	if ut == nil || ut.ServerName != "api.internal" || len(ut.CAPEM) == 0 || len(ut.CertPEM) == 0 || len(ut.KeyPEM) == 0 {
+		t.Fatalf("upstream tls = %+v", ut)
+	}
+	if c, err := ut.ClientConfig("10.0.0.1:443"); err != nil || c.ServerName != "api.internal" || c.RootCAs == nil || len(c.Certificates) != 1 {
+		t.Errorf("ClientConfig: %v %+v", err, c)
+	}
+	if js, _ := json.Marshal(cfg); strings.Contains(string(js), "b.key") || strings.Contains(string(js), "client-ca.pem") {
+		t.Error("the workers' JSON names a file of the master's")
+	}
+
+	cfg, err = load("    insecure_skip_verify = true\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "accepts any certificate") {
+		t.Errorf("warnings %v", cfg.Warnings)
+	}
+	if c, _ := cfg.Upstreams[0].TLS.ClientConfig("10.0.0.1:443"); c.ServerName != "10.0.0.1" {
+		t.Errorf("default server name %q, want the server's host", c.ServerName)
+	}
+
+	_, err = load("    cert_file = \"b.pem\"\n")
+	if err == nil || !strings.Contains(err.Error(), "both cert_file and key_file") {
+		t.Errorf("a certificate without its key: %v", err)
 	}
 }

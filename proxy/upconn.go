@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -48,6 +51,7 @@ type serverState struct {
 	srv  *upstream.Server
 	host []byte // Host header for requests that have none
 	up   *upstreamState
+	tls  *tls.Config // nil: plain HTTP
 
 	mu     sync.Mutex
 	idle   []*upConn
@@ -69,6 +73,9 @@ type upConn struct {
 	// early), so the connection can carry no other.
 	unfinished bool
 	sio        *sockIO // br's and bw's socket: sio.sent tells whether a send went out
+
+	// tc is c as a TLS connection (c itself then), nil for plain HTTP.
+	tc *tls.Conn
 
 	// probeFn is probeFD bound once, so that the liveness probe run
 	// before every reuse allocates nothing; probeErr is its result
@@ -106,8 +113,20 @@ func newUpstreamState(cfg config.Upstream, log hclog.Logger) (*upstreamState, er
 			u.hashHeader = []byte(strings.TrimPrefix(k, "header:"))
 		}
 	}
+	var sessions tls.ClientSessionCache
+	if cfg.TLS != nil {
+		sessions = tls.NewLRUClientSessionCache(64) // new connections resume
+	}
 	for _, s := range pool.Servers() {
-		u.servers = append(u.servers, &serverState{srv: s, up: u, host: []byte(s.Addr)})
+		ss := &serverState{srv: s, up: u, host: []byte(s.Addr)}
+		if cfg.TLS != nil {
+			if ss.tls, err = cfg.TLS.ClientConfig(s.Addr); err != nil {
+				pool.Close()
+				return nil, fmt.Errorf("upstream %q: tls: %w", cfg.Name, err)
+			}
+			ss.tls.ClientSessionCache = sessions
+		}
+		u.servers = append(u.servers, ss)
 	}
 	return u, nil
 }
@@ -213,7 +232,25 @@ func (uc *upConn) alive() bool {
 	if uc.raw.Control(uc.probeFn) != nil {
 		return false
 	}
-	return uc.probeErr == syscall.EAGAIN
+	if uc.probeErr == syscall.EAGAIN {
+		return true
+	}
+	return uc.probeErr == 0 && uc.tc != nil && uc.tlsIdle()
+}
+
+// tlsProbeWait bounds tlsIdle's read: the bytes it reads are already in
+// the socket.
+const tlsProbeWait = 50 * time.Millisecond
+
+// tlsIdle reads what a TLS server sent on an idle connection: records of
+// the protocol itself (a TLS 1.3 server's session tickets, a key update)
+// leave it usable; application data or the end of the connection do not.
+func (uc *upConn) tlsIdle() bool {
+	var b [1]byte
+	uc.c.SetReadDeadline(time.Now().Add(tlsProbeWait))
+	n, err := uc.tc.Read(b[:])
+	uc.rdl = time.Time{} // the next exchange sets its own
+	return n == 0 && isTimeout(err)
 }
 
 func (uc *upConn) probeFD(fd uintptr) {
@@ -264,8 +301,21 @@ func (p *Proxy) dial(ss *serverState) (*upConn, error) {
 	if sc, ok := c.(syscall.Conn); ok {
 		uc.raw, _ = sc.SyscallConn()
 	}
+	if ss.tls != nil {
+		// The handshake within connect_timeout; the probe keeps the TCP
+		// socket's RawConn (it looks for any byte, record or not).
+		uc.tc = tls.Client(c, ss.tls)
+		ctx, cancel := context.WithTimeout(p.ctx, ss.up.connectTimeout)
+		err := uc.tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		uc.c = uc.tc
+	}
 	uc.probeFn = uc.probeFD
-	uc.sio = newSockIO(c)
+	uc.sio = newSockIO(uc.c)
 	uc.takeBuffers()
 	return uc, nil
 }

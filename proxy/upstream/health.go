@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -52,12 +53,13 @@ type checker struct {
 	cfg    *healthConfig
 	server *Server
 	log    hclog.Logger
-	req    []byte // the whole request, built once
+	req    []byte      // the whole request, built once
+	tls    *tls.Config // the upstream's TLS; nil: plain HTTP
 
 	passes, fails int // consecutive results, owned by run's goroutine
 }
 
-func newChecker(cfg *healthConfig, s *Server, log hclog.Logger) *checker {
+func newChecker(cfg *healthConfig, s *Server, log hclog.Logger, tlsCfg *tls.Config) *checker {
 	host := cfg.host
 	if host == "" {
 		host = s.Addr
@@ -67,7 +69,7 @@ func newChecker(cfg *healthConfig, s *Server, log hclog.Logger) *checker {
 		"User-Agent: pingora-master-health-check\r\n" +
 		"Accept: */*\r\n" +
 		"Connection: close\r\n\r\n"
-	return &checker{cfg: cfg, server: s, log: log, req: []byte(req)}
+	return &checker{cfg: cfg, server: s, log: log, req: []byte(req), tls: tlsCfg}
 }
 
 // run checks at once, then every interval, until ctx is done.
@@ -120,6 +122,13 @@ func (c *checker) probe(ctx context.Context) error {
 		return fmt.Errorf("connect %s: %w", c.server.Addr, err)
 	}
 	defer conn.Close()
+	if c.tls != nil {
+		tc := tls.Client(conn, c.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("TLS handshake with %s: %w", c.server.Addr, err)
+		}
+		conn = tc
+	}
 	// Cancellation (Close, or the timeout) unblocks reads and writes.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()

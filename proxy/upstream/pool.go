@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync"
 
@@ -20,7 +21,8 @@ type Pool struct {
 	backup  balancer // nil when there are no backup servers
 	log     hclog.Logger
 
-	check *healthConfig // nil: no active checks
+	check *healthConfig       // nil: no active checks
+	tls   *config.UpstreamTLS // checks speak TLS too; nil: plain
 
 	mu      sync.Mutex
 	started bool
@@ -42,6 +44,7 @@ func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
 		name:    cfg.Name,
 		balance: cfg.Balance,
 		log:     log,
+		tls:     cfg.TLS,
 	}
 	var primary, backup []*Server
 	for i, sc := range cfg.Servers {
@@ -127,7 +130,16 @@ func (p *Pool) Start() {
 		"upstream", p.name, "path", p.check.path, "interval", p.check.interval,
 		"healthy", p.check.healthy, "unhealthy", p.check.unhealthy)
 	for _, s := range p.servers {
-		c := newChecker(p.check, s, hlog.With("upstream", p.name, "server", s.Addr))
+		slog := hlog.With("upstream", p.name, "server", s.Addr)
+		var tlsCfg *tls.Config
+		if p.tls != nil {
+			var err error
+			if tlsCfg, err = p.tls.ClientConfig(s.Addr); err != nil {
+				slog.Error("no health checks for this server: its TLS settings do not load", "error", err)
+				continue
+			}
+		}
+		c := newChecker(p.check, s, slog, tlsCfg)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
