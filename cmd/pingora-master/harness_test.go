@@ -269,6 +269,25 @@ func (in *instance) MustMasterPID() int {
 	return pid
 }
 
+// WaitNewMaster waits, after a SIGUSR2, until the PID file names a running
+// master other than old, and returns it.
+func (in *instance) WaitNewMaster(what string, old int) int {
+	in.tb.Helper()
+	master := 0
+	waitFor(in.tb, 30*time.Second, what+": a new master in the PID file", func() (bool, string) {
+		pid, err := in.MasterPID()
+		if err != nil {
+			return false, err.Error()
+		}
+		if pid == old {
+			return false, "PID file still names the old master " + strconv.Itoa(pid)
+		}
+		master = pid
+		return alive(pid), fmt.Sprintf("PID file names %d, not running", pid)
+	})
+	return master
+}
+
 // Workers lists the live workers of master: its children running as the
 // worker user.
 func (in *instance) Workers(master int) []int {

@@ -14,17 +14,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestReusePortSocketPerWorker: with reuseport = true and 4 workers, each
-// worker listens on a socket of its own (4 distinct sockets on the port),
-// every one of them has SO_REUSEPORT, and new connections are spread over
-// more than one worker. A worker killed is replaced by one on its socket.
-func TestReusePortSocketPerWorker(t *testing.T) {
+// startReusePort starts an instance of 4 workers whose "public" listener
+// has reuseport, and returns it with its master and workers.
+func startReusePort(t *testing.T) (*instance, int, []int) {
+	t.Helper()
 	in := newInstance(t, 4)
 	in.Params.ReusePort = true
 	in.WriteConfig(in.Params)
 	in.Start()
 	master := in.MustMasterPID()
-	workers := in.WaitWorkers(master, 4, nil, 10*time.Second)
+	return in, master, in.WaitWorkers(master, 4, nil, 10*time.Second)
+}
+
+// TestReusePortSocketPerWorker: with reuseport = true and 4 workers, each
+// worker listens on a socket of its own (4 distinct sockets on the port),
+// every one of them has SO_REUSEPORT, and new connections are spread over
+// more than one worker. A worker killed is replaced by one on its socket.
+func TestReusePortSocketPerWorker(t *testing.T) {
+	in, master, workers := startReusePort(t)
 
 	byWorker := in.assertSocketPerWorker("at start", workers, 4)
 	for _, inode := range byWorker {
@@ -67,12 +74,7 @@ func TestReusePortSocketPerWorker(t *testing.T) {
 // request, and the new workers listen on the very same sockets as the old
 // ones (slot k's socket goes to the new worker k).
 func TestReusePortReloadUnderLoad(t *testing.T) {
-	in := newInstance(t, 4)
-	in.Params.ReusePort = true
-	in.WriteConfig(in.Params)
-	in.Start()
-	master := in.MustMasterPID()
-	workers := in.WaitWorkers(master, 4, nil, 10*time.Second)
+	in, master, workers := startReusePort(t)
 	before := inodeSet(in.assertSocketPerWorker("at start", workers, 4))
 
 	started := time.Now()
@@ -152,28 +154,12 @@ func TestReloadTogglingReusePortIsRefused(t *testing.T) {
 // TestReusePortBinaryUpgrade: after a binary upgrade the new master's
 // workers listen on the same reuseport sockets as the old master's.
 func TestReusePortBinaryUpgrade(t *testing.T) {
-	in := newInstance(t, 4)
-	in.Params.ReusePort = true
-	in.WriteConfig(in.Params)
-	in.Start()
-	master := in.MustMasterPID()
-	workers := in.WaitWorkers(master, 4, nil, 10*time.Second)
+	in, master, workers := startReusePort(t)
 	before := inodeSet(in.assertSocketPerWorker("before the upgrade", workers, 4))
 
 	in.SetGen(1)
 	in.Signal(syscall.SIGUSR2)
-	newMaster := 0
-	waitFor(t, 30*time.Second, "a new master in the PID file", func() (bool, string) {
-		pid, err := in.MasterPID()
-		if err != nil {
-			return false, err.Error()
-		}
-		if pid == master {
-			return false, "PID file still names the old master " + strconv.Itoa(pid)
-		}
-		newMaster = pid
-		return alive(pid), fmt.Sprintf("PID file names %d, not running", pid)
-	})
+	newMaster := in.WaitNewMaster("upgrade", master)
 	waitFor(t, 15*time.Second, "generation 1 served", func() (bool, string) { return in.servesGen(1) })
 	in.WaitDead("old master", []int{master}, drainTimeout)
 	in.WaitVanished("old workers", workers, 5*time.Second)

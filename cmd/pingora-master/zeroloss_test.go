@@ -90,17 +90,7 @@ func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 		in.SetGen(gen)
 		t0 := time.Now()
 		in.Signal(syscall.SIGUSR2)
-		waitFor(t, 30*time.Second, fmt.Sprintf("upgrade %d: a new master in the PID file", u), func() (bool, string) {
-			pid, err := in.MasterPID()
-			if err != nil {
-				return false, err.Error()
-			}
-			if pid == oldMaster {
-				return false, "PID file still names the old master " + strconv.Itoa(pid)
-			}
-			master = pid
-			return alive(pid), fmt.Sprintf("PID file names %d, not running", pid)
-		})
+		master = in.WaitNewMaster(fmt.Sprintf("upgrade %d", u), oldMaster)
 		waitFor(t, 15*time.Second, fmt.Sprintf("upgrade %d: generation %d served", u, gen), func() (bool, string) {
 			return in.servesGen(gen)
 		})
