@@ -101,17 +101,18 @@ func (b *builder) listenerTLS(listener string, r *rawTLS) *TLS {
 		t.ClientCAPEM = b.clientCAs(s, t.ClientCAFile, "client_ca_file")
 	}
 	for _, rc := range r.Certificates {
-		if c, ok := b.certificate(listener, rc); ok {
+		if c, ok := b.certificate(fmt.Sprintf("listener %q tls certificate", listener), rc); ok {
 			t.Certificates = append(t.Certificates, c)
 		}
 	}
 	return t
 }
 
-// certificate reads and checks one certificate and key, reporting what is
-// wrong at the attribute that names the file.
-func (b *builder) certificate(listener string, r *rawCertificate) (Certificate, bool) {
-	s := b.scope(fmt.Sprintf("listener %q tls certificate", listener), r.Body)
+// certificate reads and checks one certificate and key (a listener's, or
+// an upstream's client certificate: what names the block), reporting what
+// is wrong at the attribute that names the file.
+func (b *builder) certificate(what string, r *rawCertificate) (Certificate, bool) {
+	s := b.scope(what, r.Body)
 	c := Certificate{CertFile: s.path("cert_file", &r.CertFile, "", false), KeyFile: s.path("key_file", &r.KeyFile, "", false)}
 	if c.CertFile == "" || c.KeyFile == "" {
 		return c, false
@@ -141,7 +142,7 @@ func (b *builder) certificate(listener string, r *rawCertificate) (Certificate, 
 	}
 	if time.Now().After(leaf.NotAfter) {
 		b.warnf(valueRange(r.Body, "cert_file"), "Expired certificate",
-			"%s expired on %s; clients will refuse it", c.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+			"%s expired on %s; peers will refuse it", c.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if fi, err := os.Stat(c.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		b.warnf(valueRange(r.Body, "key_file"), "Key readable by others",
@@ -176,11 +177,8 @@ type UpstreamTLS struct {
 	CAPEM  []byte `json:"ca_pem,omitempty"`
 	// InsecureSkipVerify accepts any certificate (warned at load).
 	InsecureSkipVerify bool `json:"insecure_skip_verify"`
-	// CertPEM and KeyPEM are a client certificate for servers that ask.
-	CertFile string `json:"-"`
-	KeyFile  string `json:"-"`
-	CertPEM  []byte `json:"cert_pem,omitempty"`
-	KeyPEM   []byte `json:"key_pem,omitempty"`
+	// ClientCert is a client certificate for servers that ask; nil: none.
+	ClientCert *Certificate `json:"client_cert,omitempty"`
 }
 
 // ClientConfig is the crypto/tls configuration for connecting to the
@@ -200,8 +198,8 @@ func (t *UpstreamTLS) ClientConfig(addr string) (*tls.Config, error) {
 			return nil, errors.New("ca_file: no certificate")
 		}
 	}
-	if len(t.CertPEM) > 0 {
-		pair, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM)
+	if c := t.ClientCert; c != nil {
+		pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
@@ -227,31 +225,21 @@ func (b *builder) upstreamTLS(upstream string, r *rawUpstreamTLS) *UpstreamTLS {
 		ServerName:         s.str("server_name", r.ServerName, ""),
 		CAFile:             s.path("ca_file", r.CAFile, "", false),
 		InsecureSkipVerify: r.InsecureSkipVerify != nil && *r.InsecureSkipVerify,
-		CertFile:           s.path("cert_file", r.CertFile, "", false),
-		KeyFile:            s.path("key_file", r.KeyFile, "", false),
 	}
 	if t.InsecureSkipVerify {
 		b.warnf(valueRange(r.Body, "insecure_skip_verify"), "Certificates not verified",
 			"upstream %q: insecure_skip_verify accepts any certificate: anyone on the path can pose as the servers", upstream)
 	}
 	if t.CAFile != "" {
-		t.CAPEM = b.clientCAs(scope{b: b, what: s.what, body: r.Body}, t.CAFile, "ca_file")
+		t.CAPEM = b.clientCAs(s, t.CAFile, "ca_file")
 	}
 	switch {
-	case (t.CertFile == "") != (t.KeyFile == ""):
+	case (r.CertFile == nil) != (r.KeyFile == nil):
 		b.errorf(r.DefRange, "Incomplete client certificate", "upstream %q: tls needs both cert_file and key_file, or neither", upstream)
-	case t.CertFile != "":
-		var err error
-		if t.CertPEM, err = os.ReadFile(t.CertFile); err != nil {
-			s.errorf("cert_file", "Cannot read certificate", "%s", err)
-			return t
-		}
-		if t.KeyPEM, err = os.ReadFile(t.KeyFile); err != nil {
-			s.errorf("key_file", "Cannot read key", "%s", err)
-			return t
-		}
-		if _, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM); err != nil {
-			s.errorf("key_file", "Invalid certificate or key", "%s and %s: %s", t.CertFile, t.KeyFile, err)
+	case r.CertFile != nil:
+		rc := &rawCertificate{CertFile: *r.CertFile, KeyFile: *r.KeyFile, Body: r.Body, DefRange: r.DefRange}
+		if c, ok := b.certificate(fmt.Sprintf("upstream %q tls", upstream), rc); ok {
+			t.ClientCert = &c
 		}
 	}
 	return t

@@ -187,7 +187,8 @@ func TestUpstreamTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ut := cfg.Upstreams[0].TLS
-	if ut == nil || ut.ServerName != "api.internal" || len(ut.CAPEM) == 0 || len(ut.CertPEM) == 0 || len(ut.KeyPEM) == 0 {
+	if ut == nil || ut.ServerName != "api.internal" || len(ut.CAPEM) == 0 || ut.ClientCert == nil ||
+		len(ut.ClientCert.CertPEM) == 0 || len(ut.ClientCert.KeyPEM) == 0 {
 		t.Fatalf("upstream tls = %+v", ut)
 	}
 	if c, err := ut.ClientConfig("10.0.0.1:443"); err != nil || c.ServerName != "api.internal" || c.RootCAs == nil || len(c.Certificates) != 1 {
