@@ -228,19 +228,8 @@ func (cc *clientConn) serve() {
 		if cc.ls.cfg.ProxyProtocol && !cc.readProxyHeader() {
 			return
 		}
-		if cc.ls.tls != nil {
-			// TLS writes go through crypto/tls, not sockIO, which sets
-			// TCP_NODELAY lazily: set it now, or Nagle's algorithm holds
-			// small records back until the peer's ACK.
-			cc.io.noDelay()
-			tc := cc.ls.wrapTLS(cc.c)
-			cc.p.mu.Lock() // cut reads c under the lock
-			cc.c = tc
-			cc.p.mu.Unlock()
-			cc.io.reset(tc)
-			if !cc.handshake() {
-				return
-			}
+		if cc.ls.tls != nil && !cc.handshake() {
+			return
 		}
 	}
 	for {

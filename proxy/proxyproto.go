@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net/netip"
 	"strconv"
 	"syscall"
@@ -57,8 +58,7 @@ func (h *proxyHeader) peek(fd uintptr) bool {
 			h.err = errProxyHeader // closed before a whole header
 			return true
 		}
-		done := h.parse(h.buf[:n])
-		return done
+		return h.parse(h.buf[:n])
 	}
 }
 
@@ -167,7 +167,7 @@ func (cc *clientConn) readProxyHeader() bool {
 		return false
 	}
 	// Take exactly the header: what follows is the client's.
-	if _, err := readFull(cc.io, h.buf[:h.n]); err != nil {
+	if _, err := io.ReadFull(cc.io, h.buf[:h.n]); err != nil {
 		return false
 	}
 	if h.from.IsValid() {
@@ -178,19 +178,6 @@ func (cc *clientConn) readProxyHeader() bool {
 		cc.ip = h.from.Addr().AppendTo(cc.ip[:0])
 	}
 	return true
-}
-
-// readFull reads exactly len(b) bytes.
-func readFull(s *sockIO, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := s.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // trustsPeer reports whether ip may send a PROXY header here.

@@ -6,18 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"syscall"
 	"time"
 
 	"github.com/pingora-go/pingora/config"
 )
 
-// TLS termination. A TLS listener's accepted sockets are wrapped in a
-// crypto/tls server connection, which the HTTP/1 side reads and writes
-// like any net.Conn (through Read and Write, not the raw socket calls of
-// plain connections; such connections neither park nor give their buffers
-// back while idle). The handshake runs on the connection's first read,
+// TLS termination. A TLS listener's connection, once its PROXY header (if
+// any) is read, becomes a crypto/tls server connection, which the HTTP/1
+// side reads and writes like any net.Conn (through Read and Write, not the
+// raw socket calls of plain connections; such connections neither park
+// nor give their buffers back while idle). The handshake runs first,
 // under client_header_timeout like a request head.
 //
 // The certificates come in the config as PEM (the master read the files;
@@ -69,22 +68,19 @@ func (p *Proxy) SetSessionTicketKeys(keys [][32]byte) {
 	}
 }
 
-// wrapTLS makes an accepted connection a TLS server connection when its
-// listener terminates TLS.
-func (ls *listenerState) wrapTLS(c net.Conn) net.Conn {
-	if ls.tls == nil {
-		return c
-	}
-	return tls.Server(c, ls.tls)
-}
-
-// handshake runs a TLS connection's handshake under client_header_timeout
-// and counts its outcome; false: it failed, and the connection ends.
+// handshake makes the new connection a TLS server connection, runs its
+// handshake under client_header_timeout and counts the outcome; false: it
+// failed, and the connection ends.
 func (cc *clientConn) handshake() bool {
-	tc, ok := cc.c.(*tls.Conn)
-	if !ok {
-		return true
-	}
+	// TLS writes go through crypto/tls, not sockIO, which sets
+	// TCP_NODELAY lazily: set it now, or Nagle's algorithm holds small
+	// records back until the peer's ACK.
+	cc.io.noDelay()
+	tc := tls.Server(cc.c, cc.ls.tls)
+	cc.p.mu.Lock() // cut reads c under the lock
+	cc.c = tc
+	cc.p.mu.Unlock()
+	cc.io.reset(tc)
 	to := cc.ls.cfg.ClientHeaderTimeout
 	setDeadlines(cc.c, &cc.rdl, &cc.wdl, time.Now().Add(to), to)
 	err := tc.Handshake()
