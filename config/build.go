@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -219,6 +220,23 @@ func (b *builder) listener(r *rawListener) Listener {
 		l.ProxyProtocol = *r.ProxyProtocol
 	}
 	l.TrustedProxies = s.prefixes("trusted_proxies", r.TrustedProxies)
+	l.HTTP2 = r.HTTP2 == nil || *r.HTTP2
+	if r.H2C != nil {
+		l.H2C = *r.H2C
+	}
+	l.MaxConcurrentStreams = s.integer("max_concurrent_streams", r.MaxConcurrentStreams, 128, 1, 1000)
+	switch {
+	case l.H2C && l.TLS != nil:
+		s.errorf("h2c", "Invalid value", "h2c is cleartext HTTP/2; on a TLS listener HTTP/2 is chosen by ALPN (http2 = true)")
+	case l.H2C && !l.HTTP2:
+		s.errorf("h2c", "Invalid value", "h2c = true needs http2 (leave http2 out or set it to true)")
+	case l.TLS != nil && !l.HTTP2:
+		if r.TLS.ALPN == nil {
+			l.TLS.ALPN = []string{ALPNHTTP1}
+		} else if slices.Contains(l.TLS.ALPN, ALPNHTTP2) {
+			b.errorf(valueRange(r.TLS.Body, "alpn"), "Invalid value", "listener %q: alpn offers %q but http2 = false", r.Name, ALPNHTTP2)
+		}
+	}
 	return l
 }
 

@@ -117,6 +117,20 @@ type Listener struct {
 	// with the peer's address.
 	TrustedProxies []string `json:"trusted_proxies,omitempty"`
 
+	// HTTP2 serves HTTP/2 as well as HTTP/1.1: on a TLS listener to
+	// clients that choose h2 by ALPN, on a plain one only with H2C.
+	// Default true.
+	HTTP2 bool `json:"http2"`
+	// H2C accepts cleartext HTTP/2 with prior knowledge on a plain
+	// listener (a connection that opens with the HTTP/2 preface; others
+	// speak HTTP/1.1 on the same port), for a load balancer in front that
+	// speaks h2 to its backends. No Upgrade: h2c (RFC 9113 drops it).
+	// Default false.
+	H2C bool `json:"h2c"`
+	// MaxConcurrentStreams is how many requests one HTTP/2 connection may
+	// have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); default 128.
+	MaxConcurrentStreams int `json:"max_concurrent_streams"`
+
 	ClientHeaderTimeout time.Duration `json:"client_header_timeout"` // default 60s
 	ClientBodyTimeout   time.Duration `json:"client_body_timeout"`   // between body reads; default 60s
 	SendTimeout         time.Duration `json:"send_timeout"`          // a write to the client may block this long; default 60s

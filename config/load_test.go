@@ -50,6 +50,8 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 		Listeners: []config.Listener{{
 			Name:                 "public",
 			Address:              "0.0.0.0:80",
+			HTTP2:                true,
+			MaxConcurrentStreams: 128,
 			ClientHeaderTimeout:  60 * time.Second,
 			ClientBodyTimeout:    60 * time.Second,
 			SendTimeout:          60 * time.Second,
@@ -144,6 +146,7 @@ func TestEverySettingIsRead(t *testing.T) {
 		SendTimeout: 40 * time.Second, KeepaliveTimeout: 30 * time.Second, KeepaliveRequests: 500,
 		MaxHeaderSize: 32 << 10, MaxBodySize: 10 << 20, DeferAccept: true, Backlog: 511, ReusePort: true,
 		MaxConnections: 4096, RequestBuffering: false, ClientBodyBufferSize: 128 << 10, RequestTimeout: 15 * time.Second,
+		HTTP2: true, H2C: true, MaxConcurrentStreams: 64,
 	})
 	u := cfg.Upstreams[0]
 	check("balance", u.Balance, "hash")

@@ -21,7 +21,8 @@ func LatencyBuckets() [LatencyBucketCount]time.Duration {
 
 // The TLS counters every worker keeps and the master sums, by index (one
 // definition for both sides, as the latency buckets): handshakes by
-// outcome, then completed handshakes by protocol version.
+// outcome, then completed handshakes by protocol version, then by the
+// application protocol chosen (ALPN; none counts as HTTP/1.1).
 const (
 	TLSHandshakeFull = iota
 	TLSHandshakeResumed
@@ -30,5 +31,7 @@ const (
 	TLSHandshakeFailedProtocol // an alert, no shared version or cipher, not TLS at all
 	TLSVersion12
 	TLSVersion13
+	TLSALPNHTTP2
+	TLSALPNHTTP1
 	TLSCounterCount
 )

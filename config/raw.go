@@ -96,6 +96,10 @@ type rawListener struct {
 	ProxyProtocol  *bool    `hcl:"proxy_protocol,optional"`
 	TrustedProxies []string `hcl:"trusted_proxies,optional"`
 
+	HTTP2                *bool `hcl:"http2,optional"`
+	H2C                  *bool `hcl:"h2c,optional"`
+	MaxConcurrentStreams *int  `hcl:"max_concurrent_streams,optional"`
+
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -36,6 +37,12 @@ type TLS struct {
 	// SessionTickets: resumption by session tickets (under the master's
 	// keys, shared by every worker). Default true.
 	SessionTickets bool `json:"session_tickets"`
+	// ALPN is what the listener offers a client by ALPN, in order of
+	// preference: "h2" and "http/1.1" (default both, h2 first; h2 only
+	// when the listener's http2 is on). A client that offers nothing the
+	// list has is refused in the handshake; one that uses no ALPN at all
+	// speaks HTTP/1.1.
+	ALPN []string `json:"alpn"`
 }
 
 // Certificate is one certificate chain and its key.
@@ -53,6 +60,28 @@ type Certificate struct {
 	NotAfter time.Time `json:"not_after"`
 }
 
+// The protocol names a TLS listener may offer by ALPN.
+const (
+	ALPNHTTP2 = "h2"
+	ALPNHTTP1 = "http/1.1"
+)
+
+// alpn checks an ALPN list: known protocols, each once, at least one.
+func (s scope) alpn(attr string, v []string) []string {
+	if len(v) == 0 {
+		s.errorf(attr, "Empty value", "must name at least one protocol (%q or %q); leave it out for both", ALPNHTTP2, ALPNHTTP1)
+		return []string{ALPNHTTP2, ALPNHTTP1}
+	}
+	for i, p := range v {
+		if p != ALPNHTTP2 && p != ALPNHTTP1 {
+			s.errorf(attr, "Invalid value", "%q is not one of %q, %q", p, ALPNHTTP2, ALPNHTTP1)
+		} else if slices.Contains(v[:i], p) {
+			s.errorf(attr, "Invalid value", "%q is listed twice", p)
+		}
+	}
+	return v
+}
+
 // TLSVersion is the crypto/tls constant of a min_version value.
 func TLSVersion(v string) uint16 {
 	if v == "1.3" {
@@ -67,6 +96,7 @@ type rawTLS struct {
 	ClientAuth     *string           `hcl:"client_auth,optional"`
 	ClientCAFile   *string           `hcl:"client_ca_file,optional"`
 	SessionTickets *bool             `hcl:"session_tickets,optional"`
+	ALPN           []string          `hcl:"alpn,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`
@@ -87,6 +117,10 @@ func (b *builder) listenerTLS(listener string, r *rawTLS) *TLS {
 		ClientAuth:     s.enum("client_auth", r.ClientAuth, "none", "none", "request", "require"),
 		ClientCAFile:   s.path("client_ca_file", r.ClientCAFile, "", false),
 		SessionTickets: r.SessionTickets == nil || *r.SessionTickets,
+		ALPN:           []string{ALPNHTTP2, ALPNHTTP1},
+	}
+	if r.ALPN != nil {
+		t.ALPN = s.alpn("alpn", r.ALPN)
 	}
 	if len(r.Certificates) == 0 {
 		b.errorf(r.DefRange, "Missing certificate", "listener %q: tls needs at least one certificate block", listener)

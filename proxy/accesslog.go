@@ -129,6 +129,7 @@ type logEntry struct {
 	upstreamDu time.Duration // -1: no upstream attempt
 	requestID  []byte
 	route      string
+	protocol   string
 }
 
 // appendLogLine renders e as one JSON line.
@@ -143,6 +144,9 @@ func appendLogLine(b []byte, e *logEntry) []byte {
 	b = appendJSONString(b, e.host)
 	b = append(b, `,"path":`...)
 	b = appendJSONString(b, e.path)
+	b = append(b, `,"protocol":"`...)
+	b = append(b, e.protocol...)
+	b = append(b, '"')
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	b = append(b, `,"bytes_in":`...)
@@ -247,6 +251,19 @@ func (cc *clientConn) copyForLog(ex *exchange) {
 	ex.logged = true
 }
 
+// protocol is the request's protocol as the access log shows it: HTTP/2.0
+// for an HTTP/2 stream, else the version of the request line (HTTP/1.1
+// when there was none to parse).
+func (cc *clientConn) protocol(ex *exchange) string {
+	switch {
+	case cc.stream != nil:
+		return "HTTP/2.0"
+	case ex.logged && cc.req.minor == 0:
+		return "HTTP/1.0"
+	}
+	return "HTTP/1.1"
+}
+
 // setLogRequestID records a generated request id for the access log.
 func (cc *clientConn) setLogRequestID(ex *exchange, id []byte) {
 	if !ex.logged {
@@ -288,6 +305,7 @@ func (cc *clientConn) recordExchange(ex *exchange) {
 		if ex.rt != nil {
 			e.route = ex.rt.name
 		}
+		e.protocol = cc.protocol(ex)
 		cc.logBuf = appendLogLine(cc.logBuf[:0], &e)
 		a.write(cc.logBuf)
 	}

@@ -51,6 +51,15 @@ type clientConn struct {
 
 	up      atomic.Pointer[upConn] // upstream connection in use, for cut
 	cutDown atomic.Bool
+	// cutShort: the response was cut short after its head went out (an
+	// HTTP/2 stream must then be reset, not ended).
+	cutShort bool
+
+	// h2: the connection speaks HTTP/2 (h2.go). stream: this clientConn
+	// is one HTTP/2 stream's request (h2_stream.go), read from and
+	// written to the stream.
+	h2     *h2Conn
+	stream *h2Stream
 	// idleSince: when the connection began to wait for a request without
 	// its buffers (Unix nanoseconds), 0 when it is not waiting, or the
 	// sweeper's claim to park it (see park.go).
@@ -228,8 +237,15 @@ func (cc *clientConn) serve() {
 		if cc.ls.cfg.ProxyProtocol && !cc.readProxyHeader() {
 			return
 		}
-		if cc.ls.tls != nil && !cc.handshake() {
-			return
+		if cc.ls.tls != nil {
+			ok, h2 := cc.handshake()
+			if !ok {
+				return
+			}
+			if h2 {
+				cc.serveH2(cc.c)
+				return
+			}
 		}
 	}
 	for {
@@ -256,6 +272,10 @@ func (cc *clientConn) serve() {
 				cc.recordExchange(&ex)
 				linger = true
 			}
+			return
+		}
+		if cc.nreq == 0 && ls.H2C && bytes.Equal(head, h2Preface) {
+			cc.startH2C()
 			return
 		}
 		cc.nreq++

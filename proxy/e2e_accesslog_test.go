@@ -17,7 +17,7 @@ import (
 // documents (durations in milliseconds, hence the _ms).
 var accessLogFields = []string{
 	"time", "client", "method", "host", "path", "status",
-	"bytes_in", "bytes_out", "duration_ms", "upstream", "upstream_ms", "request_id",
+	"protocol", "bytes_in", "bytes_out", "duration_ms", "upstream", "upstream_ms", "request_id",
 }
 
 // accessLines splits a log into JSON objects, one per line, failing on any

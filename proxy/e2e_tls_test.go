@@ -279,6 +279,7 @@ func TestE2ETLSHandshakeCounts(t *testing.T) {
 	want[config.TLSHandshakeFailedTimeout] = 1
 	want[config.TLSVersion13] = 2
 	want[config.TLSVersion12] = 1
+	want[config.TLSALPNHTTP1] = 3 // no ALPN offered: HTTP/1.1
 	proxy.WaitFor(t, 5*time.Second, "every handshake counted", func() bool { return rp.P.Stats().TLS == want })
 }
 

@@ -472,14 +472,14 @@ func (cc *clientConn) relay(ex *exchange, uc *upConn, headLen int, keep bool) at
 	case req.isHead || resp.status == statusNoContent || resp.status == statusNotModified || resp.status < statusOK:
 	case resp.chunked:
 		body = bodyChunked
-		if req.minor == 0 {
-			body = bodyDechunk
+		if req.minor == 0 || cc.stream != nil {
+			body = bodyDechunk // an HTTP/2 stream frames the body itself
 		}
 	case resp.contentLength >= 0:
 		body = bodyFixed
 	default:
 		body = bodyRechunk
-		if req.minor == 0 {
+		if req.minor == 0 || cc.stream != nil {
 			body = bodyToClose
 		}
 	}
@@ -526,6 +526,7 @@ func (cc *clientConn) relay(ex *exchange, uc *upConn, headLen int, keep bool) at
 	if side != sideNone {
 		// The response is cut short: the client learns it from the
 		// closed connection (a status was already sent).
+		cc.cutShort = true
 		uc.release()
 		switch {
 		case side == sideRead || side == sideFraming:

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -95,6 +96,7 @@ type listenerState struct {
 	parked parkedList // under Proxy.mu
 
 	tls     *tls.Config    // nil: plain HTTP (tls.go)
+	h2      *h2Server      // nil: no HTTP/2 (h2.go)
 	trusted []netip.Prefix // who may send a PROXY header; none: anyone (proxyproto.go)
 	realIP  bool           // trusted proxies name the client in X-Forwarded-For (realclient.go)
 }
@@ -175,6 +177,9 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 				p.closeUpstreams()
 				return nil, fmt.Errorf("proxy: %w", err)
 			}
+		}
+		if l.H2C || (ls.tls != nil && slices.Contains(ls.tls.NextProtos, config.ALPNHTTP2)) {
+			ls.h2 = newH2Server(p, ls)
 		}
 		p.listeners[l.Name] = ls
 	}
@@ -411,6 +416,11 @@ func (p *Proxy) Drain(deadline time.Time) {
 		// otherwise hold its upstream (itself, in the embedded default) in
 		// a keep-alive wait until the deadline.
 		p.closeIdleUpstreams()
+		for _, ls := range p.listeners {
+			if ls.h2 != nil {
+				ls.h2.goAway()
+			}
+		}
 		p.log.Info("draining", "deadline", deadline.Format(time.RFC3339), "connections", p.stats.active.Load())
 		go p.drainWait(deadline)
 	})

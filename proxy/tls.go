@@ -21,8 +21,8 @@ import (
 //
 // The certificates come in the config as PEM (the master read the files;
 // see config.TLS): crypto/tls picks one per handshake by the client's
-// server name among their names, the first one otherwise. Only HTTP/1.1
-// is offered by ALPN.
+// server name among their names, the first one otherwise. ALPN offers the
+// listener's alpn list; a client that chooses h2 is served by h2.go.
 
 // serverTLS builds a listener's tls.Config.
 func serverTLS(name string, t *config.TLS) (*tls.Config, error) {
@@ -37,7 +37,7 @@ func serverTLS(name string, t *config.TLS) (*tls.Config, error) {
 	cfg := &tls.Config{
 		Certificates:           certs,
 		MinVersion:             config.TLSVersion(t.MinVersion),
-		NextProtos:             []string{"http/1.1"},
+		NextProtos:             t.ALPN,
 		SessionTicketsDisabled: !t.SessionTickets,
 	}
 	if t.ClientAuth != "none" {
@@ -69,9 +69,9 @@ func (p *Proxy) SetSessionTicketKeys(keys [][32]byte) {
 }
 
 // handshake makes the new connection a TLS server connection, runs its
-// handshake under client_header_timeout and counts the outcome; false: it
-// failed, and the connection ends.
-func (cc *clientConn) handshake() bool {
+// handshake under client_header_timeout and counts the outcome; !ok: it
+// failed, and the connection ends. h2: the client chose HTTP/2.
+func (cc *clientConn) handshake() (ok, h2 bool) {
 	// TLS writes go through crypto/tls, not sockIO, which sets
 	// TCP_NODELAY lazily: set it now, or Nagle's algorithm holds small
 	// records back until the peer's ACK.
@@ -94,7 +94,7 @@ func (cc *clientConn) handshake() bool {
 		default:
 			counts[config.TLSHandshakeFailedProtocol].Add(1)
 		}
-		return false
+		return false, false
 	}
 	cs := tc.ConnectionState()
 	if cs.DidResume {
@@ -107,5 +107,10 @@ func (cc *clientConn) handshake() bool {
 	} else {
 		counts[config.TLSVersion12].Add(1)
 	}
-	return true
+	if cs.NegotiatedProtocol == config.ALPNHTTP2 {
+		counts[config.TLSALPNHTTP2].Add(1)
+		return true, true
+	}
+	counts[config.TLSALPNHTTP1].Add(1)
+	return true, false
 }

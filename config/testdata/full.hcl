@@ -47,6 +47,8 @@ listener "public" {
   request_buffering     = false
   client_body_buffer_size = "128k"
   request_timeout       = "15s"
+  h2c                    = true
+  max_concurrent_streams = 64
 }
 listener "internal" {
   address = "127.0.0.1:8444"

@@ -26,7 +26,7 @@ type descs struct {
 	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
 	workersReporting, certExpiry                           *prometheus.Desc
-	tlsHandshakes, tlsVersions                             *prometheus.Desc
+	tlsHandshakes, tlsVersions, tlsALPN                    *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -57,6 +57,7 @@ func newDescs() *descs {
 		certExpiry:       d("tls_certificate_expiry_seconds", "When each TLS certificate of the serving config expires (Unix time), by listener and its first name.", "listener", "name"),
 		tlsHandshakes:    d("tls_handshakes_total", "TLS handshakes on client connections: full, resumed, or failed by reason (timeout, closed, protocol).", "result", "reason"),
 		tlsVersions:      d("tls_connections_total", "Completed TLS handshakes by protocol version.", "version"),
+		tlsALPN:          d("tls_alpn_total", "Completed TLS handshakes by the application protocol chosen by ALPN (none counts as http/1.1).", "protocol"),
 	}
 }
 
@@ -75,7 +76,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
-		d.tlsHandshakes, d.tlsVersions,
+		d.tlsHandshakes, d.tlsVersions, d.tlsALPN,
 	} {
 		ch <- x
 	}
@@ -123,6 +124,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.tlsHandshakes, t.tls[config.TLSHandshakeFailedProtocol], "failed", "protocol")
 	counter(d.tlsVersions, t.tls[config.TLSVersion12], "TLSv1.2")
 	counter(d.tlsVersions, t.tls[config.TLSVersion13], "TLSv1.3")
+	counter(d.tlsALPN, t.tls[config.TLSALPNHTTP2], "h2")
+	counter(d.tlsALPN, t.tls[config.TLSALPNHTTP1], "http/1.1")
 
 	conns, servers := s.gauges()
 	gauge(d.activeConns, float64(conns.active))

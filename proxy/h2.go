@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/http2"
+)
+
+// HTTP/2 to clients. golang.org/x/net/http2 is the codec: frames, HPACK,
+// flow control, stream limits, and the defences against the known attacks
+// (rapid reset: at most max_concurrent_streams handlers run and a client
+// whose resets outrun them is sent GOAWAY; CONTINUATION floods and HPACK
+// bombs: a header block is bounded by max_header_size while it is decoded;
+// SETTINGS and PING floods: a bounded queue of control frames, then
+// ENHANCE_YOUR_CALM). It also refuses what would smuggle a request past an
+// HTTP/1.1 upstream: CR, LF or NUL in a field, connection-specific fields,
+// a content-length the DATA frames do not match.
+//
+// Each stream then becomes one request of the HTTP/1 engine (h2_stream.go):
+// routing, header rules, limits, rate limits, timeouts, buffering, retries
+// and the access log are the HTTP/1 path's own, with one home each. The
+// cost is that a stream's head is rendered as HTTP/1 and parsed again,
+// which is small beside what the codec spends per stream.
+//
+// A connection speaks HTTP/2 when a TLS client chose h2 by ALPN, or, on a
+// listener with h2c, when it opens with the HTTP/2 preface. It holds its
+// clientConn (so it counts, and is cut, like any connection) but none of
+// its buffers: x/net has its own.
+
+// h2Preface is the first line of the client connection preface, which an
+// HTTP/1 head reader returns as a head of its own (RFC 9113 3.4).
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\n")
+
+// h2Server is a listener's HTTP/2 configuration.
+type h2Server struct {
+	srv *http2.Server
+	// base carries max_header_size to x/net and, through Shutdown, the
+	// GOAWAY of a drain to every connection of the listener.
+	base *http.Server
+}
+
+func newH2Server(p *Proxy, ls *listenerState) *h2Server {
+	cfg := &ls.cfg
+	base := &http.Server{
+		MaxHeaderBytes: cfg.MaxHeaderSize,
+		// x/net logs little without VerboseLogs (a handler's panic, a
+		// failed write of a frame); into the worker's log, not stderr.
+		ErrorLog: p.log.Named("http2").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	srv := &http2.Server{
+		MaxConcurrentStreams: uint32(cfg.MaxConcurrentStreams),
+		// A connection without streams for keepalive_timeout is closed
+		// (with GOAWAY), as an idle HTTP/1.1 one is.
+		IdleTimeout: cfg.KeepaliveTimeout,
+		// A client that takes nothing we send stalls the connection for
+		// send_timeout at most.
+		WriteByteTimeout: cfg.SendTimeout,
+	}
+	// ConfigureServer only fails on a TLS config that lacks an h2 cipher
+	// suite, and base has none.
+	_ = http2.ConfigureServer(base, srv)
+	return &h2Server{srv: srv, base: base}
+}
+
+// goAway tells every HTTP/2 connection of the listener to take no new
+// streams (GOAWAY); each closes when its open streams are done.
+func (h *h2Server) goAway() {
+	go h.base.Shutdown(context.Background())
+}
+
+// h2Conn is what an HTTP/2 connection's clientConn keeps of it: its
+// streams, which must end before the connection is counted gone.
+type h2Conn struct {
+	streams sync.WaitGroup
+}
+
+// serveH2 runs the connection as HTTP/2 until it ends. c is the TLS
+// connection, or the cleartext one with the bytes already read from it
+// (the preface) in front.
+func (cc *clientConn) serveH2(c net.Conn) {
+	if cc.br != nil {
+		cc.releaseBuffers()
+	}
+	// Deadlines are x/net's from here (the handshake's would cut it).
+	c.SetDeadline(time.Time{})
+	h := &h2Conn{}
+	cc.h2 = h
+	defer func() {
+		h.streams.Wait()
+		cc.h2 = nil
+	}()
+	cc.ls.h2.srv.ServeConn(c, &http2.ServeConnOpts{
+		Context:    cc.p.ctx,
+		BaseConfig: cc.ls.h2.base,
+		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { cc.serveStream(w, r) }),
+	})
+}
+
+// startH2C hands a cleartext connection that opened with the HTTP/2
+// preface to serveH2, with what its read buffer already holds put back in
+// front of the socket.
+func (cc *clientConn) startH2C() {
+	n := cc.br.Buffered()
+	seen, _ := cc.br.Peek(n)
+	c := &replayConn{Conn: cc.c, r: io.MultiReader(bytes.NewReader(bytes.Clone(seen)), cc.c)}
+	cc.br.Discard(n)
+	cc.serveH2(c)
+}
+
+// replayConn reads r (what was read ahead, then the connection itself).
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
