@@ -88,6 +88,10 @@ func (cc *clientConn) serveH2(c net.Conn) {
 	if cc.br != nil {
 		cc.releaseBuffers()
 	}
+	// x/net writes the socket itself from here on, so a TCP_NODELAY still
+	// deferred to the first response through sockIO would never come (h2c):
+	// Nagle would hold every small frame for the peer's delayed ACK.
+	cc.io.noDelay()
 	// Deadlines are x/net's from here (the handshake's would cut it).
 	c.SetDeadline(time.Time{})
 	h := &h2Conn{}
