@@ -27,6 +27,7 @@ type descs struct {
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
 	workersReporting, certExpiry                           *prometheus.Desc
 	tlsHandshakes, tlsVersions                             *prometheus.Desc
+	zoneSlots, zoneUsed, zoneEvictions                     *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -57,6 +58,9 @@ func newDescs() *descs {
 		certExpiry:       d("tls_certificate_expiry_seconds", "When each TLS certificate of the serving config expires (Unix time), by listener and its first name.", "listener", "name"),
 		tlsHandshakes:    d("tls_handshakes_total", "TLS handshakes on client connections: full, resumed, or failed by reason (timeout, closed, protocol).", "result", "reason"),
 		tlsVersions:      d("tls_connections_total", "Completed TLS handshakes by protocol version.", "version"),
+		zoneSlots:        d("rate_limit_zone_slots", "Keys the shared rate-limit zone can hold (rate_limit_zone_size / 16 bytes, less a header)."),
+		zoneUsed:         d("rate_limit_zone_used_slots", "Slots of the shared rate-limit zone holding a bucket that is not full (estimated from a sample of slots in a large zone)."),
+		zoneEvictions:    d("rate_limit_evictions_total", "Keys the shared rate-limit zone forgot while their bucket was not full, to make room for another key, since the zone was created (kept across reloads and upgrades)."),
 	}
 }
 
@@ -75,7 +79,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
-		d.tlsHandshakes, d.tlsVersions,
+		d.tlsHandshakes, d.tlsVersions, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
 	} {
 		ch <- x
 	}
@@ -165,6 +169,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(d.workers, float64(n), state)
 	}
 	gauge(d.workersReporting, float64(len(s.live)))
+	if z := s.zone; z != nil {
+		gauge(d.zoneSlots, float64(z.Slots))
+		gauge(d.zoneUsed, float64(z.Used))
+		counter(d.zoneEvictions, z.Evictions)
+	}
 }
 
 func constMetric(desc *prometheus.Desc, vt prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
