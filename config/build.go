@@ -18,7 +18,13 @@ const (
 	maxWorkers          = 1024
 	maxWeight           = 1000
 	maxControlSocketLen = 107 // sun_path is 108 bytes with the NUL
-	minHeartbeatTimeout = 100 * time.Millisecond
+	// The rate-limit zone: 10m as nginx's usual limit_req_zone, at least
+	// 64k (a few thousand keys), at most 1g (it is shared memory every
+	// worker maps).
+	defaultRateLimitZone = 10 << 20
+	minRateLimitZone     = 64 << 10
+	maxRateLimitZone     = 1 << 30
+	minHeartbeatTimeout  = 100 * time.Millisecond
 )
 
 // build checks every value of the file on its own and converts it into the
@@ -57,6 +63,7 @@ func (b *builder) build(r *rawFile) *Config {
 	cfg.ReloadTimeout = top.duration("reload_timeout", r.ReloadTimeout, 30*time.Second)
 	cfg.UpgradeTimeout = top.duration("upgrade_timeout", r.UpgradeTimeout, 60*time.Second)
 	cfg.MaxDrainingGenerations = top.integer("max_draining_generations", r.MaxDrainingGenerations, 4, 1, 64)
+	cfg.RateLimitZoneSize = top.size("rate_limit_zone_size", r.RateLimitZoneSize, defaultRateLimitZone, minRateLimitZone, maxRateLimitZone)
 	cfg.WorkerHeartbeatTimeout = top.duration("worker_heartbeat_timeout", r.HeartbeatTimeout, 10*time.Second)
 	if cfg.WorkerHeartbeatTimeout < minHeartbeatTimeout {
 		top.errorf("worker_heartbeat_timeout", "Invalid duration",
@@ -413,6 +420,7 @@ func (b *builder) rateLimit(route string, r *rawRateLimit) *RateLimit {
 	}
 	rl.Per = s.duration("per", r.Per, time.Second)
 	rl.Burst = s.integer("burst", r.Burst, 0, 0, math.MaxInt32)
+	rl.Scope = s.enum("scope", r.Scope, ScopeMachine, ScopeMachine, ScopeWorker)
 	rl.Key = "client_ip"
 	if r.Key != nil {
 		k, err := parseKey(*r.Key, "client_ip")

@@ -53,6 +53,14 @@ type Config struct {
 	// up workers.
 	MaxDrainingGenerations int `json:"max_draining_generations"`
 
+	// RateLimitZoneSize is the size in bytes of the shared memory the
+	// master creates for the machine-wide rate limits (default 10m, 64k to
+	// 1g). Each key of each limit takes one 16-byte slot; a full zone
+	// forgets the least recently limited key. The zone lives as long as
+	// the master (and is handed over by a binary upgrade), so its size
+	// cannot change by reload.
+	RateLimitZoneSize int64 `json:"rate_limit_zone_size"`
+
 	Log       Log        `json:"log"`
 	AccessLog *AccessLog `json:"access_log,omitempty"` // nil: no access log
 	Limits    Limits     `json:"limits"`
@@ -274,4 +282,15 @@ type RateLimit struct {
 	Per      time.Duration `json:"per"`   // default 1s
 	Burst    int           `json:"burst"` // default 0: no burst beyond the rate
 	Key      string        `json:"key"`   // client_ip (default) or header:NAME
+	// Scope is where the buckets live: ScopeMachine (default), in the
+	// master's shared zone, one limit for all workers of the machine; or
+	// ScopeWorker, in each worker's own memory (with N workers a client
+	// may get up to N times the limit).
+	Scope string `json:"scope"`
 }
+
+// Rate limit scopes.
+const (
+	ScopeMachine = "machine"
+	ScopeWorker  = "worker"
+)

@@ -100,6 +100,18 @@ func TestDiagnostics(t *testing.T) {
   respond {}
   rate_limit { requests = »0 }
 }`, []string{`route "p" rate_limit requests: 0: a rate limit allows at least 1 request per period`}},
+		{"rate limit scope", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    scope    = »"cluster"
+  }
+}`, []string{`route "p" rate_limit scope: "cluster" is not one of`}},
+		{"rate limit zone too small", base + `rate_limit_zone_size = »"4k"`,
+			[]string{"Invalid size", `rate_limit_zone_size: "4k" is out of range: it must be from 64k to 1g`}},
+		{"rate limit zone not a size", base + `rate_limit_zone_size = »"lots"`,
+			[]string{"Invalid size", "rate_limit_zone_size"}},
 
 		// Durations and sizes.
 		{"bad duration", base + `shutdown_timeout = »"5 minutes"`,

@@ -72,9 +72,13 @@ func (c *Config) CheckBuilt() error {
 		if (r.Respond == nil) == (r.Upstream == "") || (r.Upstream != "" && !upstreams[r.Upstream]) {
 			bad("route %q: needs exactly one known upstream or respond", r.Name)
 		}
-		if rl := r.RateLimit; rl != nil && (rl.Requests < 1 || rl.Per <= 0 || !knownKey(rl.Key, "client_ip")) {
+		if rl := r.RateLimit; rl != nil && (rl.Requests < 1 || rl.Per <= 0 || !knownKey(rl.Key, "client_ip") ||
+			(rl.Scope != ScopeMachine && rl.Scope != ScopeWorker)) {
 			bad("route %q: rate_limit has unset fields", r.Name)
 		}
+	}
+	if c.RateLimitZoneSize <= 0 {
+		bad("rate_limit_zone_size is unset")
 	}
 	if a := c.AccessLog; a != nil && (a.BufferSize <= 0 || a.FlushInterval <= 0) {
 		bad("access_log has no buffer_size or flush_interval")

@@ -44,6 +44,7 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 		MaxDrainingGenerations: 4,
 		Env:                    []string{"TZ"},
 		WorkerHeartbeatTimeout: 10 * time.Second,
+		RateLimitZoneSize:      10 << 20,
 		Log:                    config.Log{File: "/var/log/pingora/error.log", Level: "info", Format: "text"},
 		AccessLog:              &config.AccessLog{File: "/var/log/pingora/access.log", BufferSize: 64 << 10, FlushInterval: time.Second},
 		Limits:                 config.Limits{NoFile: 65535, Core: 0},
@@ -91,7 +92,7 @@ func TestIssueExampleLoadsWithDefaults(t *testing.T) {
 			Upstream:        "app",
 			ResponseHeaders: map[string]string{"X-Served-By": "pingora"},
 			MaxBodySize:     -1,
-			RateLimit:       &config.RateLimit{Requests: 100, Per: time.Second, Burst: 20, Key: "client_ip"},
+			RateLimit:       &config.RateLimit{Requests: 100, Per: time.Second, Burst: 20, Key: "client_ip", Scope: config.ScopeMachine},
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -134,6 +135,7 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("upgrade_timeout", cfg.UpgradeTimeout, 2*time.Minute)
 	check("max_draining_generations", cfg.MaxDrainingGenerations, 2)
 	check("worker_heartbeat_timeout", cfg.WorkerHeartbeatTimeout, 5*time.Second)
+	check("rate_limit_zone_size", cfg.RateLimitZoneSize, int64(2<<20))
 	check("daemon", cfg.Daemon, true)
 	check("env", cfg.Env, []string{"TZ", "LANG", "GODEBUG=madvdontneed=1"})
 	check("log", cfg.Log, config.Log{File: filepath.Join(dir, "log/error.log"), Level: "debug", Format: "json"})
@@ -173,7 +175,7 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("route max_body_size", r.MaxBodySize, int64(0))
 	check("route request_buffering", r.RequestBuffering != nil && *r.RequestBuffering, true)
 	check("route request_buffering inherited", cfg.Routes[1].RequestBuffering, (*bool)(nil))
-	check("rate_limit", *r.RateLimit, config.RateLimit{Requests: 10, Per: time.Minute, Burst: 5, Key: "header:X-Api-Key"})
+	check("rate_limit", *r.RateLimit, config.RateLimit{Requests: 10, Per: time.Minute, Burst: 5, Key: "header:X-Api-Key", Scope: config.ScopeWorker})
 	check("respond", *cfg.Routes[1].Respond, config.Respond{Status: 204})
 	check("warnings", cfg.Warnings, []string(nil))
 }

@@ -24,7 +24,8 @@ type rawFile struct {
 	Daemon           *bool    `hcl:"daemon,optional"`
 	Env              []string `hcl:"env,optional"`
 
-	MaxDrainingGenerations *int `hcl:"max_draining_generations,optional"`
+	MaxDrainingGenerations *int    `hcl:"max_draining_generations,optional"`
+	RateLimitZoneSize      *string `hcl:"rate_limit_zone_size,optional"`
 
 	Log       *rawLog        `hcl:"log,block"`
 	AccessLog *rawAccessLog  `hcl:"access_log,block"`
@@ -189,6 +190,7 @@ type rawRateLimit struct {
 	Per      *string `hcl:"per,optional"`
 	Burst    *int    `hcl:"burst,optional"`
 	Key      *string `hcl:"key,optional"`
+	Scope    *string `hcl:"scope,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"os"
 	"time"
 
 	"github.com/cloudflare/tableflip"
@@ -27,11 +28,14 @@ type Master struct {
 	upg        *tableflip.Upgrader
 	lock       *Lock
 	lns        *listenerSet
-	spawn      *spawner
-	logs       *logTargets
-	ctl        *controlServer
-	notify     *notifier
-	adm        *adminListener // nil without an admin block
+	// zone is the shared memory of the machine-scope rate limits, passed
+	// to every worker (zone.go).
+	zone   *os.File
+	spawn  *spawner
+	logs   *logTargets
+	ctl    *controlServer
+	notify *notifier
+	adm    *adminListener // nil without an admin block
 
 	gen     *generation   // the generation serving
 	gens    []*generation // every generation with live workers, gen included

@@ -200,6 +200,7 @@ func (m *Master) keepFixed(cfg *config.Config) {
 		{"daemon", old.Daemon, cfg.Daemon, func() { cfg.Daemon = old.Daemon }},
 		{"limits", old.Limits, cfg.Limits, func() { cfg.Limits = old.Limits }},
 		{"admin", old.Admin, cfg.Admin, func() { cfg.Admin = old.Admin }},
+		{"rate_limit_zone_size", old.RateLimitZoneSize, cfg.RateLimitZoneSize, func() { cfg.RateLimitZoneSize = old.RateLimitZoneSize }},
 		{"upgrade_timeout", old.UpgradeTimeout, cfg.UpgradeTimeout, func() { cfg.UpgradeTimeout = old.UpgradeTimeout }},
 		{"log.format", old.Log.Format, cfg.Log.Format, func() { cfg.Log.Format = old.Log.Format }},
 	}

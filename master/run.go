@@ -172,6 +172,9 @@ func (m *Master) start() error {
 		m.log.Debug("workers run as", "user", m.ident.user, "group", m.ident.group, "uid", m.ident.uid, "gid", m.ident.gid)
 	}
 
+	if m.zone, err = openZone(m.upg, cfg.RateLimitZoneSize, m.log); err != nil {
+		return err
+	}
 	m.lns = newListenerSet(m.upg.Fds, takeActivated(m.log), m.log)
 	if err := m.lns.bindAll(cfg.Listeners, cfg.Workers); err != nil {
 		return err

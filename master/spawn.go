@@ -100,8 +100,8 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 
 // startWorker starts a worker in slot s of generation g. The worker gets,
 // and only gets: stdin/stdout on /dev/null, stderr on the error log, the
-// control socket (fd 3), the handshake pipe (fd 4), the access log and the
-// listeners (fd 5 on, named in the handshake). Everything else the master
+// control socket (fd 3), the handshake pipe (fd 4), the access log, the
+// rate-limit zone and the listeners (fd 5 on, named in the handshake). Everything else the master
 // holds is close-on-exec.
 func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	ctl, ctlFile, err := wire.Pair()
@@ -132,6 +132,11 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	if g.logs.accFile != nil {
 		files = append(files, g.logs.accFile)
 		hs.AccessLogFD = next
+		next++
+	}
+	if m.zone != nil {
+		files = append(files, m.zone)
+		hs.RateLimitZoneFD = next
 		next++
 	}
 	names := make([]string, 0, len(g.cfg.Listeners))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/config"
+	"github.com/pingora-go/pingora/proxy/ratelimit"
 )
 
 // Options are the process-side inputs of a Proxy that are not configuration.
@@ -27,6 +28,11 @@ type Options struct {
 	// SessionTicketKeys are TLS session-ticket keys, the current one
 	// first (see SetSessionTicketKeys); nil: each listener's own.
 	SessionTicketKeys [][32]byte
+	// RateLimitZone holds the machine-scope rate limits: the zone the
+	// master shares among its workers. nil: the proxy makes a zone of its
+	// own (of cfg.RateLimitZoneSize) when a route needs one, so without a
+	// master the machine is this process.
+	RateLimitZone *ratelimit.Zone
 }
 
 // Proxy serves one configuration on the listeners handed to Serve. Its
@@ -37,6 +43,7 @@ type Proxy struct {
 	listeners map[string]*listenerState // by config name
 	routes    []*route
 	upstreams []*upstreamState
+	zone      *ratelimit.Zone           // machine-scope rate limits; nil when none
 	alog      atomic.Pointer[accessLog] // nil: no access log
 
 	upBufs        *bufPools       // upstream connection buffers
@@ -151,7 +158,16 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		ups[uc.Name] = u
 		p.upstreams = append(p.upstreams, u)
 	}
-	routes, tables := buildRoutes(cfg, ups)
+	zone := opts.RateLimitZone
+	if zone == nil && needsZone(cfg) {
+		var err error
+		if zone, err = ratelimit.NewPrivateZone(cfg.RateLimitZoneSize); err != nil {
+			p.closeUpstreams()
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+	}
+	p.zone = zone
+	routes, tables := buildRoutes(cfg, ups, zone)
 	p.routes = routes
 	for _, l := range cfg.Listeners {
 		readBuf := max(l.MaxHeaderSize, minClientReadBuf)
@@ -205,13 +221,23 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
+// needsZone reports whether a route has a machine-scope rate limit.
+func needsZone(cfg *config.Config) bool {
+	for _, r := range cfg.Routes {
+		if r.RateLimit != nil && r.RateLimit.Scope != config.ScopeWorker {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *Proxy) closeUpstreams() {
 	for _, u := range p.upstreams {
 		u.pool.Close()
 	}
 	for _, rt := range p.routes {
-		if rt.limiter != nil {
-			rt.limiter.Close()
+		if l, ok := rt.limiter.(*ratelimit.Limiter); ok {
+			l.Close() // its janitor; a shared limiter has none
 		}
 	}
 }

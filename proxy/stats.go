@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pingora-go/pingora/config"
+	"github.com/pingora-go/pingora/proxy/ratelimit"
 	"github.com/pingora-go/pingora/proxy/upstream"
 )
 
@@ -31,6 +32,10 @@ type Stats struct {
 	UpstreamLatency Histogram
 
 	Upstreams []upstream.PoolStats // balancer and health view of every upstream
+
+	// RateLimitZone is the fill of the machine-wide rate-limit zone, the
+	// same figures in every worker; nil when the proxy has no zone.
+	RateLimitZone *ratelimit.ZoneStats
 }
 
 // latencyBounds are the upper bounds of the latency histogram buckets,
@@ -123,6 +128,10 @@ func (p *Proxy) Stats() Stats {
 	}
 	for i := range s.Unrouted {
 		s.Unrouted[i] = p.stats.unrouted[i].Load()
+	}
+	if p.zone != nil {
+		zs := p.zone.Stats(time.Now())
+		s.RateLimitZone = &zs
 	}
 	for i, rt := range p.routes {
 		s.Routes[i].Name = rt.name

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/proxy"
+	"github.com/pingora-go/pingora/proxy/ratelimit"
 	"github.com/pingora-go/pingora/worker/wire"
 	"golang.org/x/sys/unix"
 )
@@ -130,6 +131,15 @@ func (w *worker) run() int {
 		w.acc = os.NewFile(uintptr(w.hs.AccessLogFD), "access-log")
 		unix.CloseOnExec(w.hs.AccessLogFD)
 		opts.AccessLog = w.acc
+	}
+	if fd := w.hs.RateLimitZoneFD; fd > 0 {
+		f := os.NewFile(uintptr(fd), "rate-limit-zone")
+		zone, err := ratelimit.MapZone(f)
+		f.Close() // the mapping stays
+		if err != nil {
+			return w.fail(err)
+		}
+		opts.RateLimitZone = zone
 	}
 	p, err := proxy.New(w.hs.Config, opts)
 	if err != nil {

@@ -61,6 +61,9 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 	ws.RequestLatency = wire.Histogram{Counts: st.RequestLatency.Counts[:], Sum: st.RequestLatency.Sum.Seconds()}
 	ws.UpstreamLatency = wire.Histogram{Counts: st.UpstreamLatency.Counts[:], Sum: st.UpstreamLatency.Sum.Seconds()}
 	ws.Upstreams = upstreamSamples(st.Upstreams)
+	if z := st.RateLimitZone; z != nil {
+		ws.RateLimitZone = &wire.ZoneSample{Bytes: z.Bytes, Slots: z.Slots, Used: z.Used, Evictions: z.Evictions}
+	}
 	return ws
 }
 

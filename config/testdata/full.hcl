@@ -10,6 +10,7 @@ shutdown_timeout = "45s"
 reload_timeout   = "20s"
 upgrade_timeout  = "2m"
 max_draining_generations = 2
+rate_limit_zone_size     = "2m"
 worker_heartbeat_timeout = "5s"
 daemon           = true
 env              = ["LANG", "GODEBUG=madvdontneed=1"]
@@ -95,6 +96,7 @@ route "api" {
     per      = "1m"
     burst    = 5
     key      = "header:X-Api-Key"
+    scope    = "worker"
   }
 }
 route "health" {

@@ -27,6 +27,9 @@ type Aggregator struct {
 	reloads  Outcomes
 	upgrades Outcomes
 	restarts uint64
+	// zone is the rate-limit zone as the latest sample that had one read
+	// it: machine-wide figures, the same in every worker, so never summed.
+	zone *ZoneSample
 	// clock is time.Now when nil; tests set it.
 	clock func() time.Time
 }
@@ -78,6 +81,9 @@ func (a *Aggregator) Observe(s WorkerSample, known *Names) error {
 	now := time.Now()
 	if a.clock != nil {
 		now = a.clock()
+	}
+	if s.RateLimitZone != nil {
+		a.zone = s.RateLimitZone
 	}
 	lw := &liveWorker{sample: s, at: now}
 	if old, ok := a.live[s.PID]; ok {
@@ -160,6 +166,7 @@ type snapshot struct {
 	reloads  Outcomes
 	upgrades Outcomes
 	restarts uint64
+	zone     *ZoneSample // nil: no worker reported a zone
 }
 
 func (a *Aggregator) snapshot() *snapshot {
@@ -174,6 +181,7 @@ func (a *Aggregator) snapshot() *snapshot {
 		reloads:  a.reloads,
 		upgrades: a.upgrades,
 		restarts: a.restarts,
+		zone:     a.zone,
 	}
 	for pid, lw := range a.live {
 		s.totals.add(&lw.sample)

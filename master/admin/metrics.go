@@ -27,6 +27,7 @@ type descs struct {
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
 	workersReporting, certExpiry                           *prometheus.Desc
 	tlsHandshakes, tlsVersions, tlsALPN                    *prometheus.Desc
+	zoneSlots, zoneUsed, zoneEvictions                     *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -58,6 +59,9 @@ func newDescs() *descs {
 		tlsHandshakes:    d("tls_handshakes_total", "TLS handshakes on client connections: full, resumed, or failed by reason (timeout, closed, protocol).", "result", "reason"),
 		tlsVersions:      d("tls_connections_total", "Completed TLS handshakes by protocol version.", "version"),
 		tlsALPN:          d("tls_alpn_total", "Completed TLS handshakes by the application protocol chosen by ALPN (none counts as http/1.1).", "protocol"),
+		zoneSlots:        d("rate_limit_zone_slots", "Keys the shared rate-limit zone can hold (rate_limit_zone_size / 16 bytes, less a header)."),
+		zoneUsed:         d("rate_limit_zone_used_slots", "Slots of the shared rate-limit zone holding a bucket that is not full (estimated from a sample of slots in a large zone)."),
+		zoneEvictions:    d("rate_limit_evictions_total", "Keys the shared rate-limit zone forgot while their bucket was not full, to make room for another key, since the zone was created (kept across reloads and upgrades)."),
 	}
 }
 
@@ -76,7 +80,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
-		d.tlsHandshakes, d.tlsVersions, d.tlsALPN,
+		d.tlsHandshakes, d.tlsVersions, d.tlsALPN, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
 	} {
 		ch <- x
 	}
@@ -168,6 +172,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(d.workers, float64(n), state)
 	}
 	gauge(d.workersReporting, float64(len(s.live)))
+	if z := s.zone; z != nil {
+		gauge(d.zoneSlots, float64(z.Slots))
+		gauge(d.zoneUsed, float64(z.Used))
+		counter(d.zoneEvictions, z.Evictions)
+	}
 }
 
 func constMetric(desc *prometheus.Desc, vt prometheus.ValueType, v float64, labels ...string) prometheus.Metric {

@@ -20,6 +20,8 @@ type (
 	// Histogram is a latency distribution over LatencyBuckets (not
 	// cumulative; see wire.Histogram).
 	Histogram = wire.Histogram
+	// ZoneSample is the fill of the shared rate-limit zone.
+	ZoneSample = wire.ZoneSample
 )
 
 // LatencyBuckets are the fixed upper bounds, in seconds, of every latency

@@ -20,6 +20,9 @@ type Status struct {
 	Routes        []RouteStatus      `json:"routes"`
 	Upstreams     []UpstreamStatus   `json:"upstreams"`
 	Totals        Totals             `json:"totals"`
+	// RateLimitZone is the shared memory of the machine-scope rate limits;
+	// nil until a worker has reported it.
+	RateLimitZone *ZoneStatus `json:"rate_limit_zone,omitempty"`
 
 	Reloads        Outcomes `json:"reloads"`
 	Upgrades       Outcomes `json:"upgrades"`
@@ -112,6 +115,17 @@ type Totals struct {
 	UpstreamLatency   LatencySummary `json:"upstream_latency"`
 }
 
+// ZoneStatus is the rate-limit zone: its size, how full it is, and how
+// many keys it had to forget to make room (a growing count says the zone
+// is too small for the keys it sees).
+type ZoneStatus struct {
+	Bytes       int64   `json:"bytes"`
+	Slots       int64   `json:"slots"`
+	Used        int64   `json:"used"` // slots holding a bucket that is not full
+	UsedPercent float64 `json:"used_percent"`
+	Evictions   uint64  `json:"evictions"`
+}
+
 // LatencySummary condenses a histogram for people.
 type LatencySummary struct {
 	Count       uint64  `json:"count"`
@@ -157,6 +171,10 @@ func (s *snapshot) status(now time.Time) *Status {
 	st.Workers = s.workers(now)
 	for _, rate := range s.rates {
 		st.Totals.RequestsPerSecond += rate
+	}
+	if z := s.zone; z != nil && z.Slots > 0 {
+		st.RateLimitZone = &ZoneStatus{Bytes: z.Bytes, Slots: z.Slots, Used: z.Used,
+			UsedPercent: 100 * float64(z.Used) / float64(z.Slots), Evictions: z.Evictions}
 	}
 	st.Generations = generations(st.Workers, m.Generation)
 	st.Routes = s.routes()

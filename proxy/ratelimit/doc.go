@@ -10,7 +10,10 @@
 // apart (rate=100 per 1s, burst=0: one request each 10ms, not 100 in the
 // first millisecond).
 //
-// Limits are held in the memory of one worker process: with N workers a
-// client whose connections spread over all of them can get up to N times
-// the limit.
+// Where the buckets live is the limit's scope. Machine scope (the
+// default): in a Zone, shared memory the master creates and every worker
+// maps, so all workers of all generations enforce one limit together
+// (SharedLimiter). Worker scope: in the memory of one worker process
+// (Limiter); with N workers a client whose connections spread over all of
+// them can get up to N times the limit. Both are Admitters.
 package ratelimit

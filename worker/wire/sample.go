@@ -46,6 +46,23 @@ type WorkerSample struct {
 	UpstreamLatency Histogram `json:"upstream_latency"` // upstream attempt to response head
 
 	Upstreams []UpstreamSample `json:"upstreams"`
+
+	// RateLimitZone is the machine-wide rate-limit zone as the worker
+	// reads it (every worker reads the same memory); nil: no zone.
+	RateLimitZone *ZoneSample `json:"rate_limit_zone,omitempty"`
+}
+
+// ZoneSample is the fill of the shared rate-limit zone.
+type ZoneSample struct {
+	Bytes int64 `json:"bytes"` // size of the shared memory
+	Slots int64 `json:"slots"` // keys it can hold
+	// Used is how many slots hold a bucket that is not full (estimated
+	// from a sample of slots in a large zone).
+	Used int64 `json:"used"`
+	// Evictions counts keys forgotten while their bucket was not full, for
+	// a new key, since the zone was created (reloads and upgrades keep
+	// it): a zone too small for its keys.
+	Evictions uint64 `json:"evictions"`
 }
 
 // RouteSample counts one route's responses by status class: Responses[0]

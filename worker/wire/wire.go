@@ -61,9 +61,20 @@ type Handshake struct {
 	// TicketKeys are the TLS session-ticket keys, the current one first
 	// (see TypeTicketKeys).
 	TicketKeys [][32]byte `json:"ticket_keys,omitempty"`
+	// RateLimitZoneFD is the inherited shared memory (a memfd the master
+	// owns, of config rate_limit_zone_size bytes) holding the
+	// machine-scope rate limits; the worker maps it shared. 0: none.
+	RateLimitZoneFD int `json:"rate_limit_zone_fd,omitempty"`
 
 	Config *config.Config `json:"config"`
 }
+
+// RateLimitZoneLayout names the layout of the rate-limit zone the worker
+// puts in the master's memory. The master hands the zone to the next
+// master of a binary upgrade under this name, so a binary with another
+// layout (another name) gets a fresh zone instead of misreading the old
+// one. It equals proxy/ratelimit.ZoneLayout (a worker test checks).
+const RateLimitZoneLayout = "pingora-ratelimit-zone-v1"
 
 // Message types. Worker to master: Ready, Error, Reopened, Draining,
 // Sample, Heartbeat. Master to worker: Drain, Stop, Reopen, Stats,
