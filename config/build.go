@@ -404,6 +404,14 @@ func (b *builder) rateLimit(route string, r *rawRateLimit) *RateLimit {
 			rl.Key = k
 		}
 	}
+	if r.Store != nil {
+		st, err := parseStoreURL(*r.Store)
+		if err != nil {
+			s.errorf("store", "Invalid rate limit store", "%q: %s", redactURL(*r.Store), err)
+		} else {
+			rl.Store = st
+		}
+	}
 	return rl
 }
 

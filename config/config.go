@@ -260,4 +260,23 @@ type RateLimit struct {
 	Per      time.Duration `json:"per"`   // default 1s
 	Burst    int           `json:"burst"` // default 0: no burst beyond the rate
 	Key      string        `json:"key"`   // client_ip (default) or header:NAME
+	// Store, when set, shares the limit between every instance (and
+	// worker) that points at the same server; nil (the default): each
+	// worker enforces the limit on its own.
+	Store *RateLimitStore `json:"store,omitempty"`
+}
+
+// RateLimitStore is the Redis (or Valkey) server a shared rate limit keeps
+// its buckets in, from `store = "redis://[[user]:password@]host[:port][/db]"`.
+type RateLimitStore struct {
+	// URL is the setting without its password: safe for logs, status and
+	// the metrics' store label.
+	URL      string `json:"url"`
+	Addr     string `json:"addr"` // host:port; the port defaults to 6379
+	DB       int    `json:"db"`   // SELECTed after connecting; default 0
+	Username string `json:"username,omitempty"`
+	// Password is sent with AUTH. It travels to the workers inside the
+	// config (the master's pipe); URL, which is what is shown, leaves it
+	// out.
+	Password string `json:"password,omitempty"`
 }

@@ -101,6 +101,55 @@ func TestDiagnostics(t *testing.T) {
   rate_limit { requests = »0 }
 }`, []string{`route "p" rate_limit requests: 0: a rate limit allows at least 1 request per period`}},
 
+		{"rate limit store TLS", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"rediss://:pw@cache:6379/0"
+  }
+}`, []string{"Invalid rate limit store", `route "p" rate_limit store: "rediss://:xxxxx@cache:6379/0": TLS to the store (rediss://) is not supported`}},
+		{"rate limit store scheme", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"http://cache:6379"
+  }
+}`, []string{`route "p" rate_limit store: "http://cache:6379": scheme "http" is not supported`}},
+		{"rate limit store port", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis://cache:99999/0"
+  }
+}`, []string{`port "99999" is not a number from 1 to 65535`}},
+		{"rate limit store db", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis://cache:6379/one"
+  }
+}`, []string{`database "one" is not a number from 0 up`}},
+		{"rate limit store no host", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis:///0"
+  }
+}`, []string{`rate_limit store: "redis:///0": no host`}},
+		{"rate limit store unparsable hides password", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis://u:s3cret@ca che:6379/0"
+  }
+}`, []string{`"redis://xxxxx@ca che:6379/0": not a URL`}},
+
 		// Durations and sizes.
 		{"bad duration", base + `shutdown_timeout = »"5 minutes"`,
 			[]string{"Invalid duration", `shutdown_timeout: "5 minutes" is not a duration`}},

@@ -75,6 +75,9 @@ func (c *Config) CheckBuilt() error {
 		if rl := r.RateLimit; rl != nil && (rl.Requests < 1 || rl.Per <= 0 || !knownKey(rl.Key, "client_ip")) {
 			bad("route %q: rate_limit has unset fields", r.Name)
 		}
+		if rl := r.RateLimit; rl != nil && rl.Store != nil && (rl.Store.Addr == "" || rl.Store.URL == "") {
+			bad("route %q: rate_limit store has no address", r.Name)
+		}
 	}
 	if a := c.AccessLog; a != nil && (a.BufferSize <= 0 || a.FlushInterval <= 0) {
 		bad("access_log has no buffer_size or flush_interval")

@@ -185,6 +185,7 @@ type rawRateLimit struct {
 	Per      *string `hcl:"per,optional"`
 	Burst    *int    `hcl:"burst,optional"`
 	Key      *string `hcl:"key,optional"`
+	Store    *string `hcl:"store,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`

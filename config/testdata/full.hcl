@@ -93,6 +93,7 @@ route "api" {
     per      = "1m"
     burst    = 5
     key      = "header:X-Api-Key"
+    store    = "redis://pingora:s3cret@cache.internal:6380/2"
   }
 }
 route "health" {
