@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/config"
+	"github.com/pingora-go/pingora/proxy/ratelimit"
 )
 
 // Options are the process-side inputs of a Proxy that are not configuration.
@@ -36,7 +37,10 @@ type Proxy struct {
 	listeners map[string]*listenerState // by config name
 	routes    []*route
 	upstreams []*upstreamState
-	alog      atomic.Pointer[accessLog] // nil: no access log
+	// stores are the rate limit stores the routes' shared limits use,
+	// one connection each per worker.
+	stores []*ratelimit.Store
+	alog   atomic.Pointer[accessLog] // nil: no access log
 
 	upBufs        *bufPools       // upstream connection buffers
 	clientWriters *bufPools       // client writers (readers are per listener)
@@ -149,7 +153,18 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		ups[uc.Name] = u
 		p.upstreams = append(p.upstreams, u)
 	}
-	routes, tables := buildRoutes(cfg, ups)
+	stores := map[config.RateLimitStore]*ratelimit.Store{}
+	for _, rc := range cfg.Routes {
+		if rl := rc.RateLimit; rl != nil && rl.Store != nil && stores[*rl.Store] == nil {
+			st := rl.Store
+			s := ratelimit.NewStore(ratelimit.StoreOptions{
+				Name: st.URL, Addr: st.Addr, DB: st.DB, Username: st.Username, Password: st.Password,
+			}, log.Named("ratelimit"))
+			stores[*st] = s
+			p.stores = append(p.stores, s)
+		}
+	}
+	routes, tables := buildRoutes(cfg, ups, stores)
 	p.routes = routes
 	for _, l := range cfg.Listeners {
 		readBuf := max(l.MaxHeaderSize, minClientReadBuf)
@@ -208,6 +223,9 @@ func (p *Proxy) closeUpstreams() {
 		if rt.limiter != nil {
 			rt.limiter.Close()
 		}
+	}
+	for _, s := range p.stores {
+		s.Close()
 	}
 }
 

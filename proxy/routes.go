@@ -34,8 +34,8 @@ type route struct {
 	setsXFF, setsXFProto, setsXFHost, setsReqID, setsHost bool
 	dropsXFF                                              bool // incoming X-Forwarded-For is not kept
 
-	limiter     *ratelimit.Limiter
-	limitHeader []byte // nil: key on the client IP
+	limiter     ratelimit.Gate // nil: no rate limit
+	limitHeader []byte         // nil: key on the client IP
 
 	// responses by status class (1xx..5xx), for Stats
 	responses [5]atomic.Uint64
@@ -143,7 +143,7 @@ func normalizeHost(dst, host []byte) []byte {
 }
 
 // buildRoutes resolves every config route and the table of each listener.
-func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, map[string]*routeTable) {
+func buildRoutes(cfg *config.Config, ups map[string]*upstreamState, stores map[config.RateLimitStore]*ratelimit.Store) ([]*route, map[string]*routeTable) {
 	routes := make([]*route, 0, len(cfg.Routes))
 	tables := make(map[string]*routeTable, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
@@ -151,7 +151,7 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, m
 	}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		rt := buildRoute(i, rc, ups)
+		rt := buildRoute(i, rc, ups, stores)
 		routes = append(routes, rt)
 		host := strings.ToLower(strings.TrimSuffix(rc.Host, "."))
 		for _, ln := range rc.Listeners {
@@ -188,7 +188,7 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState) ([]*route, m
 	return routes, tables
 }
 
-func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState) *route {
+func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState, stores map[config.RateLimitStore]*ratelimit.Store) *route {
 	rt := &route{idx: idx, name: rc.Name, prefix: []byte(rc.PathPrefix), maxBody: rc.MaxBodySize, bufferBody: rc.RequestBuffering}
 	rt.reqSet = headerSet(rc.RequestHeaders)
 	rt.respSet = headerSet(rc.ResponseHeaders)
@@ -224,7 +224,11 @@ func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState) *route
 		if name, ok := strings.CutPrefix(rl.Key, "header:"); ok {
 			rt.limitHeader = []byte(name)
 		}
-		rt.limiter = ratelimit.New(rl.Requests, rl.Per, rl.Burst)
+		if rl.Store != nil {
+			rt.limiter = ratelimit.NewCluster(stores[*rl.Store], rc.Name, rl.Requests, rl.Per, rl.Burst)
+		} else {
+			rt.limiter = ratelimit.New(rl.Requests, rl.Per, rl.Burst)
+		}
 	}
 	return rt
 }

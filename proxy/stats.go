@@ -31,6 +31,15 @@ type Stats struct {
 	UpstreamLatency Histogram
 
 	Upstreams []upstream.PoolStats // balancer and health view of every upstream
+
+	Stores []StoreStats // rate limit stores, one per distinct store setting
+}
+
+// StoreStats is one rate limit store as this worker sees it.
+type StoreStats struct {
+	Name   string // the URL without its password
+	Up     bool   // connected and answering: shared limits apply
+	Errors uint64 // failed connects, lost connections, timeouts, error replies
 }
 
 // latencyBounds are the upper bounds of the latency histogram buckets,
@@ -120,6 +129,9 @@ func (p *Proxy) Stats() Stats {
 	s.UpstreamLatency = p.stats.upLatency.snapshot()
 	for _, u := range p.upstreams {
 		s.Upstreams = append(s.Upstreams, u.pool.Snapshot())
+	}
+	for _, st := range p.stores {
+		s.Stores = append(s.Stores, StoreStats{Name: st.Name(), Up: st.Up(), Errors: st.Errors()})
 	}
 	for i := range s.Unrouted {
 		s.Unrouted[i] = p.stats.unrouted[i].Load()

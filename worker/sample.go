@@ -61,6 +61,9 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 	ws.RequestLatency = wire.Histogram{Counts: st.RequestLatency.Counts[:], Sum: st.RequestLatency.Sum.Seconds()}
 	ws.UpstreamLatency = wire.Histogram{Counts: st.UpstreamLatency.Counts[:], Sum: st.UpstreamLatency.Sum.Seconds()}
 	ws.Upstreams = upstreamSamples(st.Upstreams)
+	for _, sto := range st.Stores {
+		ws.Stores = append(ws.Stores, wire.StoreSample{Name: sto.Name, Up: sto.Up, Errors: sto.Errors})
+	}
 	return ws
 }
 

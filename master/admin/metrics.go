@@ -27,6 +27,7 @@ type descs struct {
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
 	workersReporting, certExpiry                           *prometheus.Desc
 	tlsHandshakes, tlsVersions                             *prometheus.Desc
+	storeUp, storeErrors                                   *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -57,6 +58,8 @@ func newDescs() *descs {
 		certExpiry:       d("tls_certificate_expiry_seconds", "When each TLS certificate of the serving config expires (Unix time), by listener and its first name.", "listener", "name"),
 		tlsHandshakes:    d("tls_handshakes_total", "TLS handshakes on client connections: full, resumed, or failed by reason (timeout, closed, protocol).", "result", "reason"),
 		tlsVersions:      d("tls_connections_total", "Completed TLS handshakes by protocol version.", "version"),
+		storeUp:          d("rate_limit_store_up", "Fraction of live workers connected to the rate limit store (1: all, 0: none; the others enforce shared limits on their own).", "store"),
+		storeErrors:      d("rate_limit_store_errors_total", "Failures talking to the rate limit store: failed connects, lost connections, timeouts, error replies.", "store"),
 	}
 }
 
@@ -75,7 +78,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
-		d.tlsHandshakes, d.tlsVersions,
+		d.tlsHandshakes, d.tlsVersions, d.storeUp, d.storeErrors,
 	} {
 		ch <- x
 	}
@@ -135,6 +138,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range t.servers {
 		counter(d.serverRequests, v.picks, k.upstream, k.addr)
 		counter(d.serverFailures, v.failures, k.upstream, k.addr)
+	}
+
+	for name, g := range s.stores() {
+		gauge(d.storeUp, float64(g.up)/float64(g.workers), name)
+	}
+	for name, n := range t.storeErrors {
+		counter(d.storeErrors, n, name)
 	}
 
 	counter(d.workerRestarts, s.restarts)

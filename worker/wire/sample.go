@@ -46,6 +46,17 @@ type WorkerSample struct {
 	UpstreamLatency Histogram `json:"upstream_latency"` // upstream attempt to response head
 
 	Upstreams []UpstreamSample `json:"upstreams"`
+
+	// Stores are the rate limit stores of shared limits (rate_limit
+	// store), one per distinct store.
+	Stores []StoreSample `json:"stores,omitempty"`
+}
+
+// StoreSample is one rate limit store as one worker sees it.
+type StoreSample struct {
+	Name   string `json:"name"`   // the URL without its password
+	Up     bool   `json:"up"`     // gauge: connected and answering
+	Errors uint64 `json:"errors"` // counter: failed connects, lost connections, timeouts, error replies
 }
 
 // RouteSample counts one route's responses by status class: Responses[0]
