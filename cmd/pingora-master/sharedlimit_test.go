@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,4 +172,39 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 		t.Fatalf("store back: admitted %d in %v, want %d/s shared: %.0f ± 5%%", admitted, elapsed, sharedLimitRate, want)
 	}
 	t.Logf("store back: admitted %d in %v (%.0f expected)", admitted, elapsed, want)
+}
+
+// TestConfigCheckRefusesBadStore: -t fails on a store URL the client
+// cannot use, at the setting's file:line:col; the message (unlike the
+// quoted source line) does not repeat the password.
+func TestConfigCheckRefusesBadStore(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "pingora.hcl")
+	p := confParams{
+		Dir: dir, Port: freePort(t), Backend: "127.0.0.1:9", DeadAddr: "127.0.0.1:9",
+		Workers: 1, Shutdown: "10s", LogLevel: "info",
+		Extra: `route "limited" {
+  path_prefix = "/app/get"
+  upstream    = "app"
+  rate_limit {
+    requests = 10
+    store    = "rediss://:hunter2@cache.internal:6379/0"
+  }
+}
+`,
+	}
+	text := renderConf(t, p)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runBin(t, builtBinary, 20*time.Second, "-t", "-c", conf)
+	pos := positionRE(conf, lineOf(text, "rediss://"))
+	if r.Code != 1 || !pos.MatchString(r.Output()) || !strings.Contains(r.Output(), "(rediss://) is not supported") {
+		t.Errorf("-t with a rediss:// store: want exit 1 and the diagnostic at %s\n%s", pos, r)
+	}
+	for _, line := range strings.Split(r.Output(), "\n") {
+		if strings.Contains(line, "rate_limit store:") && strings.Contains(line, "hunter2") {
+			t.Errorf("-t repeats the store password in its message: %s", line)
+		}
+	}
 }
