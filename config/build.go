@@ -420,7 +420,11 @@ func (b *builder) rateLimit(route string, r *rawRateLimit) *RateLimit {
 	}
 	rl.Per = s.duration("per", r.Per, time.Second)
 	rl.Burst = s.integer("burst", r.Burst, 0, 0, math.MaxInt32)
-	rl.Scope = s.enum("scope", r.Scope, ScopeMachine, ScopeMachine, ScopeWorker)
+	defScope := ScopeMachine
+	if r.Store != nil {
+		defScope = ScopeCluster
+	}
+	rl.Scope = s.enum("scope", r.Scope, defScope, ScopeMachine, ScopeWorker, ScopeCluster)
 	rl.Key = "client_ip"
 	if r.Key != nil {
 		k, err := parseKey(*r.Key, "client_ip")
@@ -429,6 +433,21 @@ func (b *builder) rateLimit(route string, r *rawRateLimit) *RateLimit {
 		} else {
 			rl.Key = k
 		}
+	}
+	if r.Store != nil {
+		st, err := parseStoreURL(*r.Store)
+		if err != nil {
+			s.errorf("store", "Invalid rate limit store", "%q: %s", redactURL(*r.Store), err)
+		} else {
+			rl.Store = st
+		}
+	}
+	switch {
+	case rl.Scope == ScopeCluster && r.Store == nil:
+		s.errorf("scope", "Missing rate limit store", `"cluster" keeps the buckets in a store: set store = "redis://host:6379/0"`)
+	case rl.Scope != ScopeCluster && r.Store != nil:
+		s.errorf("store", "Rate limit store unused", "a %q scope limit keeps its buckets in this machine: leave store out, or set scope = %q", rl.Scope, ScopeCluster)
+		rl.Store = nil
 	}
 	return rl
 }

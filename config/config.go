@@ -283,14 +283,34 @@ type RateLimit struct {
 	Burst    int           `json:"burst"` // default 0: no burst beyond the rate
 	Key      string        `json:"key"`   // client_ip (default) or header:NAME
 	// Scope is where the buckets live: ScopeMachine (default), in the
-	// master's shared zone, one limit for all workers of the machine; or
+	// master's shared zone, one limit for all workers of the machine;
 	// ScopeWorker, in each worker's own memory (with N workers a client
-	// may get up to N times the limit).
+	// may get up to N times the limit); or ScopeCluster (the default when
+	// Store is set), in Store, one limit for every instance using it.
 	Scope string `json:"scope"`
+	// Store is the server a cluster-scope limit keeps its buckets in;
+	// set exactly when Scope is ScopeCluster.
+	Store *RateLimitStore `json:"store,omitempty"`
+}
+
+// RateLimitStore is the Redis (or Valkey) server a shared rate limit keeps
+// its buckets in, from `store = "redis://[[user]:password@]host[:port][/db]"`.
+type RateLimitStore struct {
+	// URL is the setting without its password: safe for logs, status and
+	// the metrics' store label.
+	URL      string `json:"url"`
+	Addr     string `json:"addr"` // host:port; the port defaults to 6379
+	DB       int    `json:"db"`   // SELECTed after connecting; default 0
+	Username string `json:"username,omitempty"`
+	// Password is sent with AUTH. It travels to the workers inside the
+	// config (the master's pipe); URL, which is what is shown, leaves it
+	// out.
+	Password string `json:"password,omitempty"`
 }
 
 // Rate limit scopes.
 const (
 	ScopeMachine = "machine"
 	ScopeWorker  = "worker"
+	ScopeCluster = "cluster"
 )

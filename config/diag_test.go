@@ -105,13 +105,79 @@ func TestDiagnostics(t *testing.T) {
   respond {}
   rate_limit {
     requests = 1
+    scope    = »"global"
+  }
+}`, []string{`route "p" rate_limit scope: "global" is not one of`}},
+		{"rate limit cluster without store", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
     scope    = »"cluster"
   }
-}`, []string{`route "p" rate_limit scope: "cluster" is not one of`}},
+}`, []string{"Missing rate limit store", `route "p" rate_limit scope: "cluster" keeps the buckets in a store`}},
+		{"rate limit store with machine scope", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    scope    = "machine"
+    store    = »"redis://127.0.0.1:6379"
+  }
+}`, []string{"Rate limit store unused", `route "p" rate_limit store: a "machine" scope limit`}},
 		{"rate limit zone too small", base + `rate_limit_zone_size = »"4k"`,
 			[]string{"Invalid size", `rate_limit_zone_size: "4k" is out of range: it must be from 64k to 1g`}},
 		{"rate limit zone not a size", base + `rate_limit_zone_size = »"lots"`,
 			[]string{"Invalid size", "rate_limit_zone_size"}},
+
+		{"rate limit store TLS", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"rediss://:pw@cache:6379/0"
+  }
+}`, []string{"Invalid rate limit store", `route "p" rate_limit store: "rediss://:xxxxx@cache:6379/0": TLS to the store (rediss://) is not supported`}},
+		{"rate limit store scheme", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"http://cache:6379"
+  }
+}`, []string{`route "p" rate_limit store: "http://cache:6379": scheme "http" is not supported`}},
+		{"rate limit store port", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis://cache:99999/0"
+  }
+}`, []string{`port "99999" is not a number from 1 to 65535`}},
+		{"rate limit store db", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis://cache:6379/one"
+  }
+}`, []string{`database "one" is not a number from 0 up`}},
+		{"rate limit store no host", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis:///0"
+  }
+}`, []string{`rate_limit store: "redis:///0": no host`}},
+		{"rate limit store unparsable hides password", base + `route "p" {
+  path_prefix = "/p/"
+  respond {}
+  rate_limit {
+    requests = 1
+    store    = »"redis://u:s3cret@ca che:6379/0"
+  }
+}`, []string{`"redis://xxxxx@ca che:6379/0": not a URL`}},
 
 		// Durations and sizes.
 		{"bad duration", base + `shutdown_timeout = »"5 minutes"`,

@@ -73,8 +73,12 @@ func (c *Config) CheckBuilt() error {
 			bad("route %q: needs exactly one known upstream or respond", r.Name)
 		}
 		if rl := r.RateLimit; rl != nil && (rl.Requests < 1 || rl.Per <= 0 || !knownKey(rl.Key, "client_ip") ||
-			(rl.Scope != ScopeMachine && rl.Scope != ScopeWorker)) {
+			(rl.Scope != ScopeMachine && rl.Scope != ScopeWorker && rl.Scope != ScopeCluster) ||
+			(rl.Scope == ScopeCluster) != (rl.Store != nil)) {
 			bad("route %q: rate_limit has unset fields", r.Name)
+		}
+		if rl := r.RateLimit; rl != nil && rl.Store != nil && (rl.Store.Addr == "" || rl.Store.URL == "") {
+			bad("route %q: rate_limit store has no address", r.Name)
 		}
 	}
 	if c.RateLimitZoneSize <= 0 {

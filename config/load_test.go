@@ -175,7 +175,8 @@ func TestEverySettingIsRead(t *testing.T) {
 	check("route max_body_size", r.MaxBodySize, int64(0))
 	check("route request_buffering", r.RequestBuffering != nil && *r.RequestBuffering, true)
 	check("route request_buffering inherited", cfg.Routes[1].RequestBuffering, (*bool)(nil))
-	check("rate_limit", *r.RateLimit, config.RateLimit{Requests: 10, Per: time.Minute, Burst: 5, Key: "header:X-Api-Key", Scope: config.ScopeWorker})
+	check("rate_limit", *r.RateLimit, config.RateLimit{Requests: 10, Per: time.Minute, Burst: 5, Key: "header:X-Api-Key", Scope: config.ScopeCluster,
+		Store: &config.RateLimitStore{URL: "redis://cache.internal:6380/2", Addr: "cache.internal:6380", DB: 2, Username: "pingora", Password: "s3cret"}})
 	check("respond", *cfg.Routes[1].Respond, config.Respond{Status: 204})
 	check("warnings", cfg.Warnings, []string(nil))
 }

@@ -191,6 +191,7 @@ type rawRateLimit struct {
 	Burst    *int    `hcl:"burst,optional"`
 	Key      *string `hcl:"key,optional"`
 	Scope    *string `hcl:"scope,optional"`
+	Store    *string `hcl:"store,optional"`
 
 	Body     hcl.Body  `hcl:",body"`
 	DefRange hcl.Range `hcl:",def_range"`

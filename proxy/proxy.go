@@ -43,8 +43,11 @@ type Proxy struct {
 	listeners map[string]*listenerState // by config name
 	routes    []*route
 	upstreams []*upstreamState
-	zone      *ratelimit.Zone           // machine-scope rate limits; nil when none
-	alog      atomic.Pointer[accessLog] // nil: no access log
+	zone      *ratelimit.Zone // machine-scope rate limits; nil when none
+	// stores are the rate limit stores the routes' cluster-scope limits
+	// use, one connection each per worker.
+	stores []*ratelimit.Store
+	alog   atomic.Pointer[accessLog] // nil: no access log
 
 	upBufs        *bufPools       // upstream connection buffers
 	clientWriters *bufPools       // client writers (readers are per listener)
@@ -167,7 +170,18 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		}
 	}
 	p.zone = zone
-	routes, tables := buildRoutes(cfg, ups, zone)
+	stores := map[config.RateLimitStore]*ratelimit.Store{}
+	for _, rc := range cfg.Routes {
+		if rl := rc.RateLimit; rl != nil && rl.Store != nil && stores[*rl.Store] == nil {
+			st := rl.Store
+			s := ratelimit.NewStore(ratelimit.StoreOptions{
+				Name: st.URL, Addr: st.Addr, DB: st.DB, Username: st.Username, Password: st.Password,
+			}, log.Named("ratelimit"))
+			stores[*st] = s
+			p.stores = append(p.stores, s)
+		}
+	}
+	routes, tables := buildRoutes(cfg, ups, zone, stores)
 	p.routes = routes
 	for _, l := range cfg.Listeners {
 		readBuf := max(l.MaxHeaderSize, minClientReadBuf)
@@ -224,7 +238,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 // needsZone reports whether a route has a machine-scope rate limit.
 func needsZone(cfg *config.Config) bool {
 	for _, r := range cfg.Routes {
-		if r.RateLimit != nil && r.RateLimit.Scope != config.ScopeWorker {
+		if r.RateLimit != nil && r.RateLimit.Scope == config.ScopeMachine {
 			return true
 		}
 	}
@@ -236,9 +250,12 @@ func (p *Proxy) closeUpstreams() {
 		u.pool.Close()
 	}
 	for _, rt := range p.routes {
-		if l, ok := rt.limiter.(*ratelimit.Limiter); ok {
-			l.Close() // its janitor; a shared limiter has none
+		if l, ok := rt.limiter.(interface{ Close() }); ok {
+			l.Close() // its janitor or lease work; a zone limiter has none
 		}
+	}
+	for _, s := range p.stores {
+		s.Close()
 	}
 }
 

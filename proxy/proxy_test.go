@@ -263,7 +263,7 @@ func TestStatuses(t *testing.T) {
 	t.Run("429", func(t *testing.T) {
 		be := newBackend(t, nil)
 		cfg := testConfig(be.addr())
-		cfg.Routes[0].RateLimit = &config.RateLimit{Requests: 1, Per: 10 * time.Second, Burst: 0, Key: "client_ip"}
+		cfg.Routes[0].RateLimit = &config.RateLimit{Requests: 1, Per: 10 * time.Second, Burst: 0, Key: "client_ip", Scope: config.ScopeMachine}
 		r := Start(t, cfg, Options{})
 		c := DialRaw(t, r.Addr("public"))
 		if resp, _ := c.Do(get("/")); resp.StatusCode != 200 {

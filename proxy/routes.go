@@ -143,8 +143,9 @@ func normalizeHost(dst, host []byte) []byte {
 }
 
 // buildRoutes resolves every config route and the table of each listener.
-// Machine-scope rate limits take their buckets from zone.
-func buildRoutes(cfg *config.Config, ups map[string]*upstreamState, zone *ratelimit.Zone) ([]*route, map[string]*routeTable) {
+// Machine-scope rate limits take their buckets from zone, cluster-scope
+// ones from their store.
+func buildRoutes(cfg *config.Config, ups map[string]*upstreamState, zone *ratelimit.Zone, stores map[config.RateLimitStore]*ratelimit.Store) ([]*route, map[string]*routeTable) {
 	routes := make([]*route, 0, len(cfg.Routes))
 	tables := make(map[string]*routeTable, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
@@ -152,7 +153,7 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState, zone *rateli
 	}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		rt := buildRoute(i, rc, ups, zone)
+		rt := buildRoute(i, rc, ups, zone, stores)
 		routes = append(routes, rt)
 		host := strings.ToLower(strings.TrimSuffix(rc.Host, "."))
 		for _, ln := range rc.Listeners {
@@ -189,7 +190,7 @@ func buildRoutes(cfg *config.Config, ups map[string]*upstreamState, zone *rateli
 	return routes, tables
 }
 
-func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState, zone *ratelimit.Zone) *route {
+func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState, zone *ratelimit.Zone, stores map[config.RateLimitStore]*ratelimit.Store) *route {
 	rt := &route{idx: idx, name: rc.Name, prefix: []byte(rc.PathPrefix), maxBody: rc.MaxBodySize, bufferBody: rc.RequestBuffering}
 	rt.reqSet = headerSet(rc.RequestHeaders)
 	rt.respSet = headerSet(rc.ResponseHeaders)
@@ -225,9 +226,12 @@ func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState, zone *
 		if name, ok := strings.CutPrefix(rl.Key, "header:"); ok {
 			rt.limitHeader = []byte(name)
 		}
-		if rl.Scope == config.ScopeWorker {
+		switch rl.Scope {
+		case config.ScopeWorker:
 			rt.limiter = ratelimit.New(rl.Requests, rl.Per, rl.Burst)
-		} else {
+		case config.ScopeCluster:
+			rt.limiter = ratelimit.NewCluster(stores[*rl.Store], rc.Name, rl.Requests, rl.Per, rl.Burst)
+		default:
 			// The identity is the route and the limit, so the next
 			// generation (reload, upgrade) continues these buckets.
 			id := ratelimit.LimitID(rc.Name, rl.Requests, rl.Per, rl.Burst, rl.Key)

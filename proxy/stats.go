@@ -36,6 +36,17 @@ type Stats struct {
 	// RateLimitZone is the fill of the machine-wide rate-limit zone, the
 	// same figures in every worker; nil when the proxy has no zone.
 	RateLimitZone *ratelimit.ZoneStats
+
+	// Stores are the rate limit stores of cluster-scope limits, one per
+	// distinct store setting.
+	Stores []StoreStats // rate limit stores, one per distinct store setting
+}
+
+// StoreStats is one rate limit store as this worker sees it.
+type StoreStats struct {
+	Name   string // the URL without its password
+	Up     bool   // connected and answering: shared limits apply
+	Errors uint64 // failed connects, lost connections, timeouts, error replies
 }
 
 // latencyBounds are the upper bounds of the latency histogram buckets,
@@ -125,6 +136,9 @@ func (p *Proxy) Stats() Stats {
 	s.UpstreamLatency = p.stats.upLatency.snapshot()
 	for _, u := range p.upstreams {
 		s.Upstreams = append(s.Upstreams, u.pool.Snapshot())
+	}
+	for _, st := range p.stores {
+		s.Stores = append(s.Stores, StoreStats{Name: st.Name(), Up: st.Up(), Errors: st.Errors()})
 	}
 	for i := range s.Unrouted {
 		s.Unrouted[i] = p.stats.unrouted[i].Load()

@@ -96,7 +96,7 @@ route "api" {
     per      = "1m"
     burst    = 5
     key      = "header:X-Api-Key"
-    scope    = "worker"
+    store    = "redis://pingora:s3cret@cache.internal:6380/2"
   }
 }
 route "health" {

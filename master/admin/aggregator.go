@@ -205,6 +205,28 @@ type connGauges struct {
 	active, parked, inFlight int64
 }
 
+// storeGauges are the live workers' views of one rate limit store.
+type storeGauges struct {
+	workers int // live workers that use the store
+	up      int // of those, how many are connected to it
+}
+
+// stores gathers the live samples' views of each rate limit store.
+func (s *snapshot) stores() map[string]storeGauges {
+	out := make(map[string]storeGauges)
+	for i := range s.live {
+		for _, st := range s.live[i].Stores {
+			g := out[st.Name]
+			g.workers++
+			if st.Up {
+				g.up++
+			}
+			out[st.Name] = g
+		}
+	}
+	return out
+}
+
 // gauges sums the live samples' gauges.
 func (s *snapshot) gauges() (conns connGauges, servers map[serverKey]serverGauges) {
 	servers = make(map[serverKey]serverGauges)

@@ -28,6 +28,7 @@ type descs struct {
 	workersReporting, certExpiry                           *prometheus.Desc
 	tlsHandshakes, tlsVersions, tlsALPN                    *prometheus.Desc
 	zoneSlots, zoneUsed, zoneEvictions                     *prometheus.Desc
+	storeUp, storeErrors                                   *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -62,6 +63,8 @@ func newDescs() *descs {
 		zoneSlots:        d("rate_limit_zone_slots", "Keys the shared rate-limit zone can hold (rate_limit_zone_size / 16 bytes, less a header)."),
 		zoneUsed:         d("rate_limit_zone_used_slots", "Slots of the shared rate-limit zone holding a bucket that is not full (estimated from a sample of slots in a large zone)."),
 		zoneEvictions:    d("rate_limit_evictions_total", "Keys the shared rate-limit zone forgot while their bucket was not full, to make room for another key, since the zone was created (kept across reloads and upgrades)."),
+		storeUp:          d("rate_limit_store_up", "Fraction of live workers connected to the rate limit store (1: all, 0: none; the others enforce shared limits on their own).", "store"),
+		storeErrors:      d("rate_limit_store_errors_total", "Failures talking to the rate limit store: failed connects, lost connections, timeouts, error replies.", "store"),
 	}
 }
 
@@ -81,6 +84,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
 		d.tlsHandshakes, d.tlsVersions, d.tlsALPN, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
+		d.storeUp, d.storeErrors,
 	} {
 		ch <- x
 	}
@@ -142,6 +146,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range t.servers {
 		counter(d.serverRequests, v.picks, k.upstream, k.addr)
 		counter(d.serverFailures, v.failures, k.upstream, k.addr)
+	}
+
+	for name, g := range s.stores() {
+		gauge(d.storeUp, float64(g.up)/float64(g.workers), name)
+	}
+	for name, n := range t.storeErrors {
+		counter(d.storeErrors, n, name)
 	}
 
 	counter(d.workerRestarts, s.restarts)

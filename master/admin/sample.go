@@ -17,6 +17,8 @@ type (
 	UpstreamSample = wire.UpstreamSample
 	// ServerSample is one upstream server as one worker sees it.
 	ServerSample = wire.ServerSample
+	// StoreSample is one rate limit store as one worker sees it.
+	StoreSample = wire.StoreSample
 	// Histogram is a latency distribution over LatencyBuckets (not
 	// cumulative; see wire.Histogram).
 	Histogram = wire.Histogram

@@ -17,6 +17,7 @@ type counters struct {
 	requestLatency  hist
 	upstreamLatency hist
 	servers         map[serverKey]serverCounts
+	storeErrors     map[string]uint64 // by store name
 }
 
 // serverKey names an upstream server across workers and generations: the
@@ -84,6 +85,12 @@ func (c *counters) add(s *WorkerSample) {
 		}
 		c.routes[r.Name] = acc
 	}
+	for _, st := range s.Stores {
+		if c.storeErrors == nil {
+			c.storeErrors = make(map[string]uint64)
+		}
+		c.storeErrors[st.Name] += st.Errors
+	}
 	c.requestLatency.add(s.RequestLatency)
 	c.upstreamLatency.add(s.UpstreamLatency)
 	for _, u := range s.Upstreams {
@@ -111,6 +118,10 @@ func (c *counters) clone() counters {
 	out.servers = make(map[serverKey]serverCounts, len(c.servers))
 	for k, v := range c.servers {
 		out.servers[k] = v
+	}
+	out.storeErrors = make(map[string]uint64, len(c.storeErrors))
+	for k, v := range c.storeErrors {
+		out.storeErrors[k] = v
 	}
 	return out
 }

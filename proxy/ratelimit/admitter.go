@@ -2,9 +2,9 @@ package ratelimit
 
 import "time"
 
-// Admitter decides whether one request of a key passes a limit now. The
-// per-worker Limiter and the machine-wide SharedLimiter are Admitters; a
-// store shared between machines sits beside them behind the same method.
+// Admitter decides whether one request of a key passes a limit now: the
+// per-worker Limiter, the machine-wide SharedLimiter and the Cluster limit
+// shared through a store are Admitters.
 //
 // Allow takes one token from key's bucket at now. ok is false when the
 // bucket is empty; retryAfter is then how long until one token is
@@ -16,4 +16,5 @@ type Admitter interface {
 var (
 	_ Admitter = (*Limiter)(nil)
 	_ Admitter = (*SharedLimiter)(nil)
+	_ Admitter = (*Cluster)(nil)
 )

@@ -47,6 +47,10 @@ type WorkerSample struct {
 
 	Upstreams []UpstreamSample `json:"upstreams"`
 
+	// Stores are the rate limit stores of cluster-scope limits, one per
+	// distinct store.
+	Stores []StoreSample `json:"stores,omitempty"`
+
 	// RateLimitZone is the machine-wide rate-limit zone as the worker
 	// reads it (every worker reads the same memory); nil: no zone.
 	RateLimitZone *ZoneSample `json:"rate_limit_zone,omitempty"`
@@ -63,6 +67,13 @@ type ZoneSample struct {
 	// a new key, since the zone was created (reloads and upgrades keep
 	// it): a zone too small for its keys.
 	Evictions uint64 `json:"evictions"`
+}
+
+// StoreSample is one rate limit store as one worker sees it.
+type StoreSample struct {
+	Name   string `json:"name"`   // the URL without its password
+	Up     bool   `json:"up"`     // gauge: connected and answering
+	Errors uint64 `json:"errors"` // counter: failed connects, lost connections, timeouts, error replies
 }
 
 // RouteSample counts one route's responses by status class: Responses[0]
