@@ -48,17 +48,31 @@ route "limited" {
 	stop := start.Add(window)
 	for range conns {
 		wg.Go(func() {
-			c, err := dial(in.Addr)
-			if err != nil {
-				failed.Store(err)
-				return
-			}
-			defer c.Close()
+			var c *conn
+			defer func() {
+				if c != nil {
+					c.Close()
+				}
+			}()
 			for time.Now().Before(stop) {
+				// A 429 costs the proxy so little that a connection
+				// reaches keepalive_requests within the flood: the
+				// server then says close, and the client dials again.
+				if c == nil {
+					var err error
+					if c, err = dial(in.Addr); err != nil {
+						failed.Store(err)
+						return
+					}
+				}
 				r, err := c.do("GET", "/app/get", nil, false)
 				if err != nil {
 					failed.Store(err)
 					return
+				}
+				if r.Close {
+					c.Close()
+					c = nil
 				}
 				switch r.Status {
 				case 200:
