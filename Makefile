@@ -29,7 +29,7 @@ export GOFLAGS := $(strip $(filter-out -overlay=% -tags=pingora_netpoll_fifo,$(G
 # Where `make build` writes the binary.
 BIN ?= bin/pingora-master
 
-.PHONY: build run test bench bench-tls bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
+.PHONY: build run test bench bench-limiter bench-tls bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
 
 # A patched binary checks its own wake order (the hidden -check-wake-order)
 # where it can run here, i.e. unless cross-compiled.
@@ -54,7 +54,7 @@ test:
 # CPU per request against nginx, HAProxy and Caddy on the same load
 # (../shared/bench/peers.sh), keep-alive and new-connection runs; then the
 # same over TLS against nginx and HAProxy (bench-tls).
-bench: build
+bench: build bench-limiter
 	deploy/bench/bench.sh
 	BIN=$(BIN) deploy/bench/tls.sh
 
@@ -93,6 +93,12 @@ bench-accept: build
 # allows), peak RSS under wrk -c1000, and master and worker RSS at rest.
 bench-memory: build
 	deploy/bench/memory.sh
+
+# The rate limiters' cost per request: the machine-wide zone with 4
+# goroutines contending on one core (goal: at most 150 ns, no allocation),
+# and a cluster limit spending leased tokens.
+bench-limiter:
+	$(GO) test -count=1 -run '^$$' -bench 'SharedLimiter|ClusterAllowLeased$$' -benchmem -cpu 1 ./proxy/ratelimit/
 
 # SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
 # 20 runs each with 2 workers: median and max (needs root).
