@@ -15,5 +15,8 @@
 // maps, so all workers of all generations enforce one limit together
 // (SharedLimiter). Worker scope: in the memory of one worker process
 // (Limiter); with N workers a client whose connections spread over all of
-// them can get up to N times the limit. Both are Admitters.
+// them can get up to N times the limit. Cluster scope: in a Redis (or
+// Valkey) Store that several instances share, spent from local leases so
+// no request waits for the store, each worker on its own while the store
+// is down (Cluster). All three are Admitters.
 package ratelimit
