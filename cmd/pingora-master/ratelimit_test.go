@@ -1,7 +1,6 @@
 package main
 
 import (
-	"math"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,9 +12,8 @@ import (
 // socket so a flood's connections spread over all of them, a limit of
 // 100/s with no burst admits 100/s in all, not 100/s per worker.
 //
-// It counts: a flood from 16 keep-alive connections for 3 s (the time the
-// test itself measures, from before the first request to after the last
-// answer), then admitted (200) against 1 + 100/s x elapsed. GCRA with
+// It counts: a flood from 16 keep-alive connections for 3 s, then
+// admitted (200) against 1 + 100/s x elapsed. GCRA with
 // burst 0 admits exactly one request per 10 ms while requests keep
 // coming, so the tolerance is the 2% (one request per 50 ms of
 // flood), plus the first request the full bucket admits. Per-worker
@@ -37,10 +35,45 @@ route "limited" {
 	in.WriteConfig(in.Params)
 	in.Start()
 
-	const (
-		conns  = 16
-		window = 3 * time.Second
-	)
+	// Over the limit is the failure this test is for (per-worker buckets
+	// admit about 4 times as many), and fails at once. Under it means the
+	// flood left 10 ms slots without a request waiting (GCRA with burst 0
+	// keeps no unused slot): the CPUs were taken from every worker or
+	// client at once, which a busy shared machine does; that flood is
+	// counted again, up to 3 times.
+	for attempt := 1; ; attempt++ {
+		f := floodRoute(t, in.Addr, "/app/get", 16, 3*time.Second)
+		// The bucket is full at the first flood and no emptier than a
+		// slot at later ones: one request either way, plus the rate.
+		want := 1 + 100*f.elapsed.Seconds()
+		got := float64(f.admitted)
+		t.Logf("flood %d, %.3fs: %d admitted, %d refused; want %.1f +- 2%%", attempt, f.elapsed.Seconds(), f.admitted, f.refused, want)
+		if f.refused < 4*int64(want) {
+			t.Fatalf("only %d requests refused: the flood did not outrun the limit, the count says nothing", f.refused)
+		}
+		if got > want*1.02 {
+			t.Fatalf("4 workers admitted %.0f in %.3fs at 100/s, want %.1f +- 2%%", got, f.elapsed.Seconds(), want)
+		}
+		if got >= want*0.98 {
+			return
+		}
+		if attempt == 3 {
+			t.Fatalf("4 workers admitted %.0f in %.3fs at 100/s, want %.1f +- 2%% (under, 3 floods in a row)", got, f.elapsed.Seconds(), want)
+		}
+	}
+}
+
+// floodResult counts a flood's answers.
+type floodResult struct {
+	admitted, refused int64 // 200s, 429s
+	elapsed           time.Duration
+}
+
+// floodRoute sends GETs for path on conns keep-alive connections for
+// window, the time counted from before the first request to after the last
+// answer. Any answer but 200 or 429, or a failed request, fails the test.
+func floodRoute(t *testing.T, addr, path string, conns int, window time.Duration) floodResult {
+	t.Helper()
 	var admitted, refused, other atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup
@@ -60,12 +93,12 @@ route "limited" {
 				// server then says close, and the client dials again.
 				if c == nil {
 					var err error
-					if c, err = dial(in.Addr); err != nil {
+					if c, err = dial(addr); err != nil {
 						failed.Store(err)
 						return
 					}
 				}
-				r, err := c.do("GET", "/app/get", nil, false)
+				r, err := c.do("GET", path, nil, false)
 				if err != nil {
 					failed.Store(err)
 					return
@@ -90,18 +123,10 @@ route "limited" {
 	if err := failed.Load(); err != nil {
 		t.Fatalf("flood: %v", err)
 	}
-	want := 1 + 100*elapsed.Seconds()
-	got := float64(admitted.Load())
-	t.Logf("%.3fs: %d admitted, %d refused, %d other; want %.1f +- 2%%", elapsed.Seconds(), admitted.Load(), refused.Load(), other.Load(), want)
 	if other.Load() != 0 {
-		t.Errorf("%d answers neither 200 nor 429", other.Load())
+		t.Fatalf("flood: %d answers neither 200 nor 429", other.Load())
 	}
-	if refused.Load() < 4*int64(want) {
-		t.Fatalf("only %d requests refused: the flood did not outrun the limit, the count says nothing", refused.Load())
-	}
-	if math.Abs(got-want) > 0.02*want {
-		t.Fatalf("4 workers admitted %.0f in %.3fs at 100/s, want %.1f +- 2%%", got, elapsed.Seconds(), want)
-	}
+	return floodResult{admitted: admitted.Load(), refused: refused.Load(), elapsed: elapsed}
 }
 
 // TestRateLimitSurvivesReloadAndUpgrade: a key that used its one request
