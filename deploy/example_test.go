@@ -8,15 +8,20 @@ import (
 	"time"
 )
 
-// The production example does what its comments promise when it runs, not
-// only when -t reads it: both listeners answer /healthz by themselves, the
-// retired host gets its redirect (over HTTP/2 on the HTTPS listener too), the admin listener serves metrics, `-s
-// status` lists the configured workers and `-s quit` stops the master and
-// removes its PID file. Only what cannot work on a test machine is moved:
-// ports to free loopback ones, /run, /var/log and certbot's live directory
-// (with a throwaway certificate) into a temporary directory, the worker user
-// to nobody. The HTTPS listener serves HTTP/2 to a client that offers it.
-func TestProductionExampleServes(t *testing.T) {
+// runningExample is deploy/pingora.hcl run by a master on a test machine.
+type runningExample struct {
+	conf                           string
+	public, https, internal, admin string
+	cert                           exampleCert
+	m                              *runningMaster
+}
+
+// startExample runs the production example. Only what cannot work on a test
+// machine is moved: ports to free loopback ones, /run, /var/log and
+// certbot's live directory (with a throwaway certificate) into a temporary
+// directory, the worker user to nobody.
+func startExample(t *testing.T) *runningExample {
+	t.Helper()
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
 		t.Skipf("no user nobody to run the workers as: %v", err)
@@ -26,19 +31,31 @@ func TestProductionExampleServes(t *testing.T) {
 		t.Skipf("nobody's group: %v", err)
 	}
 	dir := t.TempDir()
-	public, https, internal, admin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	conf, cert := writeExample(t, dir, map[string]string{
-		`"0.0.0.0:80"`:      `"` + public + `"`,
-		`"0.0.0.0:443"`:     `"` + https + `"`,
-		`"0.0.0.0:8081"`:    `"` + internal + `"`,
-		`"127.0.0.1:9145"`:  `"` + admin + `"`,
+	e := &runningExample{public: freeAddr(t), https: freeAddr(t), internal: freeAddr(t), admin: freeAddr(t)}
+	e.conf, e.cert = writeExample(t, dir, map[string]string{
+		`"0.0.0.0:80"`:      `"` + e.public + `"`,
+		`"0.0.0.0:443"`:     `"` + e.https + `"`,
+		`"0.0.0.0:8081"`:    `"` + e.internal + `"`,
+		`"127.0.0.1:9145"`:  `"` + e.admin + `"`,
 		"/run/pingora/":     dir + "/",
 		"/var/log/pingora/": dir + "/",
 		`user  = "pingora"`: `user  = "nobody"`,
 		`group = "pingora"`: `group = "` + group.Name + `"`,
 	})
+	e.m = startMaster(t, e.conf, "http://"+e.public+"/healthz")
+	return e
+}
+
+// The production example does what its comments promise when it runs, not
+// only when -t reads it: both plain listeners answer /healthz by
+// themselves, the retired host gets its redirect (over HTTP/2 on the HTTPS
+// listener too, with the certificate from certbot's directory), the admin
+// listener serves metrics, `-s status` lists the configured workers and `-s
+// quit` stops the master and removes its PID file.
+func TestProductionExampleServes(t *testing.T) {
+	e := startExample(t)
+	conf, public, https, internal, admin, cert, m := e.conf, e.public, e.https, e.internal, e.admin, e.cert, e.m
 	cfg := loadConfig(t, conf)
-	m := startMaster(t, conf, "http://"+public+"/healthz")
 
 	for _, addr := range []string{public, internal} {
 		status, _, body, err := get("http://"+addr+"/healthz", "")
