@@ -1,6 +1,11 @@
 package deploy_test
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"strings"
@@ -12,6 +17,7 @@ import (
 type runningExample struct {
 	conf                           string
 	public, https, internal, admin string
+	acme                           string // where certbot's standalone server would listen
 	cert                           exampleCert
 	m                              *runningMaster
 }
@@ -31,12 +37,13 @@ func startExample(t *testing.T) *runningExample {
 		t.Skipf("nobody's group: %v", err)
 	}
 	dir := t.TempDir()
-	e := &runningExample{public: freeAddr(t), https: freeAddr(t), internal: freeAddr(t), admin: freeAddr(t)}
+	e := &runningExample{public: freeAddr(t), https: freeAddr(t), internal: freeAddr(t), admin: freeAddr(t), acme: freeAddr(t)}
 	e.conf, e.cert = writeExample(t, dir, map[string]string{
 		`"0.0.0.0:80"`:      `"` + e.public + `"`,
 		`"0.0.0.0:443"`:     `"` + e.https + `"`,
 		`"0.0.0.0:8081"`:    `"` + e.internal + `"`,
 		`"127.0.0.1:9145"`:  `"` + e.admin + `"`,
+		`"127.0.0.1:8402"`:  `"` + e.acme + `"`,
 		"/run/pingora/":     dir + "/",
 		"/var/log/pingora/": dir + "/",
 		`user  = "pingora"`: `user  = "nobody"`,
@@ -49,12 +56,13 @@ func startExample(t *testing.T) *runningExample {
 // The production example does what its comments promise when it runs, not
 // only when -t reads it: both plain listeners answer /healthz by
 // themselves, the retired host gets its redirect (over HTTP/2 on the HTTPS
-// listener too, with the certificate from certbot's directory), the admin
-// listener serves metrics, `-s status` lists the configured workers and `-s
+// listener too, with the certificate from certbot's directory), ACME
+// challenges reach certbot's server, the admin listener serves metrics, `-s status` lists the configured workers and `-s
 // quit` stops the master and removes its PID file.
 func TestProductionExampleServes(t *testing.T) {
 	e := startExample(t)
 	conf, public, https, internal, admin, cert, m := e.conf, e.public, e.https, e.internal, e.admin, e.cert, e.m
+
 	cfg := loadConfig(t, conf)
 
 	for _, addr := range []string{public, internal} {
@@ -83,6 +91,39 @@ func TestProductionExampleServes(t *testing.T) {
 			t.Errorf("https listener serves certificate %v, want %v (the one in certbot's directory)", got, cert.cert.SerialNumber)
 		}
 	}
+	// ACME http-01 challenges for the certificate's names reach certbot's
+	// standalone server while it listens, and the refusals before do not
+	// keep them from it: one keep-alive connection, so one worker, which
+	// saw the refusal.
+	const challenge = "/.well-known/acme-challenge/tok3n"
+	c, err := net.DialTimeout("tcp", public, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	challengeGet := func(host string) (int, string) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", challenge, host)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s for %s: %v", challenge, host, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if status, _ := challengeGet("www.example.com"); status != 502 {
+		t.Errorf("challenge with certbot not running: %d, want 502", status)
+	}
+	certbot := acmeServer(t, e.acme)
+	for _, host := range []string{"example.com", "www.example.com"} {
+		if status, body := challengeGet(host); status != 200 || body != certbot+challenge {
+			t.Errorf("challenge for %s: %d %q; want 200 from certbot's server", host, status, body)
+		}
+	}
+	c.Close()
 	if status, _, _, err := get("http://"+admin+"/metrics", ""); err != nil || status != 200 {
 		t.Errorf("admin %s/metrics: %d %v; want 200", admin, status, err)
 	}
@@ -108,4 +149,21 @@ func TestProductionExampleServes(t *testing.T) {
 	if _, err := os.Stat(cfg.PIDFile); !os.IsNotExist(err) {
 		t.Errorf("PID file %s still there after a graceful stop (%v)", cfg.PIDFile, err)
 	}
+}
+
+// acmeServer stands in for certbot's standalone server on addr until the
+// test ends: it answers every path with its name and the path.
+func acmeServer(t *testing.T, addr string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s for the ACME server: %v", addr, err)
+	}
+	const name = "certbot"
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, name+r.URL.Path)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return name
 }

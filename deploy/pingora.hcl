@@ -190,13 +190,15 @@ upstream "assets" {
   }
 }
 
-# certbot's own HTTP server, while it obtains or renews a certificate with
-#   certbot certonly --standalone --http-01-address 127.0.0.1 --http-01-port 8402
-# (port 80 is pingora-master's): route "acme" hands it the http-01 challenges.
-# No health check: certbot listens only while it runs, and max_fails = 0
-# keeps the refused connections in between from marking the server down.
+# certbot's own HTTP server (--standalone), for its http-01 challenges, which
+# arrive on port 80: pingora-master holds the port and route "acme" passes
+# them to certbot here, where its renewals listen once their settings have
+# http01_port = 8402 and http01_address = 127.0.0.1 (README.md, "certbot /
+# ACME"). No health check: certbot listens only while it runs; and a lone
+# server is never taken out by passive marking, so the refused connections
+# in between do not keep the next challenge from it.
 upstream "acme" {
-  server "127.0.0.1:8402" { max_fails = 0 }
+  server "127.0.0.1:8402" {}
   connect_timeout = "1s"
   retries         = 0
 }
