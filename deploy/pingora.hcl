@@ -218,9 +218,10 @@ route "health" {
   }
 }
 
-# Let's Encrypt's http-01 challenges, to certbot. Routes for a host come
-# first: this one answers the hosts that have no route of their own (here
-# example.com and www.example.com, the certificate's names).
+# Let's Encrypt's http-01 challenges, to certbot. A host's own routes are
+# tried first: this one answers the hosts none of whose routes matches the
+# path (here example.com and www.example.com, the certificate's names; a
+# challenge for api.example.com would go to its "/" route).
 route "acme" {
   listeners   = ["public"]
   path_prefix = "/.well-known/acme-challenge/"
