@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,6 +29,7 @@ const (
 	k8sHCL    = "kubernetes/pingora.hcl"
 	nomadJob  = "nomad/pingora.nomad.hcl"
 	dockerDir = "docker"
+	dockerHCL = "docker/pingora.hcl"
 )
 
 // configMapData extracts the `pingora.hcl: |` block scalar of the ConfigMap
@@ -57,17 +59,104 @@ func configMapData(t *testing.T, manifest string) string {
 	return strings.TrimRight(b.String(), "\n") + "\n"
 }
 
-func listenerPort(t *testing.T, cfg *config.Config) int {
+// listenerPort is the port of the container config's only listener with
+// TLS (tls true) or without.
+func listenerPort(t *testing.T, cfg *config.Config, tls bool) int {
 	t.Helper()
-	if len(cfg.Listeners) != 1 {
-		t.Fatalf("want one listener in the container config, got %d", len(cfg.Listeners))
+	var found []config.Listener
+	for _, l := range cfg.Listeners {
+		if (l.TLS != nil) == tls {
+			found = append(found, l)
+		}
 	}
-	_, port, err := net.SplitHostPort(cfg.Listeners[0].Address)
+	if len(found) != 1 {
+		t.Fatalf("want one listener with TLS %v in the container config, got %d", tls, len(found))
+	}
+	_, port, err := net.SplitHostPort(found[0].Address)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n, _ := strconv.Atoi(port)
 	return n
+}
+
+// yamlItems returns the keys of every list item `- name: NAME` of the
+// manifest, nested keys joined with dots ("secret.defaultMode"), comments
+// left out. Enough YAML for the manifest's few lists of named items.
+func yamlItems(manifest, name string) []map[string]string {
+	lines := strings.Split(manifest, "\n")
+	var items []map[string]string
+	for i, l := range lines {
+		s := strings.TrimLeft(l, " ")
+		if s != "- name: "+name {
+			continue
+		}
+		keyIndent := len(l) - len(s) + 2
+		item := map[string]string{"name": name}
+		type parent struct {
+			indent int
+			key    string
+		}
+		var parents []parent
+		for _, l := range lines[i+1:] {
+			s := strings.TrimLeft(l, " ")
+			if s == "" || strings.HasPrefix(s, "#") {
+				continue
+			}
+			indent := len(l) - len(s)
+			if indent < keyIndent || strings.HasPrefix(s, "- ") {
+				break
+			}
+			key, value, _ := strings.Cut(s, ":")
+			value, _, _ = strings.Cut(value, " #")
+			for len(parents) > 0 && parents[len(parents)-1].indent >= indent {
+				parents = parents[:len(parents)-1]
+			}
+			for j := len(parents) - 1; j >= 0; j-- {
+				key = parents[j].key + "." + key
+			}
+			if value = strings.TrimSpace(value); value == "" {
+				parents = append(parents, parent{indent, strings.TrimSpace(s[:strings.Index(s, ":")])})
+				continue
+			}
+			item[key] = value
+		}
+		items = append(items, item)
+	}
+	return items
+}
+
+// hasYAMLItem reports whether the manifest has a list item `- name: NAME`
+// with all of want's keys and values.
+func hasYAMLItem(manifest, name string, want map[string]string) bool {
+	for _, item := range yamlItems(manifest, name) {
+		ok := true
+		for k, v := range want {
+			ok = ok && item[k] == v
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// writeWithCert writes the config file src into a temporary directory with
+// prefix, where its certificate and key are read, moved into it, and a new
+// certificate there as certName and keyName. It returns the path.
+func writeWithCert(t *testing.T, src, prefix, certName, keyName string) string {
+	t.Helper()
+	text := readFile(t, src)
+	if !strings.Contains(text, prefix+certName) || !strings.Contains(text, prefix+keyName) {
+		t.Fatalf("%s does not read %s%s and %s%s: update this test with it", src, prefix, certName, prefix, keyName)
+	}
+	dir := t.TempDir()
+	writeCert(t, filepath.Join(dir, certName), filepath.Join(dir, keyName), exampleNames...)
+	path := filepath.Join(dir, filepath.Base(src))
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, prefix, dir+"/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // yamlInt finds `key: N` in the manifest.
@@ -81,15 +170,20 @@ func yamlInt(t *testing.T, src, key string) int {
 	return n
 }
 
-// The ConfigMap carries exactly kubernetes/pingora.hcl, which loads; the
-// pod gives the drain time to finish and probes a route the config answers.
+// The ConfigMap carries exactly kubernetes/pingora.hcl, which loads with a
+// certificate where the pod mounts the TLS Secret; the pod gives the drain
+// time to finish, probes a route the config answers, and exposes both
+// listeners; the Secret is mounted read-only, readable by its owner (root,
+// the master) only, at the path the config reads.
 func TestKubernetesManifest(t *testing.T) {
 	manifest := readFile(t, k8sYAML)
 	if got, want := configMapData(t, manifest), readFile(t, k8sHCL); got != want {
 		t.Fatalf("the ConfigMap's pingora.hcl differs from %s: keep them identical", k8sHCL)
 	}
-	checkConfig(t, k8sHCL)
-	cfg := loadConfig(t, k8sHCL)
+	const tlsMount = "/etc/pingora/tls"
+	conf := writeWithCert(t, k8sHCL, tlsMount+"/", "tls.crt", "tls.key") // a kubernetes.io/tls Secret's keys
+	checkConfig(t, conf)
+	cfg := loadConfig(t, conf)
 
 	for _, kind := range []string{"ConfigMap", "Deployment", "Service"} {
 		if !regexp.MustCompile(`(?m)^kind: ` + kind + `$`).MatchString(manifest) {
@@ -102,8 +196,22 @@ func TestKubernetesManifest(t *testing.T) {
 		t.Errorf("terminationGracePeriodSeconds %v <= preStop %v + shutdown_timeout %v: the kubelet would SIGKILL the drain",
 			grace, preStop, cfg.ShutdownTimeout)
 	}
-	if port := yamlInt(t, manifest, "containerPort"); port != listenerPort(t, cfg) {
-		t.Errorf("containerPort %d, but the config listens on %d", port, listenerPort(t, cfg))
+	for name, port := range map[string]int{"http": listenerPort(t, cfg, false), "https": listenerPort(t, cfg, true)} {
+		if !hasYAMLItem(manifest, name, map[string]string{"containerPort": strconv.Itoa(port)}) {
+			t.Errorf("no container port %s: %d, the config's listener", name, port)
+		}
+	}
+	if !hasYAMLItem(manifest, "https", map[string]string{"port": "443", "targetPort": "https"}) {
+		t.Errorf("the Service has no port 443 to the container's https port")
+	}
+	if !hasYAMLItem(manifest, "tls", map[string]string{"mountPath": tlsMount, "readOnly": "true"}) {
+		t.Errorf("no read-only volume mount tls at %s", tlsMount)
+	}
+	if !hasYAMLItem(manifest, "tls", map[string]string{"secret.secretName": "pingora-tls", "secret.defaultMode": "0400"}) {
+		t.Errorf("volume tls is not the Secret pingora-tls with defaultMode 0400 (the master, root, reads it; nobody else)")
+	}
+	if !strings.Contains(manifest, "kubectl create secret tls pingora-tls ") {
+		t.Errorf("%s does not say how to make the Secret pingora-tls (kubernetes.io/tls)", k8sYAML)
 	}
 	probe := regexp.MustCompile(`(?m)^\s*path:\s*(\S+)`).FindAllStringSubmatch(manifest, -1)
 	if len(probe) == 0 {
@@ -167,10 +275,24 @@ func nomadString(t *testing.T, body *hclsyntax.Body, name string) string {
 	return v.AsString()
 }
 
-// The Nomad job is valid HCL; its template, rendered as Nomad would (Go
-// text/template with env and nomadService), is a config that loads; SIGHUP
-// on a re-render, SIGTERM and a kill_timeout that outlasts the drain yet
-// stays under Nomad's default max_kill_timeout (30s).
+// nomadTemplates returns the task's template blocks by destination.
+func nomadTemplates(t *testing.T, task *hclsyntax.Body) map[string]*hclsyntax.Body {
+	t.Helper()
+	tmpls := map[string]*hclsyntax.Body{}
+	for _, b := range task.Blocks {
+		if b.Type == "template" {
+			tmpls[nomadString(t, b.Body, "destination")] = b.Body
+		}
+	}
+	return tmpls
+}
+
+// The Nomad job is valid HCL; its templates, rendered as Nomad would (Go
+// text/template with env, nomadService and nomadVar), are a config that
+// loads and the certificate and key it reads; every template change is a
+// reload (SIGHUP); the certificate and key are root's only (0600) in the
+// task's secrets directory; SIGTERM and a kill_timeout that outlasts the
+// drain yet stays under Nomad's default max_kill_timeout (30s).
 func TestNomadJob(t *testing.T) {
 	src := []byte(readFile(t, nomadJob))
 	file, diags := hclsyntax.ParseConfig(src, nomadJob, hcl.InitialPos)
@@ -180,35 +302,41 @@ func TestNomadJob(t *testing.T) {
 	job := nomadBlock(t, file.Body.(*hclsyntax.Body), "job")
 	group := nomadBlock(t, job, "group")
 	task := nomadBlock(t, group, "task")
-	tmpl := nomadBlock(t, task, "template")
+	tmpls := nomadTemplates(t, task)
 
 	if got := nomadString(t, task, "kill_signal"); got != "SIGTERM" {
 		t.Errorf("kill_signal = %q, want SIGTERM", got)
 	}
-	if got := nomadString(t, tmpl, "change_mode"); got != "signal" {
-		t.Errorf("template change_mode = %q, want signal", got)
-	}
-	if got := nomadString(t, tmpl, "change_signal"); got != "SIGHUP" {
-		t.Errorf("template change_signal = %q, want SIGHUP (reload)", got)
+	for dest, tmpl := range tmpls {
+		if got := nomadString(t, tmpl, "change_mode"); got != "signal" {
+			t.Errorf("template %s: change_mode = %q, want signal", dest, got)
+		}
+		if got := nomadString(t, tmpl, "change_signal"); got != "SIGHUP" {
+			t.Errorf("template %s: change_signal = %q, want SIGHUP (reload)", dest, got)
+		}
 	}
 	var args []string
 	for _, v := range nomadAttr(t, nomadBlock(t, task, "config"), "args").AsValueSlice() {
 		args = append(args, v.AsString())
 	}
-	dest := nomadString(t, tmpl, "destination")
-	if want := []string{"-c", "/" + dest}; strings.Join(args, " ") != strings.Join(want, " ") {
-		t.Errorf("args %q do not load the rendered template %q (want %q)", args, dest, want)
+	if len(args) != 2 || args[0] != "-c" || tmpls[strings.TrimPrefix(args[1], "/")] == nil {
+		t.Fatalf("args %q do not load a rendered template (%d templates)", args, len(tmpls))
 	}
+	confDest := strings.TrimPrefix(args[1], "/")
 
-	// Render the template as consul-template would, with two instances of
-	// the "app" service.
+	// Render the templates as consul-template would, with two instances of
+	// the "app" service and a certificate in the task's variable, into a
+	// task directory (the container sees local/ and secrets/ at the root).
 	type service struct {
 		Address string
 		Port    int
 	}
+	certDir := t.TempDir()
+	writeCert(t, filepath.Join(certDir, "crt"), filepath.Join(certDir, "key"), exampleNames...)
+	const taskVar = "nomad/jobs/pingora/proxy/pingora" // job, group, task: the task's own
 	funcs := template.FuncMap{
 		"env": func(name string) string {
-			return map[string]string{"NOMAD_PORT_http": "8080"}[name]
+			return map[string]string{"NOMAD_PORT_http": "8080", "NOMAD_PORT_https": "8443"}[name]
 		},
 		"nomadService": func(name string) []service {
 			if name != "app" {
@@ -216,26 +344,80 @@ func TestNomadJob(t *testing.T) {
 			}
 			return []service{{"10.0.0.1", 8080}, {"10.0.0.2", 8081}}
 		},
+		"nomadVar": func(path string) map[string]string {
+			if path != taskVar {
+				t.Errorf("template reads variable %q; the task may read %s without an ACL policy", path, taskVar)
+			}
+			return map[string]string{"cert": readFile(t, filepath.Join(certDir, "crt")), "key": readFile(t, filepath.Join(certDir, "key"))}
+		},
 	}
-	tp, err := template.New("pingora.hcl").Funcs(funcs).Parse(nomadString(t, tmpl, "data"))
-	if err != nil {
-		t.Fatalf("template data: %v", err)
+	taskDir := t.TempDir()
+	rendered := map[string]string{}
+	for dest, tmpl := range tmpls {
+		tp, err := template.New(dest).Funcs(funcs).Parse(nomadString(t, tmpl, "data"))
+		if err != nil {
+			t.Fatalf("template %s: %v", dest, err)
+		}
+		var out bytes.Buffer
+		if err := tp.Execute(&out, nil); err != nil {
+			t.Fatalf("render template %s: %v", dest, err)
+		}
+		text := out.String()
+		if dest == confDest {
+			text = strings.ReplaceAll(text, `"/secrets/`, `"`+taskDir+`/secrets/`)
+		}
+		rendered[dest] = text
+		path := filepath.Join(taskDir, dest)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	var rendered bytes.Buffer
-	if err := tp.Execute(&rendered, nil); err != nil {
-		t.Fatalf("render template: %v", err)
-	}
-	path := filepath.Join(t.TempDir(), "pingora.hcl")
-	if err := os.WriteFile(path, rendered.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := filepath.Join(taskDir, confDest)
 	checkConfig(t, path)
 	cfg := loadConfig(t, path)
 	if cfg.User != "pingora" {
 		t.Errorf("the Nomad job's workers run as %q, want pingora (the image's own user)", cfg.User)
 	}
 	if n := len(cfg.Upstreams[0].Servers); n != 2 {
-		t.Errorf("rendered upstream has %d servers, want the 2 service instances:\n%s", n, rendered.String())
+		t.Errorf("rendered upstream has %d servers, want the 2 service instances:\n%s", n, rendered[confDest])
+	}
+	listenerPort(t, cfg, false)
+	listenerPort(t, cfg, true)
+	for _, l := range cfg.Listeners {
+		if l.TLS == nil {
+			continue
+		}
+		for _, c := range l.TLS.Certificates {
+			for _, f := range []string{c.CertFile, c.KeyFile} {
+				dest, _ := filepath.Rel(taskDir, f)
+				tmpl := tmpls[dest]
+				switch {
+				case tmpl == nil:
+					t.Errorf("listener %q reads %s, which no template renders", l.Name, f)
+				case !strings.HasPrefix(dest, "secrets/"):
+					t.Errorf("template %s: not in secrets/, the task's private directory", dest)
+				case nomadString(t, tmpl, "perms") != "0600":
+					t.Errorf("template %s: perms %q, want \"0600\" (the master, root, reads it; nobody else)", dest, nomadString(t, tmpl, "perms"))
+				}
+			}
+		}
+	}
+	ports := nomadBlock(t, group, "network")
+	var portNames []string
+	for _, b := range ports.Blocks {
+		if b.Type == "port" {
+			portNames = append(portNames, b.Labels[0])
+		}
+	}
+	var mapped []string
+	for _, v := range nomadAttr(t, nomadBlock(t, task, "config"), "ports").AsValueSlice() {
+		mapped = append(mapped, v.AsString())
+	}
+	if !slices.Contains(portNames, "https") || !slices.Contains(mapped, "https") {
+		t.Errorf("port https: in the network block %v, mapped into the container %v; want both", portNames, mapped)
 	}
 
 	kill, err := time.ParseDuration(nomadString(t, task, "kill_timeout"))
@@ -302,8 +484,12 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("final stage %s %q, want %q", op, final[op], v)
 		}
 	}
-	cfg := loadConfig(t, k8sHCL)
-	if got, want := final["EXPOSE"], strconv.Itoa(listenerPort(t, cfg)); got != want {
+	checkConfig(t, dockerHCL)
+	cfg := loadConfig(t, dockerHCL)
+	if len(cfg.Listeners) != 1 || cfg.Listeners[0].TLS != nil {
+		t.Errorf("the image's config has %d listeners; want one, plain HTTP (the image has no certificate)", len(cfg.Listeners))
+	}
+	if got, want := final["EXPOSE"], strconv.Itoa(listenerPort(t, cfg, false)); got != want {
 		t.Errorf("EXPOSE %q, but the image's config listens on %s", got, want)
 	}
 
@@ -324,7 +510,7 @@ func TestDockerfile(t *testing.T) {
 		!strings.Contains(all, "/out/usr/local/sbin/pingora-master -check-wake-order") {
 		t.Errorf("a patched image build does not check the artifact's wake order")
 	}
-	for _, p := range []string{"./cmd/pingora-master", "deploy/kubernetes/pingora.hcl", "deploy/build/runtime-overlay.sh"} {
+	for _, p := range []string{"./cmd/pingora-master", "deploy/" + dockerHCL, "deploy/build/runtime-overlay.sh"} {
 		if !strings.Contains(all, p) {
 			t.Errorf("the Dockerfile no longer uses %s", p)
 		}

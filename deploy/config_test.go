@@ -5,17 +5,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pingora-go/pingora/config"
 )
 
-// The production example must load as shipped, and its env() default must
-// be what the comment says: workers from PINGORA_WORKERS, else 4.
+// The production example must load as shipped (with a certificate where
+// certbot puts it), and its env() default must be what the comment says:
+// workers from PINGORA_WORKERS, else 4.
 func TestProductionExampleLoads(t *testing.T) {
-	checkConfig(t, "pingora.hcl")
-	checkConfig(t, "pingora.hcl", "PINGORA_WORKERS=8")
+	conf := example(t)
+	checkConfig(t, conf)
+	checkConfig(t, conf, "PINGORA_WORKERS=8")
 
-	cfg := loadConfig(t, "pingora.hcl")
+	cfg := loadConfig(t, conf)
 	if cfg.Workers != 4 {
 		t.Errorf("workers without PINGORA_WORKERS = %d, want 4", cfg.Workers)
 	}
@@ -35,12 +40,42 @@ func TestProductionExampleLoads(t *testing.T) {
 	if !limited {
 		t.Error("no rate-limited route in the production example")
 	}
+	checkExampleTLS(t, cfg)
 	if len(cfg.Upstreams) < 2 {
 		t.Errorf("%d upstreams, want at least 2", len(cfg.Upstreams))
 	}
 	for _, u := range cfg.Upstreams {
-		if u.HealthCheck == nil {
+		// certbot's server listens only while it renews: a check would
+		// keep it marked down.
+		if u.HealthCheck == nil && u.Name != "acme" {
 			t.Errorf("upstream %q has no health_check", u.Name)
+		}
+	}
+}
+
+// checkExampleTLS: the example has an HTTPS listener on certbot's files,
+// offering h2, and every route to an application on the plain listener is
+// served on it too (but the ACME challenges, which come over plain HTTP).
+func checkExampleTLS(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	var https *config.Listener
+	for i, l := range cfg.Listeners {
+		if l.TLS != nil {
+			https = &cfg.Listeners[i]
+		}
+	}
+	if https == nil {
+		t.Fatal("no TLS listener in the production example")
+	}
+	if !https.HTTP2 || !slices.Contains(https.TLS.ALPN, config.ALPNHTTP2) {
+		t.Errorf("listener %q: http2 %v, ALPN %q; want h2 offered", https.Name, https.HTTP2, https.TLS.ALPN)
+	}
+	if https.TLS.MinVersion != "1.2" || !https.TLS.SessionTickets {
+		t.Errorf("listener %q: min_version %q, session tickets %v; the comments say 1.2 and on", https.Name, https.TLS.MinVersion, https.TLS.SessionTickets)
+	}
+	for _, r := range cfg.Routes {
+		if slices.Contains(r.Listeners, "public") && r.Upstream != "" && r.Upstream != "acme" && !slices.Contains(r.Listeners, https.Name) {
+			t.Errorf("route %q serves the plain listener but not %q", r.Name, https.Name)
 		}
 	}
 }

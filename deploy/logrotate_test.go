@@ -29,7 +29,7 @@ func TestLogrotateConfigParses(t *testing.T) {
 // master (no copytruncate, which loses lines), and only when it runs.
 func TestLogrotateMatchesConfig(t *testing.T) {
 	src := readFile(t, logrotateFile)
-	cfg := loadConfig(t, "pingora.hcl")
+	cfg := loadConfig(t, example(t))
 
 	if regexp.MustCompile(`(?m)^\s*copytruncate\b`).MatchString(src) {
 		t.Error("copytruncate: lines written between the copy and the truncation are lost; use -s reopen")

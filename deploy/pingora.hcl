@@ -98,20 +98,45 @@ listener "public" {
   # reuseport           = true
 }
 
-# HTTPS: uncomment with your certificate (certbot's files; its deploy hook
-# runs `pingora-master -s reload`, which picks up the renewed ones). The
-# master reads them as root; workers never open them. Behind a TCP load
-# balancer that speaks the PROXY protocol, add proxy_protocol = true and
-# trusted_proxies = ["10.0.0.0/8"] so that clients' own addresses are used.
-# listener "https" {
-#   address = "0.0.0.0:443"
-#   tls {
-#     certificate {
-#       cert_file = "/etc/letsencrypt/live/example.com/fullchain.pem"
-#       key_file  = "/etc/letsencrypt/live/example.com/privkey.pem"
-#     }
-#   }
-# }
+# HTTPS, with certbot's files for example.com (README.md, "certbot / ACME":
+# deploy/certbot/pingora-reload, its deploy hook, reloads after a renewal).
+listener "https" {
+  address = "0.0.0.0:443"
+  # Same limits as "public": the routes below serve both.
+  client_header_timeout = "15s"
+  client_body_timeout   = "30s"
+  send_timeout          = "30s"
+  keepalive_timeout     = "75s"
+  max_body_size         = "10m"
+  defer_accept          = true
+  # HTTP/2 is offered by ALPN (h2 first, then http/1.1) with http2 = true,
+  # the default; one connection carries up to this many requests at once.
+  max_concurrent_streams = 128
+  tls {
+    certificate {
+      # Read by the master (root) at start and on every reload, never by
+      # the workers: the key can stay root's only (certbot's mode 0600).
+      # A reload after a renewal serves the new certificate to new
+      # connections; one that cannot be read or does not match its key is
+      # refused, and the old one keeps serving.
+      cert_file = "/etc/letsencrypt/live/example.com/fullchain.pem"
+      key_file  = "/etc/letsencrypt/live/example.com/privkey.pem"
+    }
+    # More certificate blocks serve other names, picked by SNI (the first is
+    # the default).
+
+    # TLS 1.2 and 1.3; "1.3" drops old clients.
+    min_version = "1.2" # the default
+    # Resumption by session tickets, under keys the master makes and rotates
+    # hourly for every worker: a client resumes on any worker, and after a
+    # reload.
+    session_tickets = true # the default
+  }
+  # Behind a TCP load balancer that speaks the PROXY protocol, add
+  # proxy_protocol = true and trusted_proxies = ["10.0.0.0/8"] so that
+  # clients' own addresses are used. Behind one that ends TLS and speaks
+  # cleartext HTTP/2 to its backends, add h2c = true to a plain listener.
+}
 
 # A second listener for load balancer health checks; bind it to the internal
 # interface's address (e.g. "10.0.0.5:8081") to keep it off the internet.
@@ -165,6 +190,19 @@ upstream "assets" {
   }
 }
 
+# certbot's own HTTP server (--standalone), for its http-01 challenges, which
+# arrive on port 80: pingora-master holds the port and route "acme" passes
+# them to certbot here, where its renewals listen once their settings have
+# http01_port = 8402 and http01_address = 127.0.0.1 (README.md, "certbot /
+# ACME"). No health check: certbot listens only while it runs; and a lone
+# server is never taken out by passive marking, so the refused connections
+# in between do not keep the next challenge from it.
+upstream "acme" {
+  server "127.0.0.1:8402" {}
+  connect_timeout = "1s"
+  retries         = 0
+}
+
 # --- Routes ------------------------------------------------------------------
 # A request goes to the route of its listener with the matching host (exact,
 # or "*.suffix") and the longest matching path_prefix; nothing matches: 404.
@@ -180,16 +218,27 @@ route "health" {
   }
 }
 
+# Let's Encrypt's http-01 challenges, to certbot. A host's own routes are
+# tried first: this one answers the hosts none of whose routes matches the
+# path (here example.com and www.example.com, the certificate's names; a
+# challenge for api.example.com would go to its "/" route).
+route "acme" {
+  listeners   = ["public"]
+  path_prefix = "/.well-known/acme-challenge/"
+  upstream    = "acme"
+}
+
 # The public API, rate limited per client address (429 with Retry-After).
 # Limits are per worker process: with N workers a client gets up to N times
 # the rate.
 route "api" {
-  listeners   = ["public"]
+  listeners   = ["public", "https"]
   host        = "api.example.com"
   path_prefix = "/"
   upstream    = "app"
 
-  request_headers        = { "X-Forwarded-Port" = "80" }
+  # X-Forwarded-For and X-Forwarded-Proto (http or https) are set by the
+  # proxy itself.
   remove_request_headers = ["X-Internal-Debug"]
   response_headers = {
     "Strict-Transport-Security" = "max-age=31536000"
@@ -207,7 +256,7 @@ route "api" {
 
 # Uploads may be larger than the listener's 10m.
 route "api-upload" {
-  listeners     = ["public"]
+  listeners     = ["public", "https"]
   host          = "api.example.com"
   path_prefix   = "/v1/upload/"
   upstream      = "app"
@@ -215,7 +264,7 @@ route "api-upload" {
 }
 
 route "assets" {
-  listeners        = ["public"]
+  listeners        = ["public", "https"]
   host             = "*.example.com"
   path_prefix      = "/static/"
   upstream         = "assets"
@@ -224,14 +273,14 @@ route "assets" {
 
 # The web site: every other host and path.
 route "www" {
-  listeners        = ["public"]
+  listeners        = ["public", "https"]
   upstream         = "app"
   response_headers = { "X-Served-By" = "pingora-master" }
 }
 
 # Retired host: a permanent redirect, answered without any upstream.
 route "old-site" {
-  listeners        = ["public"]
+  listeners        = ["public", "https"]
   host             = "old.example.com"
   response_headers = { "Location" = "https://www.example.com/" }
   respond {

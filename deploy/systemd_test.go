@@ -109,7 +109,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 // listener by address), and the master, not systemd, accepts.
 func TestSystemdSocketMatchesConfig(t *testing.T) {
 	u := parseUnit(t, readFile(t, socketFile))
-	cfg := loadConfig(t, "pingora.hcl")
+	cfg := loadConfig(t, example(t))
 	addrs := map[string]bool{}
 	for _, l := range cfg.Listeners {
 		addrs[l.Address] = true
@@ -143,7 +143,7 @@ func TestSystemdSocketMatchesConfig(t *testing.T) {
 // master writes inside a writable path despite ProtectSystem=strict.
 func TestSystemdUnitMatchesConfig(t *testing.T) {
 	u := parseUnit(t, readFile(t, unitFile))
-	cfg := loadConfig(t, "pingora.hcl")
+	cfg := loadConfig(t, example(t))
 	svc := "Service"
 
 	want := map[string]string{
@@ -200,7 +200,7 @@ func TestSystemdUnitMatchesConfig(t *testing.T) {
 // as, with no login shell: run for real against an empty root.
 func TestSysusersCreatesWorkerUser(t *testing.T) {
 	sysusers := lookTool(t, "systemd-sysusers", "systemd")
-	cfg := loadConfig(t, "pingora.hcl")
+	cfg := loadConfig(t, example(t))
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
@@ -241,7 +241,7 @@ func TestSysusersCreatesWorkerUser(t *testing.T) {
 // into, root-owned: run for real against an empty root.
 func TestTmpfilesCreatesDirectories(t *testing.T) {
 	tmpfiles := lookTool(t, "systemd-tmpfiles", "systemd")
-	cfg := loadConfig(t, "pingora.hcl")
+	cfg := loadConfig(t, example(t))
 	root := t.TempDir()
 	cmd := exec.Command(tmpfiles, "--create", "--root="+root, "-")
 	cmd.Stdin = strings.NewReader(readFile(t, "systemd/pingora.tmpfiles"))

@@ -1,6 +1,5 @@
-# pingora-master in a container (the Docker image's default config and the
-# Kubernetes ConfigMap in pingora.yaml, which must hold this text exactly:
-# deploy/deploy_test.go checks it).
+# pingora-master on Kubernetes: the ConfigMap in pingora.yaml, which must
+# hold this text exactly (deploy/cluster_test.go checks it).
 #
 # Logs go to stderr and the access log to stdout, where the platform
 # collects them. The master runs as root inside the container and starts its
@@ -27,6 +26,21 @@ access_log {
 
 listener "http" {
   address = "0.0.0.0:8080"
+}
+
+# HTTPS, HTTP/2 by ALPN. The certificate and key are the Secret pingora-tls
+# (type kubernetes.io/tls), mounted read-only with mode 0400: the master
+# reads them as root at start and on every reload; workers never open them.
+# An updated Secret is served once the pod reloads (`-s reload`) or is
+# replaced (pingora.yaml shows both).
+listener "https" {
+  address = "0.0.0.0:8443"
+  tls {
+    certificate {
+      cert_file = "/etc/pingora/tls/tls.crt"
+      key_file  = "/etc/pingora/tls/tls.key"
+    }
+  }
 }
 
 # The application behind this proxy, by its Service name: kube-proxy spreads

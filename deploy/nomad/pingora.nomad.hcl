@@ -1,6 +1,6 @@
 # pingora-master as a Nomad service job (docker driver). Not run by the
-# tests; deploy/deploy_test.go parses it and loads the rendered config with
-# pingora-master -t.
+# tests; deploy/cluster_test.go parses it and loads the rendered config (and
+# certificate) with pingora-master -t.
 #
 #   nomad job run deploy/nomad/pingora.nomad.hcl
 #
@@ -10,6 +10,15 @@
 # service discovery: when the "app" service changes, the template re-renders
 # and the task gets SIGHUP, a reload with no dropped request (a bad render is
 # refused and changes nothing).
+#
+# HTTPS: the certificate and key are the items cert and key of the Nomad
+# variable nomad/jobs/pingora/proxy/pingora (the task's own path, which it
+# may read without an ACL policy), put there by whatever renews them:
+#   nomad var put nomad/jobs/pingora/proxy/pingora cert=@fullchain.pem key=@privkey.pem
+# Nomad renders them into secrets/ and sends SIGHUP: the reload serves the
+# new certificate to new connections (one that does not match its key is
+# refused, and the old one keeps serving). With Vault, the same templates
+# can read a PKI role instead ({{ with secret "pki/issue/pingora" ... }}).
 
 job "pingora" {
   type = "service"
@@ -27,6 +36,9 @@ job "pingora" {
     network {
       port "http" {
         static = 8080
+      }
+      port "https" {
+        static = 8443
       }
     }
 
@@ -49,7 +61,7 @@ job "pingora" {
 
       config {
         image = "registry.example.com/pingora-master:1.0.0" # from deploy/docker/Dockerfile
-        ports = ["http"]
+        ports = ["http", "https"]
         # The template below is rendered into the task's local/ directory,
         # mounted at /local in the container.
         args = ["-c", "/local/pingora.hcl"]
@@ -87,6 +99,18 @@ job "pingora" {
             address = "0.0.0.0:{{ env "NOMAD_PORT_http" }}"
           }
 
+          # HTTP/2 by ALPN. The master reads the files (root) at start and
+          # on every reload; workers never open them.
+          listener "https" {
+            address = "0.0.0.0:{{ env "NOMAD_PORT_https" }}"
+            tls {
+              certificate {
+                cert_file = "/secrets/tls.crt"
+                key_file  = "/secrets/tls.key"
+              }
+            }
+          }
+
           # Every instance of the "app" service. With none, the upstream has
           # no server and the config is refused (a reload keeps the old one).
           upstream "app" {
@@ -108,6 +132,31 @@ job "pingora" {
             upstream         = "app"
             response_headers = { "X-Served-By" = "pingora-master" }
           }
+        EOF
+      }
+
+      # The certificate and key, in the task's secrets/ directory (mounted at
+      # /secrets, private to the task), readable by root only. A change is a
+      # reload, as for the config. Nomad renders every template before it
+      # starts the task, so the master starts with them. Were a reload ever
+      # to see the new certificate beside the old key, it would be refused
+      # (the old pair keeps serving) and the other file's SIGHUP applies both.
+      template {
+        destination   = "secrets/tls.crt"
+        perms         = "0600"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+        data          = <<-EOF
+          {{- with nomadVar "nomad/jobs/pingora/proxy/pingora" }}{{ .cert }}{{ end }}
+        EOF
+      }
+      template {
+        destination   = "secrets/tls.key"
+        perms         = "0600"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+        data          = <<-EOF
+          {{- with nomadVar "nomad/jobs/pingora/proxy/pingora" }}{{ .key }}{{ end }}
         EOF
       }
 
