@@ -55,6 +55,14 @@ func startMaster(t *testing.T, conf, probeURL string) *runningMaster {
 		status, _, _, err := get(probeURL, "")
 		return err == nil && status == http.StatusOK
 	})
+	// Workers serve before the master binds its control socket and writes
+	// its PID file (its own readiness): wait for `-s status` to answer too,
+	// so a test's first `-s` finds it.
+	waitFor(t, 10*time.Second, "the master to answer -s status", func() bool {
+		cmd := exec.Command(binary(t), "-s", "status", "-c", conf)
+		cmd.Env = testEnv()
+		return cmd.Run() == nil
+	})
 	return m
 }
 
