@@ -284,6 +284,12 @@ func (st *h2Stream) writeHead(head []byte) error {
 	if resp.contentLength >= 0 {
 		st.length = resp.contentLength
 	}
+	if st.parent.p.draining.Load() {
+		// x/net's cue for a graceful GOAWAY: a connection that became
+		// HTTP/2 after the drain's GOAWAY went to the others gets its
+		// own with this response, as HTTP/1.1 gets Connection: close.
+		h.Set("Connection", "close")
+	}
 	st.final = true
 	st.w.WriteHeader(resp.status)
 	return nil
