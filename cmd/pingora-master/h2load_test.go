@@ -16,13 +16,15 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// HTTP/2 load clients. Unlike the HTTP/1 clients (client.go), these use a
-// real HTTP/2 client, x/net's Transport, because what an h2 client does at
-// a drain is part of the protocol: a GOAWAY names the last stream the server
-// took, and the Transport replays the requests above it on a new
-// connection. That is the only retry it makes: a stream the server accepted
-// and then lost (reset, or cut with its connection) is an error here, and
-// counted as a failure.
+// HTTP/2 load clients. Unlike the HTTP/1 clients (client_test.go), these
+// use a real HTTP/2 client, x/net's Transport, because what an h2 client
+// does at a drain is part of the protocol: a GOAWAY names the last stream
+// the server took, and the Transport replays the requests above it on a
+// new connection. It replays nothing else the server may have seen (only
+// REFUSED_STREAM, and requests for a connection already unusable before
+// they went out): a stream the server took and then lost, reset or cut
+// with its connection, is an error here, counted as a failure (see
+// TestLoadClientCountsLostH2Streams).
 
 // h2Counts is what the HTTP/2 clients saw of their connections.
 type h2Counts struct {
