@@ -106,6 +106,12 @@ func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	complete := st.final && !sc.cutShort && !sc.cutDown.Load() && (st.length < 0 || st.written == st.length || st.isHead)
 	st.closed.Store(true)
+	if sc.small != nil {
+		// A buffered body moved the stream onto a body buffer: each
+		// buffer goes back to its own pool, and the pooled clientConn
+		// must not keep small for the next connection it serves.
+		sc.shrinkReader()
+	}
 	sc.releaseBuffers()
 	sc.stream = nil
 	sc.c = nil
@@ -277,6 +283,12 @@ func (st *h2Stream) writeHead(head []byte) error {
 	}
 	if resp.contentLength >= 0 {
 		st.length = resp.contentLength
+	}
+	if st.parent.p.draining.Load() {
+		// x/net's cue for a graceful GOAWAY: a connection that became
+		// HTTP/2 after the drain's GOAWAY went to the others gets its
+		// own with this response, as HTTP/1.1 gets Connection: close.
+		h.Set("Connection", "close")
 	}
 	st.final = true
 	st.w.WriteHeader(resp.status)

@@ -26,6 +26,13 @@ type loadSpec struct {
 	TLSAddr      string
 	TLSKeepAlive int
 	TLSFresh     int
+	// H2Addr (a TLS listener, h2 by ALPN) and H2CAddr (a listener with
+	// h2c) get H2Conns HTTP/2 clients each, every one a Transport
+	// carrying H2Streams concurrent request loops (h2load_test.go).
+	H2Addr    string
+	H2CAddr   string
+	H2Conns   int
+	H2Streams int
 	// Pause between two requests of one client: the load is paced so that
 	// the two cores are shared with the master, its workers and the backend.
 	Pause time.Duration
@@ -45,6 +52,7 @@ type load struct {
 	samples []string       // the first failures in full
 	reconn  int            // keep-alive connections the server closed with Connection: close
 	total   int
+	h2      h2Counts
 }
 
 // loadReport is what a stopped load measured.
@@ -55,6 +63,7 @@ type loadReport struct {
 	Reconn   int
 	Total    int
 	Duration time.Duration
+	H2       h2Counts
 }
 
 // FailedTotal is the number of failed requests, all kinds.
@@ -79,6 +88,10 @@ func (r loadReport) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d requests in %v (%.0f/s), %d ok, %d failed, %d keep-alive connections closed by the server with Connection: close\n",
 		r.Total, r.Duration.Round(time.Millisecond), float64(r.Total)/r.Duration.Seconds(), r.OKTotal(), r.FailedTotal(), r.Reconn)
+	if r.H2.DialsTLS+r.H2.DialsH2C > 0 {
+		fmt.Fprintf(&b, "  HTTP/2 connections opened: %d over TLS, %d h2c; %d requests refused by a GOAWAY and retried by the Transport\n",
+			r.H2.DialsTLS, r.H2.DialsH2C, r.H2.Retried)
+	}
 	for _, k := range sortedKeys(r.OK) {
 		fmt.Fprintf(&b, "  ok     %-22s %d\n", k, r.OK[k])
 	}
@@ -128,6 +141,7 @@ func startLoad(spec loadSpec) *load {
 			go l.client(ctx, tlsSpec, first+i, i < spec.TLSKeepAlive)
 		}
 	}
+	l.startH2(ctx, spec)
 	return l
 }
 
@@ -145,7 +159,7 @@ func (l *load) stop(started time.Time) loadReport {
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return loadReport{OK: l.ok, Failed: l.failed, Samples: l.samples, Reconn: l.reconn, Total: l.total, Duration: time.Since(started)}
+	return loadReport{OK: l.ok, Failed: l.failed, Samples: l.samples, Reconn: l.reconn, Total: l.total, Duration: time.Since(started), H2: l.h2}
 }
 
 func (l *load) record(kind string, err error) {

@@ -21,10 +21,14 @@ import (
 // in issue 3's measurement of nginx and HAProxy (40 connections, 10
 // reloads), with opGap requests between two operations; and 12 more over
 // TLS (8 keep-alive, 4 with a handshake per request) on a TLS listener of
-// the same config.
+// the same config. HTTP/2 clients load the TLS listener (h2 by ALPN) and an
+// h2c listener, h2Conns of each with h2Streams concurrent streams: at each
+// drain the old workers send them GOAWAY, and a request the server took
+// must complete while those it refused go again on a new connection.
 func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 	in := newInstance(t, 2)
 	tlsAddr := in.addTLSListener()
+	h2cAddr := in.addH2CListener()
 	in.Start()
 	master := in.MustMasterPID()
 	workers := in.WaitWorkers(master, 2, nil, 5*time.Second)
@@ -38,6 +42,10 @@ func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 		TLSAddr:      tlsAddr,
 		TLSKeepAlive: 8,
 		TLSFresh:     4,
+		H2Addr:       tlsAddr,
+		H2CAddr:      h2cAddr,
+		H2Conns:      h2Conns,
+		H2Streams:    h2Streams,
 		Pause:        10 * time.Millisecond,
 		MaxPerClient: 20000,
 		MaxDuration:  80 * time.Second,
@@ -119,7 +127,8 @@ func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 		t.Errorf("%d of %d requests failed through 10 reloads and 3 upgrades; want 0", n, rep.Total)
 	}
 	for _, kind := range []string{"GET keep-alive", "POST keep-alive", "GET new-conn", "POST new-conn",
-		"GET keep-alive tls", "POST keep-alive tls", "GET new-conn tls", "POST new-conn tls"} {
+		"GET keep-alive tls", "POST keep-alive tls", "GET new-conn tls", "POST new-conn tls",
+		"GET h2 tls", "POST h2 tls", "GET h2c", "POST h2c"} {
 		if rep.OK[kind+" reused conn"]+rep.OK[kind+" new conn"] == 0 {
 			t.Errorf("no successful %s request: the load did not exercise it", kind)
 		}
@@ -127,7 +136,22 @@ func TestZeroLossReloadsAndUpgrades(t *testing.T) {
 	if rep.OK["POST keep-alive reused conn"] < 100 {
 		t.Errorf("only %d POSTs on reused keep-alive connections: too few to show the drain race is handled", rep.OK["POST keep-alive reused conn"])
 	}
+	// Each HTTP/2 client has a connection open at every operation, and the
+	// drain's GOAWAY ends it: one connection for the start and one after
+	// each of the 13 at least. Fewer, and the clients never moved on.
+	for proto, n := range map[string]int{"TLS": rep.H2.DialsTLS, "h2c": rep.H2.DialsH2C} {
+		if want := h2Conns * 14; n < want {
+			t.Errorf("HTTP/2 clients opened %d connections over %s, want at least %d (%d clients, 13 drains)", n, proto, want, h2Conns)
+		}
+	}
 }
+
+// The HTTP/2 clients of the zero-loss test, per listener: Transports, and
+// concurrent request loops on each.
+const (
+	h2Conns   = 2
+	h2Streams = 4
+)
 
 // opGap is how many requests complete between two reloads or upgrades.
 const opGap = 3000

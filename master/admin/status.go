@@ -119,7 +119,7 @@ type Totals struct {
 // many keys it had to forget to make room (a growing count says the zone
 // is too small for the keys it sees).
 type ZoneStatus struct {
-	Bytes       int64   `json:"bytes"`
+	Bytes       uint64  `json:"bytes"` // uint64: the page formats it with bytes, as the traffic totals
 	Slots       int64   `json:"slots"`
 	Used        int64   `json:"used"` // slots holding a bucket that is not full
 	UsedPercent float64 `json:"used_percent"`
@@ -173,7 +173,7 @@ func (s *snapshot) status(now time.Time) *Status {
 		st.Totals.RequestsPerSecond += rate
 	}
 	if z := s.zone; z != nil && z.Slots > 0 {
-		st.RateLimitZone = &ZoneStatus{Bytes: z.Bytes, Slots: z.Slots, Used: z.Used,
+		st.RateLimitZone = &ZoneStatus{Bytes: uint64(z.Bytes), Slots: z.Slots, Used: z.Used,
 			UsedPercent: 100 * float64(z.Used) / float64(z.Slots), Evictions: z.Evictions}
 	}
 	st.Generations = generations(st.Workers, m.Generation)

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -39,5 +40,11 @@ func TestZoneIsMachineWide(t *testing.T) {
 	z := st.RateLimitZone
 	if z == nil || z.Slots != 65280 || z.Used != 120 || z.Evictions != 5 || z.Bytes != 1<<20 {
 		t.Fatalf("status rate_limit_zone = %+v", z)
+	}
+	// The page shows the zone too (it failed to render whenever there was
+	// one: a master always has one).
+	resp, page := get(t, base+"/")
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `1.0 MiB / 65280`) || !strings.Contains(string(page), `id="zone-used">120 (`) {
+		t.Fatalf("status page with a zone: %s\n%s", resp.Status, page)
 	}
 }
