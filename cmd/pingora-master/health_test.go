@@ -1,0 +1,249 @@
+// Upstream health shared by the workers of a master: active checks made
+// once per interval for the whole machine, one verdict every worker
+// follows (through a reload too), passive failures counted together.
+
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hcBackend is an upstream server that counts what it gets: health checks
+// (GET /healthz, answered with a status the test sets) and requests
+// (anything else, answered 200 with the backend's name, or, when broken,
+// by closing the connection without an answer: a passive failure).
+type hcBackend struct {
+	name     string
+	addr     string
+	status   atomic.Int32
+	broken   atomic.Bool
+	checks   atomic.Int64
+	requests atomic.Int64
+}
+
+func startHCBackend(t *testing.T, name string) *hcBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &hcBackend{name: name, addr: ln.Addr().String()}
+	b.status.Store(200)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			b.checks.Add(1)
+			w.WriteHeader(int(b.status.Load()))
+			return
+		}
+		b.requests.Add(1)
+		if b.broken.Load() {
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		}
+		fmt.Fprintf(w, "backend %s", b.name)
+	})}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("backend %s: %v", name, err)
+		}
+	}()
+	t.Cleanup(func() { srv.Close() })
+	return b
+}
+
+// serverStatus is the part of the admin /status this test reads.
+type serverStatus struct {
+	Address        string `json:"address"`
+	State          string `json:"state"`
+	HealthyWorkers int    `json:"healthy_workers"`
+	Workers        int    `json:"workers"`
+}
+
+func upstreamServer(t *testing.T, admin, upstream, addr string) serverStatus {
+	t.Helper()
+	body, err := adminGet(admin, "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Upstreams []struct {
+			Name    string         `json:"name"`
+			Servers []serverStatus `json:"servers"`
+		} `json:"upstreams"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("/status: %v", err)
+	}
+	for _, u := range st.Upstreams {
+		for _, s := range u.Servers {
+			if u.Name == upstream && s.Address == addr {
+				return s
+			}
+		}
+	}
+	t.Fatalf("/status has no server %s in upstream %s:\n%s", addr, upstream, body)
+	return serverStatus{}
+}
+
+// waitState waits until every one of the 4 workers reports the server in
+// the state ("up" or "down").
+func waitState(t *testing.T, admin, upstream, addr, state string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("%s in %s %s in all 4 workers", addr, upstream, state), func() (bool, string) {
+		s := upstreamServer(t, admin, upstream, addr)
+		want := 4
+		if state == "down" {
+			want = 0
+		}
+		return s.State == state && s.Workers == 4 && s.HealthyWorkers == want, fmt.Sprintf("%+v", s)
+	})
+}
+
+// spread sends n requests to path, each on a new connection (the
+// reuseport listener spreads them over the workers), and counts the
+// answers by backend. Any answer but 200 fails the test.
+func spread(t *testing.T, addr, path string, n int) map[string]int {
+	t.Helper()
+	by := map[string]int{}
+	for i := range n {
+		status, body, err := get(addr, path+strconv.Itoa(i))
+		if err != nil || status != 200 {
+			t.Fatalf("request %d: %d %q %v", i, status, body, err)
+		}
+		by[body]++
+	}
+	return by
+}
+
+const hcInterval = 100 * time.Millisecond
+
+func healthInstance(t *testing.T, extra string) (*instance, string) {
+	in := newInstance(t, 4)
+	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	p := in.Params
+	p.ReusePort = true
+	p.Extra = fmt.Sprintf("admin {\n  address = %q\n}\n%s", admin, extra)
+	in.WriteConfig(p)
+	in.Start()
+	return in, admin
+}
+
+// TestHealthChecksSharedByWorkers: four workers, a check every 100ms: the
+// backend gets one check per interval, not four; a failing server is
+// avoided by every worker once the checks fail `unhealthy` times, stays
+// avoided through a reload (the new generation keeps the verdict), and
+// is used by every worker again once it passes.
+func TestHealthChecksSharedByWorkers(t *testing.T) {
+	a := startHCBackend(t, "a")
+	b := startHCBackend(t, "b")
+	in, admin := healthInstance(t, fmt.Sprintf(`
+upstream "hc" {
+  server %q {
+    max_fails = 0
+  }
+  server %q {
+    max_fails = 0
+  }
+  health_check {
+    path      = "/healthz"
+    interval  = "%s"
+    timeout   = "1s"
+    healthy   = 2
+    unhealthy = 2
+  }
+}
+
+route "hc" {
+  path_prefix = "/hc/"
+  upstream    = "hc"
+}
+`, a.addr, b.addr, hcInterval))
+
+	// Counted from the moment every worker serves (each has its checkers
+	// running): however slow the machine, shared checks cannot exceed one
+	// per interval, and four workers checking on their own would make four.
+	start, before := time.Now(), a.checks.Load()
+	waitFor(t, 20*time.Second, "20 checks", func() (bool, string) {
+		n := a.checks.Load() - before
+		return n >= 20, fmt.Sprintf("%d checks", n)
+	})
+	elapsed, n := time.Since(start), a.checks.Load()-before
+	if limit := int64(elapsed/hcInterval) + 2; n > limit {
+		t.Fatalf("%d checks of one server in %v with 4 workers and a %v interval: want at most %d (one per interval)", n, elapsed, hcInterval, limit)
+	}
+	t.Logf("%d checks of one server in %v (interval %v, 4 workers)", n, elapsed, hcInterval)
+	if by := spread(t, in.Addr, "/hc/x", 40); by["backend a"] == 0 || by["backend b"] == 0 {
+		t.Fatalf("both servers up, answers %v", by)
+	}
+
+	a.status.Store(503)
+	waitState(t, admin, "hc", a.addr, "down")
+	reqs := a.requests.Load()
+	if by := spread(t, in.Addr, "/hc/down", 100); by["backend b"] != 100 || a.requests.Load() != reqs {
+		t.Fatalf("server a down: answers %v, a got %d requests; want all 100 from b", by, a.requests.Load()-reqs)
+	}
+
+	// A reload keeps the verdict: the new workers avoid a from their first
+	// request, without a check of their own first.
+	p := in.Params
+	p.Gen++
+	in.WriteConfig(p)
+	in.Signal(syscall.SIGHUP)
+	in.WaitServing(nil, p.Gen)
+	if by := spread(t, in.Addr, "/hc/reloaded", 100); by["backend b"] != 100 || a.requests.Load() != reqs {
+		t.Fatalf("after the reload: answers %v, a got %d requests; want all 100 from b", by, a.requests.Load()-reqs)
+	}
+	waitState(t, admin, "hc", a.addr, "down")
+
+	a.status.Store(200)
+	waitState(t, admin, "hc", a.addr, "up")
+	if by := spread(t, in.Addr, "/hc/up", 40); by["backend a"] == 0 {
+		t.Fatalf("server a back up, answers %v", by)
+	}
+}
+
+// TestPassiveFailuresCountedAcrossWorkers: a server that fails every
+// request (connection closed unanswered; the request is retried on the
+// other server) is taken out after max_fails failures in all: requests on
+// new connections land on all four workers, and a worker counting alone
+// would try it max_fails times itself.
+func TestPassiveFailuresCountedAcrossWorkers(t *testing.T) {
+	bad := startHCBackend(t, "bad")
+	good := startHCBackend(t, "good")
+	bad.broken.Store(true)
+	const maxFails = 3
+	in, admin := healthInstance(t, fmt.Sprintf(`
+upstream "pv" {
+  server %q {
+    max_fails    = %d
+    fail_timeout = "1m"
+  }
+  server %q {}
+}
+
+route "pv" {
+  path_prefix = "/pv/"
+  upstream    = "pv"
+}
+`, bad.addr, maxFails, good.addr))
+
+	by := spread(t, in.Addr, "/pv/x", 100)
+	if by["backend good"] != 100 {
+		t.Fatalf("answers %v, want all 100 from the good server", by)
+	}
+	if n := bad.requests.Load(); n != maxFails {
+		t.Fatalf("the failing server got %d requests from 4 workers, want max_fails = %d in all", n, maxFails)
+	}
+	waitState(t, admin, "pv", bad.addr, "down")
+}
