@@ -78,11 +78,16 @@ func upstreamSamples(pools []upstream.PoolStats) []wire.UpstreamSample {
 		us := wire.UpstreamSample{Name: p.Name, Servers: make([]wire.ServerSample, len(p.Servers))}
 		for j, sv := range p.Servers {
 			us.Servers[j] = wire.ServerSample{
-				Addr:     sv.Addr,
-				Healthy:  sv.Healthy,
-				InFlight: sv.InFlight,
-				Picks:    sv.Picks,
-				Failures: sv.Failures,
+				Addr:      sv.Addr,
+				Healthy:   sv.Healthy,
+				InFlight:  sv.InFlight,
+				Picks:     sv.Picks,
+				Failures:  sv.Failures,
+				Shared:    sv.Shared,
+				ActiveUp:  sv.ActiveUp,
+				DownUntil: sv.DownUntil,
+				Checks:    sv.Checks,
+				Disabled:  sv.Disabled,
 			}
 		}
 		out[i] = us

@@ -198,6 +198,12 @@ type serverGauges struct {
 	workers  int // live workers that have the server
 	healthy  int // of those, how many see it healthy
 	inFlight int64
+	// shared is the machine's health of the server (the shared zone) as
+	// the newest generation's latest sample read it; nil when no live
+	// worker reads a shared zone for it.
+	shared    *ServerSample
+	sharedGen int
+	sharedAt  time.Time
 }
 
 // connGauges are the live workers' connection and request gauges, summed.
@@ -236,7 +242,8 @@ func (s *snapshot) gauges() (conns connGauges, servers map[serverKey]serverGauge
 		conns.parked += w.ParkedConns
 		conns.inFlight += w.InFlight
 		for _, u := range w.Upstreams {
-			for _, sv := range u.Servers {
+			for j := range u.Servers {
+				sv := &u.Servers[j]
 				k := serverKey{u.Name, sv.Addr}
 				g := servers[k]
 				g.workers++
@@ -244,6 +251,14 @@ func (s *snapshot) gauges() (conns connGauges, servers map[serverKey]serverGauge
 					g.healthy++
 				}
 				g.inFlight += sv.InFlight
+				// Every worker reads the same shared health; samples
+				// differ only by when they were taken (and by the
+				// config's checks, for a generation being replaced).
+				at := s.sampled[w.PID]
+				if sv.Shared && (g.shared == nil || w.Generation > g.sharedGen ||
+					(w.Generation == g.sharedGen && at.After(g.sharedAt))) {
+					g.shared, g.sharedGen, g.sharedAt = sv, w.Generation, at
+				}
 				servers[k] = g
 			}
 		}

@@ -24,6 +24,7 @@ type descs struct {
 	parkedConns                                            *prometheus.Desc
 	serverHealthy, serverInFlight, serverRequests          *prometheus.Desc
 	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
+	serverChecks, serverDisabled                           *prometheus.Desc
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
 	workersReporting, certExpiry                           *prometheus.Desc
 	tlsHandshakes, tlsVersions, tlsALPN                    *prometheus.Desc
@@ -44,7 +45,9 @@ func newDescs() *descs {
 		activeConns:      d("active_connections", "Open client connections in live workers."),
 		inFlight:         d("in_flight_requests", "Requests being served by live workers."),
 		parkedConns:      d("parked_connections", "Idle client connections in live workers parked without a goroutine or buffers (counted in active_connections too)."),
-		serverHealthy:    d("upstream_server_healthy", "Fraction of live workers whose balancer sees the server healthy (1: all, 0: none).", "upstream", "server"),
+		serverHealthy:    d("upstream_server_healthy", "Whether the server takes requests, as the workers' shared health says (1: up, 0: down); for workers without shared health, the fraction of them that see it healthy.", "upstream", "server"),
+		serverChecks:     d("upstream_health_checks_total", "Active health checks of the server, made by all workers together (kept across reloads and upgrades).", "upstream", "server"),
+		serverDisabled:   d("upstream_server_disabled_total", "Times passive marking (max_fails) took the server out, counted across all workers.", "upstream", "server"),
 		serverInFlight:   d("upstream_server_in_flight", "Requests in flight to the server from live workers.", "upstream", "server"),
 		serverRequests:   d("upstream_requests_total", "Attempts sent to the upstream server (retries included).", "upstream", "server"),
 		serverFailures:   d("upstream_failures_total", "Failed attempts to the upstream server (connect, reset, timeout, bad response).", "upstream", "server"),
@@ -80,7 +83,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
 	for _, x := range []*prometheus.Desc{
 		d.requests, d.requestDuration, d.upstreamDuration, d.bytesReceived, d.bytesSent,
-		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
+		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests, d.serverChecks, d.serverDisabled,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
 		d.tlsHandshakes, d.tlsVersions, d.tlsALPN, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
@@ -140,7 +143,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.parkedConns, float64(conns.parked))
 	gauge(d.inFlight, float64(conns.inFlight))
 	for k, g := range servers {
-		gauge(d.serverHealthy, float64(g.healthy)/float64(g.workers), k.upstream, k.addr)
+		healthy := float64(g.healthy) / float64(g.workers)
+		if v := g.shared; v != nil {
+			healthy = 0
+			if v.Healthy {
+				healthy = 1
+			}
+			counter(d.serverChecks, v.Checks, k.upstream, k.addr)
+			counter(d.serverDisabled, v.Disabled, k.upstream, k.addr)
+		}
+		gauge(d.serverHealthy, healthy, k.upstream, k.addr)
 		gauge(d.serverInFlight, float64(g.inFlight), k.upstream, k.addr)
 	}
 	for k, v := range t.servers {
