@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,47 +21,77 @@ import (
 // hcBackend is an upstream server that counts what it gets: health checks
 // (GET /healthz, answered with a status the test sets) and requests
 // (anything else, answered 200 with the backend's name, or, when broken,
-// by closing the connection without an answer: a passive failure).
+// by closing the connection without an answer: a passive failure). It
+// can be killed (its port then refuses connections) and revived on the
+// same port.
 type hcBackend struct {
+	t        *testing.T
 	name     string
 	addr     string
 	status   atomic.Int32
 	broken   atomic.Bool
 	checks   atomic.Int64
 	requests atomic.Int64
+
+	mu  sync.Mutex
+	srv *http.Server
 }
 
 func startHCBackend(t *testing.T, name string) *hcBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &hcBackend{name: name, addr: ln.Addr().String()}
+	b := &hcBackend{t: t, name: name}
 	b.status.Store(200)
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
-			b.checks.Add(1)
-			w.WriteHeader(int(b.status.Load()))
-			return
-		}
-		b.requests.Add(1)
-		if b.broken.Load() {
-			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
-				c.Close()
-			}
-			return
-		}
-		fmt.Fprintf(w, "backend %s", b.name)
-	})}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("backend %s: %v", name, err)
-		}
-	}()
-	t.Cleanup(func() { srv.Close() })
+	b.listen("127.0.0.1:0")
+	t.Cleanup(b.kill)
 	return b
 }
+
+func (b *hcBackend) listen(addr string) {
+	b.t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		b.t.Fatalf("backend %s: %v", b.name, err)
+	}
+	b.addr = ln.Addr().String()
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(b.serve)}
+	b.mu.Lock()
+	b.srv = srv
+	b.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.t.Errorf("backend %s: %v", b.name, err)
+		}
+	}()
+}
+
+func (b *hcBackend) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		b.checks.Add(1)
+		w.WriteHeader(int(b.status.Load()))
+		return
+	}
+	b.requests.Add(1)
+	if b.broken.Load() {
+		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			c.Close()
+		}
+		return
+	}
+	fmt.Fprintf(w, "backend %s", b.name)
+}
+
+// kill closes the listener and every connection.
+func (b *hcBackend) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv != nil {
+		b.srv.Close()
+		b.srv = nil
+	}
+}
+
+// revive listens again on the same port.
+func (b *hcBackend) revive() { b.listen(b.addr) }
 
 // serverStatus is the part of the admin /status this test reads.
 type serverStatus struct {
@@ -206,10 +237,35 @@ route "hc" {
 	}
 	waitState(t, admin, "hc", a.addr, "down")
 
+	// So does a binary upgrade: the new master takes the zone over.
+	p.Gen++
+	in.WriteConfig(p)
+	old := in.Signal(syscall.SIGUSR2)
+	in.WaitNewMaster("upgrade", old)
+	waitFor(t, 30*time.Second, "the upgraded master serving", func() (bool, string) { return in.servesGen(p.Gen) })
+	in.WaitDead("old master", []int{old}, 30*time.Second)
+	if by := spread(t, in.Addr, "/hc/upgraded", 100); by["backend b"] != 100 || a.requests.Load() != reqs {
+		t.Fatalf("after the upgrade: answers %v, a got %d requests; want all 100 from b", by, a.requests.Load()-reqs)
+	}
+	waitState(t, admin, "hc", a.addr, "down")
+
 	a.status.Store(200)
 	waitState(t, admin, "hc", a.addr, "up")
 	if by := spread(t, in.Addr, "/hc/up", 40); by["backend a"] == 0 {
 		t.Fatalf("server a back up, answers %v", by)
+	}
+
+	// A dead server (connections refused) is found down by every worker
+	// the same way, and back up once it listens again.
+	b.kill()
+	waitState(t, admin, "hc", b.addr, "down")
+	if by := spread(t, in.Addr, "/hc/dead", 40); by["backend a"] != 40 {
+		t.Fatalf("server b dead: answers %v, want all from a", by)
+	}
+	b.revive()
+	waitState(t, admin, "hc", b.addr, "up")
+	if by := spread(t, in.Addr, "/hc/revived", 40); by["backend b"] == 0 {
+		t.Fatalf("server b revived, answers %v", by)
 	}
 }
 
