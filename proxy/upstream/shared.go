@@ -214,27 +214,50 @@ func serverKey(upstream, addr string) uint64 {
 // private slot.
 func (t *HealthTable) slot(upstream, addr string, now time.Time) *sharedSlot {
 	key := serverKey(upstream, addr)
+	// Workers of a new generation look their servers up at once: one
+	// that loses the race for a stale slot scans again, and finds the
+	// slot the winner took for the same server, or another.
+	for range 4 {
+		s, stale, staleKey := t.find(key, now)
+		if s != nil {
+			s.touch(now)
+			return s
+		}
+		if stale == nil {
+			break
+		}
+		if stale.key.CompareAndSwap(staleKey, key) {
+			// A kill between these stores leaves some of the previous
+			// server's state: at worst one wrong verdict until the next
+			// checks or fail_timeout correct it.
+			stale.touch(now)
+			stale.active.Store(0)
+			stale.due.Store(0)
+			stale.passive.Store(0)
+			stale.downUntil.Store(0)
+			return stale
+		}
+	}
+	t.hdr.overflows.Add(1)
+	return nil
+}
+
+// find returns key's slot, taking a never-used one for it if it has none;
+// else (nil) the first slot untouched for staleAfter and its key, if any.
+// Slots are never emptied, so a key lives before the first never-used
+// slot of its sequence, or nowhere.
+func (t *HealthTable) find(key uint64, now time.Time) (s, stale *sharedSlot, staleKey uint64) {
 	n := uint64(len(t.slots))
 	start := key % n
-	var stale *sharedSlot
-	var staleKey uint64
-	// Slots are never emptied, so a key lives before the first never-used
-	// slot of its sequence, or nowhere.
 	for i := range n {
 		s := &t.slots[(start+i)%n]
 		k := s.key.Load()
 		if k == key {
-			s.touch(now)
-			return s
+			return s, nil, 0
 		}
 		if k == 0 {
-			if s.key.CompareAndSwap(0, key) {
-				s.touch(now)
-				return s
-			}
-			if s.key.Load() == key {
-				s.touch(now)
-				return s
+			if s.key.CompareAndSwap(0, key) || s.key.Load() == key {
+				return s, nil, 0
 			}
 			continue
 		}
@@ -242,19 +265,7 @@ func (t *HealthTable) slot(upstream, addr string, now time.Time) *sharedSlot {
 			stale, staleKey = s, k
 		}
 	}
-	if stale != nil && stale.key.CompareAndSwap(staleKey, key) {
-		// A kill between these stores leaves some of the previous
-		// server's state: at worst one wrong verdict until the next
-		// checks or fail_timeout correct it.
-		stale.touch(now)
-		stale.active.Store(0)
-		stale.due.Store(0)
-		stale.passive.Store(0)
-		stale.downUntil.Store(0)
-		return stale
-	}
-	t.hdr.overflows.Add(1)
-	return nil
+	return nil, stale, staleKey
 }
 
 func (s *sharedSlot) touch(now time.Time) { s.seen.Store(now.Unix()) }

@@ -290,3 +290,36 @@ func TestSharedChecksOncePerInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedNewServerOneSlot: the workers of a new generation take a
+// slot for a new server at once, in a table with only stale slots left;
+// they all end up in the same one.
+func TestSharedNewServerOneSlot(t *testing.T) {
+	table := NewPrivateHealthTable(0)
+	now := time.Now()
+	for i := range minTableSlots {
+		if table.slot("old", string(rune('a'+i)), now) == nil {
+			t.Fatal("table full early")
+		}
+	}
+	later := now.Add(staleAfter + time.Minute)
+	const workers = 8
+	got := make([]*sharedSlot, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = table.slot("app", "new:1", later)
+		}()
+	}
+	wg.Wait()
+	for i, s := range got {
+		if s == nil || s != got[0] {
+			t.Fatalf("worker %d got slot %p, worker 0 %p: want one slot for all", i, s, got[0])
+		}
+	}
+	if st := table.Stats(); st.Overflows != 0 {
+		t.Fatalf("%d overflows", st.Overflows)
+	}
+}
