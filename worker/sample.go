@@ -64,6 +64,9 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 	if z := st.RateLimitZone; z != nil {
 		ws.RateLimitZone = &wire.ZoneSample{Bytes: z.Bytes, Slots: z.Slots, Used: z.Used, Evictions: z.Evictions}
 	}
+	if z := st.HealthZone; z.Slots > 0 {
+		ws.HealthZone = &wire.HealthZoneSample{Slots: z.Slots, Used: z.Used, Overflows: z.Overflows}
+	}
 	for _, sto := range st.Stores {
 		ws.Stores = append(ws.Stores, wire.StoreSample{Name: sto.Name, Up: sto.Up, Errors: sto.Errors})
 	}

@@ -267,6 +267,13 @@ route "hc" {
 	if by := spread(t, in.Addr, "/hc/revived", 40); by["backend b"] == 0 {
 		t.Fatalf("server b revived, answers %v", by)
 	}
+
+	// The config's four servers (app, dead, and hc's two) each have a slot.
+	m := scrape(t, admin)
+	if m["pingora_health_zone_slots"] != 8192 || m["pingora_health_zone_used_slots"] != 4 || m["pingora_health_zone_overflows_total"] != 0 {
+		t.Fatalf("health zone metrics: slots %g, used %g, overflows %g; want 8192, 4, 0", m["pingora_health_zone_slots"],
+			m["pingora_health_zone_used_slots"], m["pingora_health_zone_overflows_total"])
+	}
 }
 
 // TestPassiveFailuresCountedAcrossWorkers: a server that fails every

@@ -30,6 +30,9 @@ type Aggregator struct {
 	// zone is the rate-limit zone as the latest sample that had one read
 	// it: machine-wide figures, the same in every worker, so never summed.
 	zone *ZoneSample
+	// healthZone is the upstream health zone as the latest sample read
+	// it: machine-wide as well.
+	healthZone *HealthZoneSample
 	// clock is time.Now when nil; tests set it.
 	clock func() time.Time
 }
@@ -84,6 +87,9 @@ func (a *Aggregator) Observe(s WorkerSample, known *Names) error {
 	}
 	if s.RateLimitZone != nil {
 		a.zone = s.RateLimitZone
+	}
+	if s.HealthZone != nil {
+		a.healthZone = s.HealthZone
 	}
 	lw := &liveWorker{sample: s, at: now}
 	if old, ok := a.live[s.PID]; ok {
@@ -167,6 +173,7 @@ type snapshot struct {
 	upgrades Outcomes
 	restarts uint64
 	zone     *ZoneSample // nil: no worker reported a zone
+	health   *HealthZoneSample
 }
 
 func (a *Aggregator) snapshot() *snapshot {
@@ -182,6 +189,7 @@ func (a *Aggregator) snapshot() *snapshot {
 		upgrades: a.upgrades,
 		restarts: a.restarts,
 		zone:     a.zone,
+		health:   a.healthZone,
 	}
 	for pid, lw := range a.live {
 		s.totals.add(&lw.sample)

@@ -28,7 +28,8 @@ func TestSharedHealthIsOneView(t *testing.T) {
 	// Worker 201 read the zone before the server went down, 202 after;
 	// the draining generation's 101 (sampled last) still reads it up
 	// under its old config's checks.
-	for _, s := range []WorkerSample{sample(201, 2, true, 40), sample(202, 2, false, 42), sample(101, 1, true, 43)} {
+	for i, s := range []WorkerSample{sample(201, 2, true, 40), sample(202, 2, false, 42), sample(101, 1, true, 43)} {
+		s.HealthZone = &HealthZoneSample{Slots: 8192, Used: int64(10 + i), Overflows: uint64(i)}
 		if err := agg.Observe(s, fixtureNames); err != nil {
 			t.Fatal(err)
 		}
@@ -41,6 +42,9 @@ func TestSharedHealthIsOneView(t *testing.T) {
 		"pingora_upstream_server_healthy" + labels:        0,
 		"pingora_upstream_health_checks_total" + labels:   42,
 		"pingora_upstream_server_disabled_total" + labels: 2,
+		"pingora_health_zone_slots{}":                     8192,
+		"pingora_health_zone_used_slots{}":                12,
+		"pingora_health_zone_overflows_total{}":           2,
 	} {
 		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
@@ -50,6 +54,9 @@ func TestSharedHealthIsOneView(t *testing.T) {
 	var st Status
 	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatal(err)
+	}
+	if z := st.HealthZone; z == nil || *z != (HealthZoneSample{Slots: 8192, Used: 12, Overflows: 2}) {
+		t.Fatalf("status health_zone = %+v, want the latest sample's", z)
 	}
 	sv := st.Upstreams[0].Servers[0]
 	if sv.State != "down" || !sv.ActiveDown || sv.Checks != 42 || sv.Disabled != 2 || sv.Workers != 3 {

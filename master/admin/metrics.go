@@ -30,6 +30,7 @@ type descs struct {
 	tlsHandshakes, tlsVersions, tlsALPN                    *prometheus.Desc
 	zoneSlots, zoneUsed, zoneEvictions                     *prometheus.Desc
 	storeUp, storeErrors                                   *prometheus.Desc
+	healthSlots, healthUsed, healthOverflows               *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -66,6 +67,9 @@ func newDescs() *descs {
 		zoneSlots:        d("rate_limit_zone_slots", "Keys the shared rate-limit zone can hold (rate_limit_zone_size / 16 bytes, less a header)."),
 		zoneUsed:         d("rate_limit_zone_used_slots", "Slots of the shared rate-limit zone holding a bucket that is not full (estimated from a sample of slots in a large zone)."),
 		zoneEvictions:    d("rate_limit_evictions_total", "Keys the shared rate-limit zone forgot while their bucket was not full, to make room for another key, since the zone was created (kept across reloads and upgrades)."),
+		healthSlots:      d("health_zone_slots", "Upstream servers the shared health zone can hold."),
+		healthUsed:       d("health_zone_used_slots", "Slots of the shared health zone taken by servers of this config and earlier ones (a slot untouched for 10 minutes can be reused)."),
+		healthOverflows:  d("health_zone_overflows_total", "Servers that found no free slot in the shared health zone, so that each worker keeps their health to itself, since the zone was created."),
 		storeUp:          d("rate_limit_store_up", "Fraction of live workers connected to the rate limit store (1: all, 0: none; the others enforce shared limits on their own).", "store"),
 		storeErrors:      d("rate_limit_store_errors_total", "Failures talking to the rate limit store: failed connects, lost connections, timeouts, error replies.", "store"),
 	}
@@ -87,6 +91,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
 		d.tlsHandshakes, d.tlsVersions, d.tlsALPN, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
+		d.healthSlots, d.healthUsed, d.healthOverflows,
 		d.storeUp, d.storeErrors,
 	} {
 		ch <- x
@@ -195,6 +200,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(d.workers, float64(n), state)
 	}
 	gauge(d.workersReporting, float64(len(s.live)))
+	if z := s.health; z != nil {
+		gauge(d.healthSlots, float64(z.Slots))
+		gauge(d.healthUsed, float64(z.Used))
+		counter(d.healthOverflows, z.Overflows)
+	}
 	if z := s.zone; z != nil {
 		gauge(d.zoneSlots, float64(z.Slots))
 		gauge(d.zoneUsed, float64(z.Used))

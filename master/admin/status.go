@@ -23,6 +23,8 @@ type Status struct {
 	// RateLimitZone is the shared memory of the machine-scope rate limits;
 	// nil until a worker has reported it.
 	RateLimitZone *ZoneStatus `json:"rate_limit_zone,omitempty"`
+	// HealthZone is the shared memory of the upstream servers' health.
+	HealthZone *HealthZoneSample `json:"health_zone,omitempty"`
 
 	Reloads        Outcomes `json:"reloads"`
 	Upgrades       Outcomes `json:"upgrades"`
@@ -187,6 +189,7 @@ func (s *snapshot) status(now time.Time) *Status {
 		st.RateLimitZone = &ZoneStatus{Bytes: z.Bytes, Slots: z.Slots, Used: z.Used,
 			UsedPercent: 100 * float64(z.Used) / float64(z.Slots), Evictions: z.Evictions}
 	}
+	st.HealthZone = s.health
 	st.Generations = generations(st.Workers, m.Generation)
 	st.Routes = s.routes()
 	st.Upstreams = s.upstreams(servers)

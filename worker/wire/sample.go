@@ -54,6 +54,19 @@ type WorkerSample struct {
 	// RateLimitZone is the machine-wide rate-limit zone as the worker
 	// reads it (every worker reads the same memory); nil: no zone.
 	RateLimitZone *ZoneSample `json:"rate_limit_zone,omitempty"`
+
+	// HealthZone is the fill of the upstream health zone (every worker
+	// reads the same memory); nil: none.
+	HealthZone *HealthZoneSample `json:"health_zone,omitempty"`
+}
+
+// HealthZoneSample is the fill of the shared upstream health zone.
+type HealthZoneSample struct {
+	Slots int64 `json:"slots"` // servers it can hold
+	Used  int64 `json:"used"`  // slots taken (servers of this and earlier configs)
+	// Overflows counts servers that found no free slot and keep their
+	// health to their worker, since the zone was created.
+	Overflows uint64 `json:"overflows"`
 }
 
 // ZoneSample is the fill of the shared rate-limit zone.
