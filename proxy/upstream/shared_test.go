@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -321,5 +322,31 @@ func TestSharedNewServerOneSlot(t *testing.T) {
 	}
 	if st := table.Stats(); st.Overflows != 0 {
 		t.Fatalf("%d overflows", st.Overflows)
+	}
+}
+
+// TestSharedAbandonedClaimExpires: a worker killed during a check leaves
+// its claim on the next due time (the check's timeout past its start).
+// Another worker makes the next check once the claim runs out, not before
+// (the checks of one server never overlap) and not never.
+func TestSharedAbandonedClaimExpires(t *testing.T) {
+	b := newBackend(t)
+	table := NewPrivateHealthTable(1)
+	hc := fastCheck()
+	hc.Timeout = 300 * time.Millisecond // the claim's length: past the 20ms interval
+	p := sharedPool(t, table, config.Upstream{Name: "app", HealthCheck: &hc, Servers: []config.Server{{Address: b.addr()}}})
+	claimed := time.Now().Add(hc.Timeout)
+	p.Servers()[0].health().due.Store(claimed.UnixNano())
+	var first time.Time
+	var once sync.Once
+	b.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { first = time.Now() })
+		b.hits.Add(1)
+	})
+	p.Start()
+	eventually(t, 10*time.Second, "a check", func() bool { return b.hits.Load() >= 1 })
+	p.Close()
+	if first.Before(claimed) {
+		t.Fatalf("checked %v before the abandoned claim ran out", claimed.Sub(first))
 	}
 }
