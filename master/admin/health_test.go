@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,5 +65,11 @@ func TestSharedHealthIsOneView(t *testing.T) {
 	}
 	if other := st.Upstreams[0].Servers[1]; other.State != "up" {
 		t.Fatalf("the other server: %+v, want up", other)
+	}
+	_, page := get(t, base+"/")
+	for _, want := range []string{"<td>DOWN (checks fail)</td>", `<td class="n">42</td>`, `<th class="n">checks</th>`} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("status page lacks %q", want)
+		}
 	}
 }
