@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/pingora-go/pingora/config"
 )
@@ -81,9 +82,12 @@ func newChecker(cfg *healthConfig, s *Server, log hclog.Logger, tlsCfg *tls.Conf
 // (or its end, for a check slower than the interval). A worker killed
 // during a check leaves the claim to expire: one check is late, none is
 // lost for good, and no worker is special.
+//
+// Due times are CLOCK_MONOTONIC readings, which every process of the
+// machine shares and which no clock step moves.
 func (c *checker) run(ctx context.Context) {
 	h := c.server.health()
-	hold := max(c.cfg.interval, c.cfg.timeout)
+	hold := int64(max(c.cfg.interval, c.cfg.timeout))
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -92,20 +96,18 @@ func (c *checker) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		now := time.Now().UnixNano()
+		now := monoNow()
 		due := h.due.Load()
-		// A due time further out than one claim can set comes from a
-		// wall clock that stepped back: it is claimable at once.
-		if now < due && due-now <= int64(hold) {
+		if now < due {
 			t.Reset(time.Duration(due - now))
 			continue
 		}
-		claim := now + int64(hold)
+		claim := now + hold
 		if !h.due.CompareAndSwap(due, claim) {
 			t.Reset(0) // another worker claimed it: read its due time
 			continue
 		}
-		h.touch(time.Unix(0, now))
+		h.touch(time.Now())
 		err := c.probe(ctx)
 		if ctx.Err() != nil {
 			// Cut short by Close: no verdict, and the next owner of the
@@ -115,10 +117,22 @@ func (c *checker) run(ctx context.Context) {
 		}
 		h.checks.Add(1)
 		c.record(err, time.Now())
-		next := max(now+int64(c.cfg.interval), time.Now().UnixNano())
+		end := monoNow()
+		next := max(now+int64(c.cfg.interval), end)
 		h.due.CompareAndSwap(claim, next)
-		t.Reset(time.Duration(next - time.Now().UnixNano()))
+		t.Reset(time.Duration(next - end))
 	}
+}
+
+// monoNow reads CLOCK_MONOTONIC in nanoseconds. It cannot fail on Linux
+// (the clock exists and the pointer is valid); were it to, 0 would make
+// every check due at once rather than never.
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
 }
 
 // record applies one result to the shared consecutive counters and flips

@@ -68,16 +68,17 @@ type tableHeader struct {
 }
 
 // sharedSlot is one server's shared health. Times are Unix nanoseconds
-// (seconds or milliseconds where noted): every process reads the same
-// wall clock, and a clock step can at worst shorten or lengthen one
-// window or delay one check (checker.run bounds that).
+// (seconds or milliseconds where noted; every process reads the same wall
+// clock, and a clock step can at worst shorten or lengthen one window),
+// but for due.
 type sharedSlot struct {
 	key atomic.Uint64 // serverKey; 0: never used
 	// active is the active checks' verdict with the counters that lead to
 	// it: see packActive.
 	active atomic.Uint64
-	// due is when the next active check of the server may start; the
-	// worker that moves it forward (CAS) makes the check.
+	// due is when the next active check of the server may start, in
+	// CLOCK_MONOTONIC nanoseconds; the worker that moves it forward (CAS)
+	// makes the check.
 	due atomic.Int64
 	// passive is the passive failure count and its window: see
 	// packPassive.

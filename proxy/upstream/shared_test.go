@@ -336,7 +336,7 @@ func TestSharedAbandonedClaimExpires(t *testing.T) {
 	hc.Timeout = 300 * time.Millisecond // the claim's length: past the 20ms interval
 	p := sharedPool(t, table, config.Upstream{Name: "app", HealthCheck: &hc, Servers: []config.Server{{Address: b.addr()}}})
 	claimed := time.Now().Add(hc.Timeout)
-	p.Servers()[0].health().due.Store(claimed.UnixNano())
+	p.Servers()[0].health().due.Store(monoNow() + int64(hc.Timeout))
 	var first time.Time
 	var once sync.Once
 	b.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
