@@ -28,10 +28,13 @@ import (
 //
 // A slot is keyed by a hash of the upstream's name and the server's
 // address, so a reload or an upgrade that keeps a server finds its state.
-// Every change is one atomic operation on one word: a worker killed at any
-// instruction leaves each word valid and holds nothing the others wait
-// for. The state that must change together (a verdict and its counters; a
-// failure count and its window) is packed into one word.
+// Every change is an atomic operation on one word, and there are no
+// locks: a worker killed at any instruction leaves each word valid and
+// holds nothing the others wait for. The state that must change together
+// (a verdict and its counters; a failure count and its window) is packed
+// into one word; the steps of a passive marking (the count, then the down
+// period) and of a slot's reuse may be cut apart by a kill, with the
+// bounded effects their comments give.
 type HealthTable struct {
 	mem   []byte
 	hdr   *tableHeader
@@ -46,7 +49,6 @@ const HealthTableLayout = "pingora-health-zone-v1"
 // HealthTableSize is the size of the shared memory the master creates:
 // room for 8192 servers, far more than a config holds, so that servers
 // removed by reloads can keep their slots for a while (see staleAfter).
-// Pages are only allocated as slots are used.
 const HealthTableSize = tableHeaderSize + 8192*slotBytes
 
 const (

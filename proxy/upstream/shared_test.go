@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -348,5 +349,16 @@ func TestSharedAbandonedClaimExpires(t *testing.T) {
 	p.Close()
 	if first.Before(claimed) {
 		t.Fatalf("checked %v before the abandoned claim ran out", claimed.Sub(first))
+	}
+}
+
+// The layout's slot is one cache line: the table's size and offsets
+// depend on it.
+func TestSharedSlotIsOneCacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(sharedSlot{}); n != slotBytes {
+		t.Fatalf("sharedSlot is %d bytes, the layout says %d", n, slotBytes)
+	}
+	if n := unsafe.Sizeof(tableHeader{}); n > tableHeaderSize {
+		t.Fatalf("header is %d bytes, more than its %d", n, tableHeaderSize)
 	}
 }
