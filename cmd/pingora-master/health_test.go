@@ -259,8 +259,27 @@ route "hc" {
 	// the same way, and back up once it listens again.
 	b.kill()
 	waitState(t, admin, "hc", b.addr, "down")
+	// A request sent to the dead server would fail to connect and be
+	// retried on a: the workers' attempt counters (sampled afresh for each
+	// scrape) say whether any worker still tries it.
+	attempts := func() (all, toB float64) {
+		m := scrape(t, admin)
+		all, _ = m.sum("pingora_upstream_requests_total", `upstream="hc"`)
+		toB, _ = m.sum("pingora_upstream_requests_total", `upstream="hc"`, fmt.Sprintf("server=%q", b.addr))
+		return all, toB
+	}
+	all0, toB0 := attempts()
 	if by := spread(t, in.Addr, "/hc/dead", 40); by["backend a"] != 40 {
 		t.Fatalf("server b dead: answers %v, want all from a", by)
+	}
+	var toB float64
+	waitFor(t, 10*time.Second, "the 40 attempts counted", func() (bool, string) {
+		var all float64
+		all, toB = attempts()
+		return all >= all0+40, fmt.Sprintf("%g attempts counted since", all-all0)
+	})
+	if toB != toB0 {
+		t.Fatalf("%g attempts to the dead server after all workers found it down", toB-toB0)
 	}
 	b.revive()
 	waitState(t, admin, "hc", b.addr, "up")
