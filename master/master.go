@@ -30,7 +30,10 @@ type Master struct {
 	lns        *listenerSet
 	// zone is the shared memory of the machine-scope rate limits, passed
 	// to every worker (zone.go).
-	zone   *os.File
+	zone *os.File
+	// health is the shared memory of the upstream servers' health,
+	// passed to every worker (zone.go).
+	health *os.File
 	spawn  *spawner
 	logs   *logTargets
 	ctl    *controlServer

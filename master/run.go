@@ -175,6 +175,9 @@ func (m *Master) start() error {
 	if m.zone, err = openZone(m.upg, cfg.RateLimitZoneSize, m.log); err != nil {
 		return err
 	}
+	if m.health, err = openHealthZone(m.upg, m.log); err != nil {
+		return err
+	}
 	m.lns = newListenerSet(m.upg.Fds, takeActivated(m.log), m.log)
 	if err := m.lns.bindAll(cfg.Listeners, cfg.Workers); err != nil {
 		return err

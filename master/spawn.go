@@ -101,7 +101,7 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 // startWorker starts a worker in slot s of generation g. The worker gets,
 // and only gets: stdin/stdout on /dev/null, stderr on the error log, the
 // control socket (fd 3), the handshake pipe (fd 4), the access log, the
-// rate-limit zone and the listeners (fd 5 on, named in the handshake). Everything else the master
+// rate-limit and health zones and the listeners (fd 5 on, named in the handshake). Everything else the master
 // holds is close-on-exec.
 func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	ctl, ctlFile, err := wire.Pair()
@@ -137,6 +137,11 @@ func (m *Master) startWorker(g *generation, s *slot) (*worker, error) {
 	if m.zone != nil {
 		files = append(files, m.zone)
 		hs.RateLimitZoneFD = next
+		next++
+	}
+	if m.health != nil {
+		files = append(files, m.health)
+		hs.HealthZoneFD = next
 		next++
 	}
 	names := make([]string, 0, len(g.cfg.Listeners))

@@ -22,33 +22,61 @@ import (
 // name, not its layout, which is the workers' (the name carries the
 // layout's version, so a binary with another layout gets a fresh zone).
 func openZone(upg *tableflip.Upgrader, size int64, log hclog.Logger) (*os.File, error) {
-	name := wire.RateLimitZoneLayout
+	return openShared(upg, sharedZone{
+		layout: wire.RateLimitZoneLayout, memfd: "pingora-ratelimit-zone", what: "rate-limit zone",
+		lost: "rate limits start afresh", sizeSetting: "rate_limit_zone_size",
+	}, size, log)
+}
+
+// openHealthZone returns the shared memory of the upstream servers'
+// health (active-check verdicts, passive failure counts), as openZone
+// does for the rate limits: kept across reloads, handed over on an
+// upgrade, so that a server found down stays down until it passes checks.
+// Its size is fixed by the layout.
+func openHealthZone(upg *tableflip.Upgrader, log hclog.Logger) (*os.File, error) {
+	return openShared(upg, sharedZone{
+		layout: wire.HealthZoneLayout, memfd: "pingora-health-zone", what: "health zone",
+		lost: "every upstream server starts healthy", sizeSetting: "the health zone's layout",
+	}, wire.HealthZoneSize, log)
+}
+
+// sharedZone names one piece of shared memory in logs and hand-overs.
+type sharedZone struct {
+	layout      string // the hand-over name: the layout and its version
+	memfd       string // the memfd's name, as /proc shows it
+	what        string
+	lost        string // what starting with a fresh zone means
+	sizeSetting string // what sets its size
+}
+
+func openShared(upg *tableflip.Upgrader, z sharedZone, size int64, log hclog.Logger) (*os.File, error) {
+	name := z.layout
 	if upg.HasParent() {
 		f, err := upg.File(name)
 		switch {
 		case err != nil:
-			log.Warn("cannot take over the previous master's rate-limit zone: rate limits start afresh", "error", err)
+			log.Warn("cannot take over the previous master's "+z.what+": "+z.lost, "error", err)
 		case f != nil:
 			st, err := f.Stat()
 			if err == nil && st.Size() == size {
-				log.Info("rate-limit zone taken over from the previous master", "size", size)
+				log.Info(z.what+" taken over from the previous master", "size", size)
 				return f, nil
 			}
 			f.Close()
 			if err != nil {
-				log.Warn("cannot use the previous master's rate-limit zone: rate limits start afresh", "error", err)
+				log.Warn("cannot use the previous master's "+z.what+": "+z.lost, "error", err)
 			} else {
-				log.Warn("rate_limit_zone_size changed: new zone, rate limits start afresh", "was", st.Size(), "size", size)
+				log.Warn(z.sizeSetting+" changed: new "+z.what+", "+z.lost, "was", st.Size(), "size", size)
 			}
 		}
 	}
-	f, err := newMemfd("pingora-ratelimit-zone", size)
+	f, err := newMemfd(z.memfd, size)
 	if err != nil {
-		return nil, fmt.Errorf("rate-limit zone: %w", err)
+		return nil, fmt.Errorf("%s: %w", z.what, err)
 	}
 	if err := upg.AddFile(name, f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("rate-limit zone hand-over: %w", err)
+		return nil, fmt.Errorf("%s hand-over: %w", z.what, err)
 	}
 	return f, nil
 }

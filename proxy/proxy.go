@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/config"
 	"github.com/pingora-go/pingora/proxy/ratelimit"
+	"github.com/pingora-go/pingora/proxy/upstream"
 )
 
 // Options are the process-side inputs of a Proxy that are not configuration.
@@ -33,6 +34,11 @@ type Options struct {
 	// own (of cfg.RateLimitZoneSize) when a route needs one, so without a
 	// master the machine is this process.
 	RateLimitZone *ratelimit.Zone
+	// HealthZone holds the upstream servers' health: the table the master
+	// shares among its workers, so that they check each server once
+	// between them and agree on it. nil: the proxy makes a table of its
+	// own, so without a master the machine is this process.
+	HealthZone *upstream.HealthTable
 }
 
 // Proxy serves one configuration on the listeners handed to Serve. Its
@@ -44,6 +50,7 @@ type Proxy struct {
 	routes    []*route
 	upstreams []*upstreamState
 	zone      *ratelimit.Zone // machine-scope rate limits; nil when none
+	health    *upstream.HealthTable
 	// stores are the rate limit stores the routes' cluster-scope limits
 	// use, one connection each per worker.
 	stores []*ratelimit.Store
@@ -151,9 +158,18 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		conns:         map[*clientConn]struct{}{},
 		handoff:       make(chan *clientConn),
 	}
+	health := opts.HealthZone
+	if health == nil {
+		n := 0
+		for _, uc := range cfg.Upstreams {
+			n += len(uc.Servers)
+		}
+		health = upstream.NewPrivateHealthTable(n)
+	}
+	p.health = health
 	ups := map[string]*upstreamState{}
 	for _, uc := range cfg.Upstreams {
-		u, err := newUpstreamState(uc, log)
+		u, err := newUpstreamState(uc, health, log)
 		if err != nil {
 			p.closeUpstreams()
 			return nil, fmt.Errorf("proxy: %w", err)
@@ -459,6 +475,12 @@ func (p *Proxy) Drain(deadline time.Time) {
 		// otherwise hold its upstream (itself, in the embedded default) in
 		// a keep-alive wait until the deadline.
 		p.closeIdleUpstreams()
+		// Health checks are the serving generation's to make: a draining
+		// one keeps the shared verdict it reads, under a config that may
+		// have changed the checks.
+		for _, u := range p.upstreams {
+			go u.pool.Close()
+		}
 		for _, ls := range p.listeners {
 			if ls.h2 != nil {
 				ls.h2.goAway()

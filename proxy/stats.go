@@ -36,6 +36,9 @@ type Stats struct {
 	// RateLimitZone is the fill of the machine-wide rate-limit zone, the
 	// same figures in every worker; nil when the proxy has no zone.
 	RateLimitZone *ratelimit.ZoneStats
+	// HealthZone is the fill of the upstream health table, the machine's
+	// when the master shares one.
+	HealthZone upstream.HealthTableStats
 
 	// Stores are the rate limit stores of cluster-scope limits, one per
 	// distinct store setting.
@@ -143,6 +146,7 @@ func (p *Proxy) Stats() Stats {
 	for i := range s.Unrouted {
 		s.Unrouted[i] = p.stats.unrouted[i].Load()
 	}
+	s.HealthZone = p.health.Stats()
 	if p.zone != nil {
 		zs := p.zone.Stats(time.Now())
 		s.RateLimitZone = &zs

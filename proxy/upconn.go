@@ -85,8 +85,8 @@ type upConn struct {
 	probeBuf [1]byte
 }
 
-func newUpstreamState(cfg config.Upstream, log hclog.Logger) (*upstreamState, error) {
-	pool, err := upstream.NewPool(cfg, log.Named("upstream").With("upstream", cfg.Name))
+func newUpstreamState(cfg config.Upstream, table *upstream.HealthTable, log hclog.Logger) (*upstreamState, error) {
+	pool, err := upstream.NewPool(cfg, table, log.Named("upstream").With("upstream", cfg.Name))
 	if err != nil {
 		return nil, err
 	}

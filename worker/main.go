@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pingora-go/pingora/proxy"
 	"github.com/pingora-go/pingora/proxy/ratelimit"
+	"github.com/pingora-go/pingora/proxy/upstream"
 	"github.com/pingora-go/pingora/worker/wire"
 	"golang.org/x/sys/unix"
 )
@@ -140,6 +141,15 @@ func (w *worker) run() int {
 			return w.fail(err)
 		}
 		opts.RateLimitZone = zone
+	}
+	if fd := w.hs.HealthZoneFD; fd > 0 {
+		f := os.NewFile(uintptr(fd), "health-zone")
+		table, err := upstream.MapHealthTable(f)
+		f.Close() // the mapping stays
+		if err != nil {
+			return w.fail(err)
+		}
+		opts.HealthZone = table
 	}
 	p, err := proxy.New(w.hs.Config, opts)
 	if err != nil {

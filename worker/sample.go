@@ -64,6 +64,9 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 	if z := st.RateLimitZone; z != nil {
 		ws.RateLimitZone = &wire.ZoneSample{Bytes: z.Bytes, Slots: z.Slots, Used: z.Used, Evictions: z.Evictions}
 	}
+	if z := st.HealthZone; z.Slots > 0 {
+		ws.HealthZone = &wire.HealthZoneSample{Slots: z.Slots, Used: z.Used, Overflows: z.Overflows}
+	}
 	for _, sto := range st.Stores {
 		ws.Stores = append(ws.Stores, wire.StoreSample{Name: sto.Name, Up: sto.Up, Errors: sto.Errors})
 	}
@@ -78,11 +81,16 @@ func upstreamSamples(pools []upstream.PoolStats) []wire.UpstreamSample {
 		us := wire.UpstreamSample{Name: p.Name, Servers: make([]wire.ServerSample, len(p.Servers))}
 		for j, sv := range p.Servers {
 			us.Servers[j] = wire.ServerSample{
-				Addr:     sv.Addr,
-				Healthy:  sv.Healthy,
-				InFlight: sv.InFlight,
-				Picks:    sv.Picks,
-				Failures: sv.Failures,
+				Addr:      sv.Addr,
+				Healthy:   sv.Healthy,
+				InFlight:  sv.InFlight,
+				Picks:     sv.Picks,
+				Failures:  sv.Failures,
+				Shared:    sv.Shared,
+				ActiveUp:  sv.ActiveUp,
+				DownUntil: sv.DownUntil,
+				Checks:    sv.Checks,
+				Disabled:  sv.Disabled,
 			}
 		}
 		out[i] = us

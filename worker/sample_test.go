@@ -128,12 +128,14 @@ func TestUpstreamSamples(t *testing.T) {
 		Name: "app", Balance: "round_robin",
 		Servers: []upstream.ServerStats{
 			{Addr: "10.0.0.1:80", Weight: 2, Healthy: true, InFlight: 3, Picks: 40, Failures: 1},
-			{Addr: "10.0.0.2:80", Backup: true, Healthy: false, Picks: 2, Failures: 2, Disabled: 1},
+			{Addr: "10.0.0.2:80", Backup: true, Healthy: false, Picks: 2, Failures: 2, Disabled: 1,
+				Shared: true, ActiveUp: true, DownUntil: time.Unix(2e9, 0), Checks: 7},
 		},
 	}})
 	want := []wire.UpstreamSample{{Name: "app", Servers: []wire.ServerSample{
 		{Addr: "10.0.0.1:80", Healthy: true, InFlight: 3, Picks: 40, Failures: 1},
-		{Addr: "10.0.0.2:80", Healthy: false, Picks: 2, Failures: 2},
+		{Addr: "10.0.0.2:80", Healthy: false, Picks: 2, Failures: 2, Disabled: 1,
+			Shared: true, ActiveUp: true, DownUntil: time.Unix(2e9, 0), Checks: 7},
 	}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)

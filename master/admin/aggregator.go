@@ -30,6 +30,9 @@ type Aggregator struct {
 	// zone is the rate-limit zone as the latest sample that had one read
 	// it: machine-wide figures, the same in every worker, so never summed.
 	zone *ZoneSample
+	// healthZone is the upstream health zone as the latest sample read
+	// it: machine-wide as well.
+	healthZone *HealthZoneSample
 	// clock is time.Now when nil; tests set it.
 	clock func() time.Time
 }
@@ -84,6 +87,9 @@ func (a *Aggregator) Observe(s WorkerSample, known *Names) error {
 	}
 	if s.RateLimitZone != nil {
 		a.zone = s.RateLimitZone
+	}
+	if s.HealthZone != nil {
+		a.healthZone = s.HealthZone
 	}
 	lw := &liveWorker{sample: s, at: now}
 	if old, ok := a.live[s.PID]; ok {
@@ -167,6 +173,7 @@ type snapshot struct {
 	upgrades Outcomes
 	restarts uint64
 	zone     *ZoneSample // nil: no worker reported a zone
+	health   *HealthZoneSample
 }
 
 func (a *Aggregator) snapshot() *snapshot {
@@ -182,6 +189,7 @@ func (a *Aggregator) snapshot() *snapshot {
 		upgrades: a.upgrades,
 		restarts: a.restarts,
 		zone:     a.zone,
+		health:   a.healthZone,
 	}
 	for pid, lw := range a.live {
 		s.totals.add(&lw.sample)
@@ -198,6 +206,12 @@ type serverGauges struct {
 	workers  int // live workers that have the server
 	healthy  int // of those, how many see it healthy
 	inFlight int64
+	// shared is the machine's health of the server (the shared zone) as
+	// the newest generation's latest sample read it; nil when no live
+	// worker reads a shared zone for it.
+	shared    *ServerSample
+	sharedGen int
+	sharedAt  time.Time
 }
 
 // connGauges are the live workers' connection and request gauges, summed.
@@ -236,7 +250,8 @@ func (s *snapshot) gauges() (conns connGauges, servers map[serverKey]serverGauge
 		conns.parked += w.ParkedConns
 		conns.inFlight += w.InFlight
 		for _, u := range w.Upstreams {
-			for _, sv := range u.Servers {
+			for j := range u.Servers {
+				sv := &u.Servers[j]
 				k := serverKey{u.Name, sv.Addr}
 				g := servers[k]
 				g.workers++
@@ -244,6 +259,14 @@ func (s *snapshot) gauges() (conns connGauges, servers map[serverKey]serverGauge
 					g.healthy++
 				}
 				g.inFlight += sv.InFlight
+				// Every worker reads the same shared health; samples
+				// differ only by when they were taken (and by the
+				// config's checks, for a generation being replaced).
+				at := s.sampled[w.PID]
+				if sv.Shared && (g.shared == nil || w.Generation > g.sharedGen ||
+					(w.Generation == g.sharedGen && at.After(g.sharedAt))) {
+					g.shared, g.sharedGen, g.sharedAt = sv, w.Generation, at
+				}
 				servers[k] = g
 			}
 		}

@@ -24,11 +24,13 @@ type descs struct {
 	parkedConns                                            *prometheus.Desc
 	serverHealthy, serverInFlight, serverRequests          *prometheus.Desc
 	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
+	serverChecks, serverDisabled                           *prometheus.Desc
 	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
 	workersReporting, certExpiry                           *prometheus.Desc
 	tlsHandshakes, tlsVersions, tlsALPN                    *prometheus.Desc
 	zoneSlots, zoneUsed, zoneEvictions                     *prometheus.Desc
 	storeUp, storeErrors                                   *prometheus.Desc
+	healthSlots, healthUsed, healthOverflows               *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -44,7 +46,9 @@ func newDescs() *descs {
 		activeConns:      d("active_connections", "Open client connections in live workers."),
 		inFlight:         d("in_flight_requests", "Requests being served by live workers."),
 		parkedConns:      d("parked_connections", "Idle client connections in live workers parked without a goroutine or buffers (counted in active_connections too)."),
-		serverHealthy:    d("upstream_server_healthy", "Fraction of live workers whose balancer sees the server healthy (1: all, 0: none).", "upstream", "server"),
+		serverHealthy:    d("upstream_server_healthy", "Whether the server takes requests, as the workers' shared health says (1: up, 0: down); for workers without shared health, the fraction of them that see it healthy.", "upstream", "server"),
+		serverChecks:     d("upstream_health_checks_total", "Active health checks of the server, made by all workers together (kept across reloads and upgrades).", "upstream", "server"),
+		serverDisabled:   d("upstream_server_disabled_total", "Times passive marking (max_fails) took the server out, counted across all workers.", "upstream", "server"),
 		serverInFlight:   d("upstream_server_in_flight", "Requests in flight to the server from live workers.", "upstream", "server"),
 		serverRequests:   d("upstream_requests_total", "Attempts sent to the upstream server (retries included).", "upstream", "server"),
 		serverFailures:   d("upstream_failures_total", "Failed attempts to the upstream server (connect, reset, timeout, bad response).", "upstream", "server"),
@@ -63,6 +67,9 @@ func newDescs() *descs {
 		zoneSlots:        d("rate_limit_zone_slots", "Keys the shared rate-limit zone can hold (rate_limit_zone_size / 16 bytes, less a header)."),
 		zoneUsed:         d("rate_limit_zone_used_slots", "Slots of the shared rate-limit zone holding a bucket that is not full (estimated from a sample of slots in a large zone)."),
 		zoneEvictions:    d("rate_limit_evictions_total", "Keys the shared rate-limit zone forgot while their bucket was not full, to make room for another key, since the zone was created (kept across reloads and upgrades)."),
+		healthSlots:      d("health_zone_slots", "Upstream servers the shared health zone can hold."),
+		healthUsed:       d("health_zone_used_slots", "Slots of the shared health zone taken by servers of this config and earlier ones (a slot untouched for 10 minutes can be reused)."),
+		healthOverflows:  d("health_zone_overflows_total", "Servers that found no free slot in the shared health zone, so that each worker keeps their health to itself, since the zone was created."),
 		storeUp:          d("rate_limit_store_up", "Fraction of live workers connected to the rate limit store (1: all, 0: none; the others enforce shared limits on their own).", "store"),
 		storeErrors:      d("rate_limit_store_errors_total", "Failures talking to the rate limit store: failed connects, lost connections, timeouts, error replies.", "store"),
 	}
@@ -80,10 +87,11 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
 	for _, x := range []*prometheus.Desc{
 		d.requests, d.requestDuration, d.upstreamDuration, d.bytesReceived, d.bytesSent,
-		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests,
+		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests, d.serverChecks, d.serverDisabled,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
 		d.tlsHandshakes, d.tlsVersions, d.tlsALPN, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
+		d.healthSlots, d.healthUsed, d.healthOverflows,
 		d.storeUp, d.storeErrors,
 	} {
 		ch <- x
@@ -140,7 +148,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.parkedConns, float64(conns.parked))
 	gauge(d.inFlight, float64(conns.inFlight))
 	for k, g := range servers {
-		gauge(d.serverHealthy, float64(g.healthy)/float64(g.workers), k.upstream, k.addr)
+		healthy := float64(g.healthy) / float64(g.workers)
+		if v := g.shared; v != nil {
+			healthy = 0
+			if v.Healthy {
+				healthy = 1
+			}
+			counter(d.serverChecks, v.Checks, k.upstream, k.addr)
+			counter(d.serverDisabled, v.Disabled, k.upstream, k.addr)
+		}
+		gauge(d.serverHealthy, healthy, k.upstream, k.addr)
 		gauge(d.serverInFlight, float64(g.inFlight), k.upstream, k.addr)
 	}
 	for k, v := range t.servers {
@@ -183,6 +200,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(d.workers, float64(n), state)
 	}
 	gauge(d.workersReporting, float64(len(s.live)))
+	if z := s.health; z != nil {
+		gauge(d.healthSlots, float64(z.Slots))
+		gauge(d.healthUsed, float64(z.Used))
+		counter(d.healthOverflows, z.Overflows)
+	}
 	if z := s.zone; z != nil {
 		gauge(d.zoneSlots, float64(z.Slots))
 		gauge(d.zoneUsed, float64(z.Used))

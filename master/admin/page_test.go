@@ -125,7 +125,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	cell(`<td>api</td><td>public</td><td>\*</td><td>/api/</td>\s*<td>upstream backend</td><td class="n">0</td><td class="n">9189</td>`)
 	cell(`<td>static</td><td>public, internal</td><td>\*\.example\.com</td>`)
 	cell(`upstream backend \(round_robin\)`)
-	cell(`<tr class="up"><td>127.0.0.1:9001</td><td class="n">3</td><td></td><td>UP</td><td class="n">2/2</td><td class="n">0</td><td class="n">9191</td>`)
+	cell(`<tr class="up"><td>127.0.0.1:9001</td><td class="n">3</td><td></td><td>UP</td><td class="n">2/2</td><td class="n"></td><td class="n">0</td><td class="n">9191</td>`)
 	cell(`<tr class="partial"><td>127.0.0.1:9002</td><td class="n">1</td><td>backup</td><td>PARTIAL</td><td class="n">1/2</td>`)
 	cell(`<span id="conn" class="">live</span>`)
 }

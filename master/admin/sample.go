@@ -24,6 +24,8 @@ type (
 	Histogram = wire.Histogram
 	// ZoneSample is the fill of the shared rate-limit zone.
 	ZoneSample = wire.ZoneSample
+	// HealthZoneSample is the fill of the shared upstream health zone.
+	HealthZoneSample = wire.HealthZoneSample
 )
 
 // LatencyBuckets are the fixed upper bounds, in seconds, of every latency

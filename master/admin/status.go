@@ -23,6 +23,8 @@ type Status struct {
 	// RateLimitZone is the shared memory of the machine-scope rate limits;
 	// nil until a worker has reported it.
 	RateLimitZone *ZoneStatus `json:"rate_limit_zone,omitempty"`
+	// HealthZone is the shared memory of the upstream servers' health.
+	HealthZone *HealthZoneSample `json:"health_zone,omitempty"`
 
 	Reloads        Outcomes `json:"reloads"`
 	Upgrades       Outcomes `json:"upgrades"`
@@ -87,14 +89,25 @@ type ServerStatus struct {
 	Address string `json:"address"`
 	Weight  int    `json:"weight,omitempty"`
 	Backup  bool   `json:"backup,omitempty"`
-	// State: "up" (every live worker sees it healthy), "down" (none does),
-	// "partial", or "unknown" (no live worker reported it yet).
+	// State: "up" or "down" as the workers' shared health says (the
+	// newest generation's reading of it), or, for workers that keep
+	// health to themselves, "up" (every live worker sees it healthy),
+	// "down" (none does) or "partial"; "unknown" when no live worker
+	// reported it yet.
 	State          string `json:"state"`
 	HealthyWorkers int    `json:"healthy_workers"`
 	Workers        int    `json:"workers"`
 	InFlight       int64  `json:"in_flight"`
 	Picks          uint64 `json:"picks"`
 	Failures       uint64 `json:"failures"`
+	// From the shared health: ActiveDown is the active checks' verdict,
+	// DownUntil the end of a passive marking, Checks the active checks
+	// made by all workers, Disabled the times passive marking took the
+	// server out.
+	ActiveDown bool      `json:"active_down,omitempty"`
+	DownUntil  time.Time `json:"down_until,omitzero"`
+	Checks     uint64    `json:"checks,omitempty"`
+	Disabled   uint64    `json:"disabled,omitempty"`
 }
 
 // Totals are the traffic counters summed over every worker, retired ones
@@ -176,6 +189,7 @@ func (s *snapshot) status(now time.Time) *Status {
 		st.RateLimitZone = &ZoneStatus{Bytes: uint64(z.Bytes), Slots: z.Slots, Used: z.Used,
 			UsedPercent: 100 * float64(z.Used) / float64(z.Slots), Evictions: z.Evictions}
 	}
+	st.HealthZone = s.health
 	st.Generations = generations(st.Workers, m.Generation)
 	st.Routes = s.routes()
 	st.Upstreams = s.upstreams(servers)
@@ -298,11 +312,15 @@ func (s *snapshot) upstreams(gauges map[serverKey]serverGauges) []UpstreamStatus
 	server := func(k serverKey) ServerStatus {
 		g := gauges[k]
 		c := s.totals.servers[k]
-		return ServerStatus{
+		ss := ServerStatus{
 			Address: k.addr, State: healthState(g),
 			HealthyWorkers: g.healthy, Workers: g.workers, InFlight: g.inFlight,
 			Picks: c.picks, Failures: c.failures,
 		}
+		if v := g.shared; v != nil {
+			ss.ActiveDown, ss.DownUntil, ss.Checks, ss.Disabled = !v.ActiveUp, v.DownUntil, v.Checks, v.Disabled
+		}
+		return ss
 	}
 	if cfg := s.master.Config; cfg != nil {
 		for _, u := range cfg.Upstreams {
@@ -344,6 +362,10 @@ func (s *snapshot) upstreams(gauges map[serverKey]serverGauges) []UpstreamStatus
 
 func healthState(g serverGauges) string {
 	switch {
+	case g.shared != nil && g.shared.Healthy:
+		return "up"
+	case g.shared != nil:
+		return "down"
 	case g.workers == 0:
 		return "unknown"
 	case g.healthy == g.workers:

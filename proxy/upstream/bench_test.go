@@ -11,7 +11,7 @@ func BenchmarkPick(b *testing.B) {
 	for _, bal := range balancers {
 		b.Run(bal, func(b *testing.B) {
 			p := newTestPool(b, bal, 3, 2, 1, 1)
-			p.Servers()[3].activeDown.Store(true)
+			setActiveDown(p.Servers()[3], true)
 			key := []byte("203.0.113.7")
 			b.ReportAllocs()
 			for b.Loop() {

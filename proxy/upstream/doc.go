@@ -8,7 +8,11 @@
 // loads and, for the stateful balancers (round_robin, least_conn), one short
 // critical section.
 //
-// Health is per process: each worker checks and marks on its own, as nginx
-// workers do without a shared zone. A fresh pool starts with every server
-// healthy so a new worker generation serves at once after a reload.
+// Health is per machine: pools keep their servers' health in a HealthTable
+// that every worker maps (the master's shared memory), so the workers make
+// each active check once per interval between them, count passive failures
+// together and follow one verdict, which a reload or an upgrade keeps for
+// the servers it keeps. A server never seen starts healthy, so a new worker
+// generation serves at once. Without a table (a Server built by hand) the
+// health is the process's own.
 package upstream

@@ -25,7 +25,7 @@ func TestFNVRehashOnUnusable(t *testing.T) {
 	p := newTestPool(t, BalanceFNV, 1, 1, 1)
 	for _, k := range keys(300) {
 		first := p.Pick(k, nil)
-		first.activeDown.Store(true)
+		setActiveDown(first, true)
 		s := p.Pick(k, nil)
 		if s == nil || s == first {
 			t.Fatalf("key %s: rehash gave %v", k, s)
@@ -46,6 +46,6 @@ func TestFNVRehashOnUnusable(t *testing.T) {
 		if again := p.Pick(k, nil); again != s {
 			t.Fatalf("key %s: rehash not stable", k)
 		}
-		first.activeDown.Store(false)
+		setActiveDown(first, false)
 	}
 }

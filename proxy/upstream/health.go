@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/pingora-go/pingora/config"
 )
@@ -48,15 +49,16 @@ func (c *healthConfig) passes(status int) bool {
 	return status >= 0 && status < 640 && c.expect[status>>6]&(1<<(status&63)) != 0
 }
 
-// checker runs the active checks of one server.
+// checker runs the active checks of one server in one process. Every
+// worker runs one per server, but only the worker that claims a check
+// makes it (run), so the server gets one check per interval from the whole
+// machine, and the verdict is the shared slot's.
 type checker struct {
 	cfg    *healthConfig
 	server *Server
 	log    hclog.Logger
 	req    []byte      // the whole request, built once
 	tls    *tls.Config // the upstream's TLS; nil: plain HTTP
-
-	passes, fails int // consecutive results, owned by run's goroutine
 }
 
 func newChecker(cfg *healthConfig, s *Server, log hclog.Logger, tlsCfg *tls.Config) *checker {
@@ -72,41 +74,104 @@ func newChecker(cfg *healthConfig, s *Server, log hclog.Logger, tlsCfg *tls.Conf
 	return &checker{cfg: cfg, server: s, log: log, req: []byte(req), tls: tlsCfg}
 }
 
-// run checks at once, then every interval, until ctx is done.
+// run checks when a check is due, until ctx is done. The slot's due time
+// is the claim: the worker whose compare-and-swap moves it forward makes
+// the check, the others sleep until the new due time. The claim reaches
+// past the check's timeout, so checks of one server never overlap; once
+// the check is done the due time is set to one interval after its start
+// (or its end, for a check slower than the interval). A worker killed
+// during a check leaves the claim to expire: one check is late, none is
+// lost for good, and no worker is special.
+//
+// Due times are CLOCK_MONOTONIC readings, which every process of the
+// machine shares and which no clock step moves.
 func (c *checker) run(ctx context.Context) {
-	t := time.NewTicker(c.cfg.interval)
+	h := c.server.health()
+	hold := int64(max(c.cfg.interval, c.cfg.timeout))
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		c.record(c.probe(ctx))
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		now := monoNow()
+		due := h.due.Load()
+		if now < due {
+			t.Reset(time.Duration(due - now))
+			continue
+		}
+		claim := now + hold
+		if !h.due.CompareAndSwap(due, claim) {
+			t.Reset(0) // another worker claimed it: read its due time
+			continue
+		}
+		h.touch(time.Now())
+		err := c.probe(ctx)
+		if ctx.Err() != nil {
+			// Cut short by Close: no verdict, and the next owner of the
+			// check need not wait out the claim.
+			h.due.CompareAndSwap(claim, now+int64(c.cfg.interval))
+			return
+		}
+		h.checks.Add(1)
+		c.record(err, time.Now())
+		end := monoNow()
+		next := max(now+int64(c.cfg.interval), end)
+		h.due.CompareAndSwap(claim, next)
+		t.Reset(time.Duration(next - end))
 	}
 }
 
-// record applies one result to the consecutive counters and flips the
-// server's active state at the thresholds, logging each transition.
-func (c *checker) record(err error) {
-	s := c.server
-	if err == nil {
-		c.fails = 0
-		c.passes++
-		if s.activeDown.Load() && c.passes >= c.cfg.healthy {
-			s.activeDown.Store(false)
-			c.log.Info("server is up (active check)", "passes", c.passes)
+// monoNow reads CLOCK_MONOTONIC in nanoseconds. It cannot fail on Linux
+// (the clock exists and the pointer is valid); were it to, 0 would make
+// every check due at once rather than never.
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
+// record applies one result to the shared consecutive counters and flips
+// the verdict at the thresholds. Counters and verdict are one word,
+// changed by one compare-and-swap, so results recorded at once by
+// different workers (a check that outlived its claim) each count once;
+// the worker whose result flips the verdict logs the transition.
+func (c *checker) record(err error, now time.Time) {
+	h := c.server.health()
+	for {
+		w := h.active.Load()
+		down, fails, passes, since := unpackActive(w)
+		flipped := false
+		if err == nil {
+			fails = 0
+			passes++
+			if down && passes >= c.cfg.healthy {
+				down, since, flipped = false, now.Unix(), true
+			}
+		} else {
+			passes = 0
+			fails++
+			if !down && fails >= c.cfg.unhealthy {
+				down, since, flipped = true, now.Unix(), true
+			}
+		}
+		if !h.active.CompareAndSwap(w, packActive(down, fails, passes, since)) {
+			continue
+		}
+		switch {
+		case flipped && down:
+			c.log.Warn("server is down (active check)", "fails", fails, "error", err)
+		case flipped:
+			c.log.Info("server is up (active check)", "passes", passes)
+		case err != nil:
+			c.log.Debug("health check failed", "fails", fails, "error", err)
 		}
 		return
 	}
-	c.passes = 0
-	c.fails++
-	if !s.activeDown.Load() && c.fails >= c.cfg.unhealthy {
-		s.activeDown.Store(true)
-		c.log.Warn("server is down (active check)", "fails", c.fails, "error", err)
-		return
-	}
-	c.log.Debug("health check failed", "fails", c.fails, "error", err)
 }
 
 // probe makes one check: connect, send GET path with Connection: close,

@@ -32,10 +32,18 @@ func newTestPool(t testing.TB, balance string, weights ...int) *Pool {
 	return p
 }
 
-// newPool is NewPool on cfg completed by configured.
+// newPool is NewPool on cfg completed by configured, with its servers'
+// active verdicts in force even without a health_check block, so that
+// tests can set them by hand (setActiveDown).
 func newPool(t testing.TB, cfg config.Upstream, log hclog.Logger) (*Pool, error) {
 	t.Helper()
-	return NewPool(configured(t, cfg), log)
+	p, err := NewPool(configured(t, cfg), nil, log)
+	if err == nil {
+		for _, s := range p.servers {
+			s.activeOff = false
+		}
+	}
+	return p, err
 }
 
 // configured fills what a test's hand-written upstream leaves at zero
@@ -134,4 +142,10 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// setActiveDown sets the active checks' verdict on s, as checks at the
+// thresholds would.
+func setActiveDown(s *Server, down bool) {
+	s.health().active.Store(packActive(down, 0, 0, 0))
 }

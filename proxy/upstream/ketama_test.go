@@ -83,7 +83,7 @@ func TestKetamaUnusableMovesOnlyItsKeys(t *testing.T) {
 		home[i] = p.Pick(k, nil)
 	}
 	down := p.Servers()[2]
-	down.activeDown.Store(true)
+	setActiveDown(down, true)
 	for i, k := range ks {
 		s := p.Pick(k, nil)
 		if s == down {
@@ -94,7 +94,7 @@ func TestKetamaUnusableMovesOnlyItsKeys(t *testing.T) {
 		}
 	}
 	for _, s := range p.Servers() {
-		s.activeDown.Store(true)
+		setActiveDown(s, true)
 	}
 	if s := p.Pick(ks[0], nil); s != nil {
 		t.Fatalf("all down: picked %s", s.Addr)

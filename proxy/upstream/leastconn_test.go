@@ -53,7 +53,7 @@ func TestLeastConnUnusable(t *testing.T) {
 	a, b := server(t, p, "a"), server(t, p, "b")
 	b.Begin()
 	b.Begin()
-	a.activeDown.Store(true)
+	setActiveDown(a, true)
 	if s := p.Pick(nil, nil); s != b {
 		t.Fatalf("picked %v, want loaded but healthy b", s)
 	}

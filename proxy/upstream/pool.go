@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -21,8 +22,9 @@ type Pool struct {
 	backup  balancer // nil when there are no backup servers
 	log     hclog.Logger
 
-	check *healthConfig       // nil: no active checks
-	tls   *config.UpstreamTLS // checks speak TLS too; nil: plain
+	check  *healthConfig       // nil: no active checks
+	tls    *config.UpstreamTLS // checks speak TLS too; nil: plain
+	shared bool                // the servers' health is in a HealthTable
 
 	mu      sync.Mutex
 	started bool
@@ -33,10 +35,12 @@ type Pool struct {
 
 // NewPool builds the pool for cfg, an upstream of a config that config.Load
 // built (every default applied, every value checked: the pool applies and
-// checks nothing of its own). A nil log discards logs. The one error is a
-// balancer this package does not know; the pool starts no goroutine until
-// Start.
-func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
+// checks nothing of its own). The servers' health lives in table, shared
+// with every pool of every process that maps it and has the same upstream
+// name and server address; a nil table keeps it to this pool. A nil log
+// discards logs. The one error is a balancer this package does not know;
+// the pool starts no goroutine until Start.
+func NewPool(cfg config.Upstream, table *HealthTable, log hclog.Logger) (*Pool, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -56,6 +60,14 @@ func NewPool(cfg config.Upstream, log hclog.Logger) (*Pool, error) {
 			maxFails:    sc.MaxFails,
 			failTimeout: sc.FailTimeout,
 			log:         log.With("upstream", cfg.Name, "server", sc.Address),
+			activeOff:   cfg.HealthCheck == nil,
+		}
+		if table != nil {
+			if s.sh = table.slot(cfg.Name, sc.Address, time.Now()); s.sh == nil {
+				s.log.Warn("the shared health zone is full: this worker keeps the server's health to itself")
+			} else {
+				p.shared = true
+			}
 		}
 		p.servers = append(p.servers, s)
 		if s.Backup {
@@ -113,22 +125,39 @@ func (p *Pool) Pick(key []byte, tried *Tried) *Server {
 }
 
 // Start launches active health checks, one goroutine per server, if the
-// upstream has a health_check block. Until checks fail, every server counts
-// as healthy (see doc-upstream): a fresh worker must serve at once, not wait
-// `healthy` intervals. Start is idempotent; after Close it does nothing.
+// upstream has a health_check block, and keeps the servers' shared slots
+// marked in use. Until checks fail, every server counts as healthy (see
+// doc-upstream): a fresh worker must serve at once, not wait `healthy`
+// intervals; a server an earlier generation's checks found down stays down
+// until it passes. An upstream without checks clears the shared verdict,
+// so that checks enabled again by a later reload start from up rather
+// than from a verdict nobody has kept current. Start is idempotent; after
+// Close it does nothing.
 func (p *Pool) Start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.started || p.closed || p.check == nil {
+	if p.started || p.closed {
 		return
 	}
 	p.started = true
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
+	if p.shared {
+		p.wg.Add(1)
+		go p.keep(ctx)
+	}
+	if p.check == nil {
+		for _, s := range p.servers {
+			if s.sh != nil {
+				s.sh.active.Store(0)
+			}
+		}
+		return
+	}
 	hlog := p.log.Named("health")
 	hlog.Info("active health checks started; servers count as healthy until checks fail",
 		"upstream", p.name, "path", p.check.path, "interval", p.check.interval,
-		"healthy", p.check.healthy, "unhealthy", p.check.unhealthy)
+		"healthy", p.check.healthy, "unhealthy", p.check.unhealthy, "shared", p.shared)
 	for _, s := range p.servers {
 		slog := hlog.With("upstream", p.name, "server", s.Addr)
 		var tlsCfg *tls.Config
@@ -145,6 +174,27 @@ func (p *Pool) Start() {
 			defer p.wg.Done()
 			c.run(ctx)
 		}()
+	}
+}
+
+// keep touches the servers' shared slots every touchEvery until ctx is
+// done, so that no new server takes a slot a live pool still uses (see
+// HealthTable.slot).
+func (p *Pool) keep(ctx context.Context) {
+	defer p.wg.Done()
+	t := time.NewTicker(touchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, s := range p.servers {
+				if s.sh != nil {
+					s.sh.touch(now)
+				}
+			}
+		}
 	}
 }
 

@@ -26,7 +26,7 @@ func TestBackupsOnlyWhenNoPrimaryUsable(t *testing.T) {
 					t.Fatal("backup picked while primaries are healthy")
 				}
 			}
-			p1.activeDown.Store(true)
+			setActiveDown(p1, true)
 			var tried Tried
 			tried.Add(p2)
 			if s := p.Pick([]byte("k"), &tried); s != bk {
@@ -36,7 +36,7 @@ func TestBackupsOnlyWhenNoPrimaryUsable(t *testing.T) {
 			if s := p.Pick([]byte("k"), &tried); s != nil {
 				t.Fatalf("everything down or tried: picked %s, want nil", s.Addr)
 			}
-			p1.activeDown.Store(false)
+			setActiveDown(p1, false)
 			if s := p.Pick([]byte("k"), &tried); s != p1 {
 				t.Fatalf("p1 back: picked %v", s)
 			}
@@ -56,7 +56,7 @@ func TestPickNilWhenAllDown(t *testing.T) {
 				t.Fatalf("picked %s with every server marked down", s.Addr)
 			}
 			one := newTestPool(t, bal, 1)
-			one.Servers()[0].activeDown.Store(true)
+			setActiveDown(one.Servers()[0], true)
 			if s := one.Pick([]byte("key"), nil); s != nil {
 				t.Fatalf("single down server picked")
 			}
@@ -133,7 +133,7 @@ func TestPickAllocatesNothing(t *testing.T) {
 	for _, bal := range balancers {
 		p := newTestPool(t, bal, 3, 2, 1, 1)
 		key := []byte("203.0.113.7")
-		p.Servers()[1].activeDown.Store(true)
+		setActiveDown(p.Servers()[1], true)
 		if n := testing.AllocsPerRun(200, func() {
 			var tried Tried
 			s := p.Pick(key, &tried)
@@ -173,12 +173,12 @@ func TestConcurrentPicks(t *testing.T) {
 				for i := 0; ; i++ {
 					select {
 					case <-stop:
-						c.activeDown.Store(false)
+						setActiveDown(c, false)
 						c.Succeed()
 						return
 					default:
 					}
-					c.activeDown.Store(i%2 == 0)
+					setActiveDown(c, i%2 == 0)
 					c.Fail(time.Now().Add(-time.Hour)) // marks, already expired
 					c.Succeed()
 					time.Sleep(50 * time.Microsecond)

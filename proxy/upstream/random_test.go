@@ -4,7 +4,7 @@ import "testing"
 
 func TestRandomNeverUnusableAndSpreads(t *testing.T) {
 	p := newTestPool(t, BalanceRandom, 1, 1, 1, 1)
-	server(t, p, "c").activeDown.Store(true)
+	setActiveDown(server(t, p, "c"), true)
 	var tried Tried
 	tried.Add(server(t, p, "d"))
 	counts := map[string]int{}

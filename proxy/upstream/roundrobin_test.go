@@ -50,12 +50,12 @@ func TestRoundRobinWeightsExactAndSmooth(t *testing.T) {
 
 func TestRoundRobinSkipsUnusable(t *testing.T) {
 	p := newTestPool(t, BalanceRoundRobin, 5, 1, 1)
-	server(t, p, "a").activeDown.Store(true)
+	setActiveDown(server(t, p, "a"), true)
 	seq := pickSeq(p, 10, nil)
 	if strings.Contains(seq, "a") || strings.Count(seq, "b") != 5 || strings.Count(seq, "c") != 5 {
 		t.Fatalf("with a down, sequence = %s, want b and c alternating", seq)
 	}
-	server(t, p, "a").activeDown.Store(false)
+	setActiveDown(server(t, p, "a"), false)
 	var tried Tried
 	tried.Add(server(t, p, "b"))
 	seq = pickSeq(p, 12, &tried)

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,24 +27,30 @@ type Server struct {
 
 	inFlight atomic.Int64
 	picks    atomic.Uint64
-	failures atomic.Uint64
-	disabled atomic.Uint64 // times passive marking took it out
+	failures atomic.Uint64 // this process's Fail calls
 
-	// activeDown is set by the active health checker; servers start up.
-	activeDown atomic.Bool
-	// downUntil is the Unix-nanosecond wall time until which passive
-	// marking keeps the server out; 0 when it is not marked. Healthy reads
-	// it without a lock, so only failures pay for the mutex below.
-	downUntil atomic.Int64
+	// sh is the server's health as every worker shares it (a HealthTable
+	// slot); nil: own, this process's alone (a Server built by hand, or
+	// a table without room).
+	sh  *sharedSlot
+	own sharedSlot
+	// activeOff: the pool has no active checks, so a verdict some other
+	// pool (another generation's config) left in the shared slot does not
+	// count.
+	activeOff bool
+}
 
-	// fails counts failures in the current fail_timeout window. It stays at
-	// or above maxFails after the server is marked down (probation, as
-	// nginx): the first failure after the down period re-marks it at once;
-	// a success ends probation. Read atomically by Succeed's fast path,
-	// written under mu.
-	fails       atomic.Int64
-	mu          sync.Mutex
-	windowStart int64 // Unix nanoseconds of the window's first failure
+// health is the server's health slot, shared or its own.
+func (s *Server) health() *sharedSlot {
+	if s.sh != nil {
+		return s.sh
+	}
+	return &s.own
+}
+
+// activeDown is the active checks' verdict as this pool sees it.
+func (s *Server) activeDown() bool {
+	return !s.activeOff && s.health().active.Load()&activeDownBit != 0
 }
 
 // weight returns the effective configured weight (at least 1), so a zero
@@ -60,10 +65,11 @@ func (s *Server) weight() int64 {
 // Healthy reports whether the server may take requests: the active check
 // has not marked it down and passive marking does not hold it out now.
 func (s *Server) Healthy() bool {
-	if s.activeDown.Load() {
+	if s.activeDown() {
 		return false
 	}
-	d := s.downUntil.Load()
+	h := s.health()
+	d := h.downUntil.Load()
 	if d == 0 {
 		return true
 	}
@@ -71,17 +77,17 @@ func (s *Server) Healthy() bool {
 		return false
 	}
 	// The down period is over: clear it so later calls skip the clock.
-	s.downUntil.CompareAndSwap(d, 0)
+	h.downUntil.CompareAndSwap(d, 0)
 	return true
 }
 
 // HealthyAt is Healthy evaluated at now (for callers and tests that carry
 // their own clock).
 func (s *Server) HealthyAt(now time.Time) bool {
-	if s.activeDown.Load() {
+	if s.activeDown() {
 		return false
 	}
-	d := s.downUntil.Load()
+	d := s.health().downUntil.Load()
 	return d == 0 || now.UnixNano() >= d
 }
 
@@ -100,34 +106,43 @@ func (s *Server) InFlight() int64 { return s.inFlight.Load() }
 // fail_timeout mark the server unavailable for fail_timeout; max_fails 0
 // disables passive marking. After the down period the server gets traffic
 // again, but it stays on probation: one more failure before a success
-// marks it down again at once.
+// marks it down again at once. Failures count together across every
+// worker sharing the server's slot.
 func (s *Server) Fail(now time.Time) {
 	s.failures.Add(1)
 	if s.maxFails <= 0 {
 		return
 	}
+	h := s.health()
 	t := now.UnixNano()
 	timeout := int64(s.failTimeout)
-	s.mu.Lock()
-	n := s.fails.Load()
-	switch {
-	case n >= int64(s.maxFails):
-		// Probation (or still down): any failure re-marks from now.
-		n++
-	case n == 0 || t-s.windowStart > timeout:
-		s.windowStart = t
-		n = 1
-	default:
-		n++
+	var n int64
+	for {
+		w := h.passive.Load()
+		var start int64
+		n, start = unpackPassive(w)
+		switch {
+		case n >= int64(s.maxFails):
+			// Probation (or still down): any failure re-marks from now.
+			n++
+		case n == 0 || t-start > timeout:
+			start = t
+			n = 1
+		default:
+			n++
+		}
+		if h.passive.CompareAndSwap(w, packPassive(n, start)) {
+			break
+		}
 	}
-	s.fails.Store(n)
-	marked := n >= int64(s.maxFails)
-	if marked {
-		s.downUntil.Store(t + timeout)
-		s.disabled.Add(1)
+	if n < int64(s.maxFails) {
+		return
 	}
-	s.mu.Unlock()
-	if marked && s.log != nil {
+	// A kill right here leaves the count at max_fails without the mark:
+	// the server is then on probation, and its next failure marks it.
+	h.downUntil.Store(t + timeout)
+	h.disabled.Add(1)
+	if s.log != nil {
 		s.log.Warn("server temporarily disabled (passive)",
 			"fails", n, "max_fails", s.maxFails, "fail_timeout", s.failTimeout)
 	}
@@ -138,11 +153,9 @@ func (s *Server) Fail(now time.Time) {
 // a success then can only come from a request that started before the
 // server was marked. Cheap when there is nothing to reset.
 func (s *Server) Succeed() {
-	if s.fails.Load() == 0 {
+	h := s.health()
+	if h.passive.Load() == 0 {
 		return
 	}
-	s.mu.Lock()
-	s.fails.Store(0)
-	s.windowStart = 0
-	s.mu.Unlock()
+	h.passive.Store(0)
 }

@@ -54,6 +54,19 @@ type WorkerSample struct {
 	// RateLimitZone is the machine-wide rate-limit zone as the worker
 	// reads it (every worker reads the same memory); nil: no zone.
 	RateLimitZone *ZoneSample `json:"rate_limit_zone,omitempty"`
+
+	// HealthZone is the fill of the upstream health zone (every worker
+	// reads the same memory); nil: none.
+	HealthZone *HealthZoneSample `json:"health_zone,omitempty"`
+}
+
+// HealthZoneSample is the fill of the shared upstream health zone.
+type HealthZoneSample struct {
+	Slots int64 `json:"slots"` // servers it can hold
+	Used  int64 `json:"used"`  // slots taken (servers of this and earlier configs)
+	// Overflows counts servers that found no free slot and keep their
+	// health to their worker, since the zone was created.
+	Overflows uint64 `json:"overflows"`
 }
 
 // ZoneSample is the fill of the shared rate-limit zone.
@@ -89,15 +102,25 @@ type UpstreamSample struct {
 	Servers []ServerSample `json:"servers"`
 }
 
-// ServerSample is one upstream server as one worker sees it. Health is
-// per worker (passive marking happens in each worker), so the admin page
-// shows how many live workers consider the server healthy.
+// ServerSample is one upstream server as one worker sees it. With Shared
+// set, the health fields are the machine's (the health zone every worker
+// reads), so the master takes them from one sample instead of combining
+// the workers' opinions; Checks and Disabled are then machine-wide counts,
+// never to be summed.
 type ServerSample struct {
 	Addr     string `json:"addr"`
 	Healthy  bool   `json:"healthy"`   // gauge: what the worker's balancer sees now
 	InFlight int64  `json:"in_flight"` // gauge
 	Picks    uint64 `json:"picks"`     // counter: attempts sent to this server
 	Failures uint64 `json:"failures"`  // counter: failed attempts
+
+	Shared   bool `json:"shared,omitempty"`
+	ActiveUp bool `json:"active_up"` // the active checks' verdict (true without checks)
+	// DownUntil is when passive marking lets the server back in; zero
+	// when it is not marked.
+	DownUntil time.Time `json:"down_until,omitzero"`
+	Checks    uint64    `json:"checks,omitempty"`   // active checks made by any worker
+	Disabled  uint64    `json:"disabled,omitempty"` // times passive marking took it out
 }
 
 // LatencyBuckets are config.LatencyBuckets in seconds: the fixed upper

@@ -65,6 +65,10 @@ type Handshake struct {
 	// owns, of config rate_limit_zone_size bytes) holding the
 	// machine-scope rate limits; the worker maps it shared. 0: none.
 	RateLimitZoneFD int `json:"rate_limit_zone_fd,omitempty"`
+	// HealthZoneFD is the inherited shared memory (a memfd the master
+	// owns, of HealthZoneSize bytes) holding the upstream servers' health
+	// for every worker; the worker maps it shared. 0: none.
+	HealthZoneFD int `json:"health_zone_fd,omitempty"`
 
 	Config *config.Config `json:"config"`
 }
@@ -75,6 +79,15 @@ type Handshake struct {
 // layout (another name) gets a fresh zone instead of misreading the old
 // one. It equals proxy/ratelimit.ZoneLayout (a worker test checks).
 const RateLimitZoneLayout = "pingora-ratelimit-zone-v1"
+
+// HealthZoneLayout names the layout of the upstream health zone, as
+// RateLimitZoneLayout does; HealthZoneSize is its size, which the layout
+// fixes. They equal proxy/upstream's HealthTableLayout and
+// HealthTableSize (a worker test checks).
+const (
+	HealthZoneLayout = "pingora-health-zone-v1"
+	HealthZoneSize   = 4096 + 8192*64
+)
 
 // Message types. Worker to master: Ready, Error, Reopened, Draining,
 // Sample, Heartbeat. Master to worker: Drain, Stop, Reopen, Stats,
