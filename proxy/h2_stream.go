@@ -106,6 +106,12 @@ func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	complete := st.final && !sc.cutShort && !sc.cutDown.Load() && (st.length < 0 || st.written == st.length || st.isHead)
 	st.closed.Store(true)
+	if sc.small != nil {
+		// A buffered body moved the stream onto a body buffer: each
+		// buffer goes back to its own pool, and the pooled clientConn
+		// must not keep small for the next connection it serves.
+		sc.shrinkReader()
+	}
 	sc.releaseBuffers()
 	sc.stream = nil
 	sc.c = nil
