@@ -100,7 +100,8 @@ func (cc *clientConn) serveH2(c net.Conn) {
 		h.streams.Wait()
 		cc.h2 = nil
 	}()
-	cc.ls.h2.srv.ServeConn(c, &http2.ServeConnOpts{
+	// The guard mends where x/net departs from RFC 9113 (h2_guard.go).
+	cc.ls.h2.srv.ServeConn(guardH2(c, cc.ls.h2.limits()), &http2.ServeConnOpts{
 		Context:    cc.p.ctx,
 		BaseConfig: cc.ls.h2.base,
 		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { cc.serveStream(w, r) }),
