@@ -62,6 +62,10 @@ func newH2Server(p *Proxy, ls *listenerState) *h2Server {
 		// A client that takes nothing we send stalls the connection for
 		// send_timeout at most.
 		WriteByteTimeout: cfg.SendTimeout,
+		// The RFC's default frame size, not x/net's 1 MiB: x/net reads a
+		// frame whole into a buffer the connection keeps, so a client's
+		// largest frame sets the memory each connection holds.
+		MaxReadFrameSize: 16 << 10,
 	}
 	// ConfigureServer only fails on a TLS config that lacks an h2 cipher
 	// suite, and base has none.
