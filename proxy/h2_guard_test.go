@@ -802,3 +802,33 @@ func BenchmarkH2Guard(b *testing.B) {
 		})
 	}
 }
+
+// Clients that send a request and hang up at once: x/net may start a
+// stream's handler after its connection ended, which must then leave the
+// connection's state, by now another connection's, alone (go test -race).
+func TestH2HandlersAfterTheConnectionEnds(t *testing.T) {
+	be := newBackend(t, nil)
+	cfg := testConfig(be.addr())
+	cfg.Listeners[0].H2C = true
+	run := Start(t, cfg, Options{})
+	s := newClientStream()
+	s.fr.WriteSettings()
+	s.headers(1, true, 0, false, s.block(":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/"))
+	hello := s.bytes()
+	for range 200 {
+		c, err := net.Dial("tcp", run.Addr("public"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(hello)
+		c.Close()
+	}
+	// Every connection ends, and the proxy serves on.
+	WaitFor(t, 10*time.Second, "the connections to end", func() bool { return run.P.stats.active.Load() == 0 })
+	hc, _ := dialH2C(t, run.Addr("public"))
+	hc.request(1, true, ":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/after")
+	hc.until("the response", func(f http2.Frame) bool {
+		d, ok := f.(*http2.DataFrame)
+		return ok && d.StreamEnded()
+	})
+}
