@@ -605,9 +605,9 @@ func TestH2GuardKeepsTLSState(t *testing.T) {
 	}
 }
 
-// h2cConn opens an h2c connection to a running proxy and reads the
+// h2TestClient opens an h2c connection to a running proxy and reads the
 // server's SETTINGS.
-type h2cConn struct {
+type h2TestClient struct {
 	t   *testing.T
 	c   net.Conn
 	fr  *http2.Framer
@@ -615,7 +615,7 @@ type h2cConn struct {
 	blk bytes.Buffer
 }
 
-func dialH2C(t *testing.T, addr string) (*h2cConn, *http2.SettingsFrame) {
+func dialH2Client(t *testing.T, addr string) (*h2TestClient, *http2.SettingsFrame) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -623,7 +623,7 @@ func dialH2C(t *testing.T, addr string) (*h2cConn, *http2.SettingsFrame) {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	hc := &h2cConn{t: t, c: c, fr: http2.NewFramer(c, c)}
+	hc := &h2TestClient{t: t, c: c, fr: http2.NewFramer(c, c)}
 	hc.enc = hpack.NewEncoder(&hc.blk)
 	io.WriteString(c, http2.ClientPreface)
 	hc.fr.WriteSettings()
@@ -638,7 +638,7 @@ func dialH2C(t *testing.T, addr string) (*h2cConn, *http2.SettingsFrame) {
 	return hc, sf
 }
 
-func (hc *h2cConn) request(id uint32, endStream bool, fields ...string) {
+func (hc *h2TestClient) request(id uint32, endStream bool, fields ...string) {
 	hc.blk.Reset()
 	for i := 0; i < len(fields); i += 2 {
 		hc.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
@@ -649,7 +649,7 @@ func (hc *h2cConn) request(id uint32, endStream bool, fields ...string) {
 }
 
 // until reads frames until match says so; a GOAWAY fails the test.
-func (hc *h2cConn) until(what string, match func(http2.Frame) bool) {
+func (hc *h2TestClient) until(what string, match func(http2.Frame) bool) {
 	hc.t.Helper()
 	for {
 		f, err := hc.fr.ReadFrame()
@@ -675,7 +675,7 @@ func TestH2GuardWithXNet(t *testing.T) {
 	cfg := testConfig(be.addr())
 	cfg.Listeners[0].H2C = true
 	run := Start(t, cfg, Options{})
-	hc, _ := dialH2C(t, run.Addr("public"))
+	hc, _ := dialH2Client(t, run.Addr("public"))
 
 	ack := func() {
 		hc.until("a SETTINGS ACK", func(f http2.Frame) bool {
@@ -683,7 +683,7 @@ func TestH2GuardWithXNet(t *testing.T) {
 			return ok && sf.IsAck()
 		})
 	}
-	ack() // of dialH2C's SETTINGS
+	ack() // of dialH2Client's SETTINGS
 	hc.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 16})
 	ack()
 
@@ -734,7 +734,7 @@ func TestH2GuardLimitsMatchXNet(t *testing.T) {
 			cfg.Listeners[0].H2C = true
 			cfg.Listeners[0].MaxHeaderSize = size
 			run := Start(t, cfg, Options{})
-			_, sf := dialH2C(t, run.Addr("public"))
+			_, sf := dialH2Client(t, run.Addr("public"))
 			lim := run.P.listeners["public"].h2.limits()
 			for id, want := range map[http2.SettingID]uint32{
 				http2.SettingHeaderTableSize:   lim.table,
@@ -825,7 +825,7 @@ func TestH2HandlersAfterTheConnectionEnds(t *testing.T) {
 	}
 	// Every connection ends, and the proxy serves on.
 	WaitFor(t, 10*time.Second, "the connections to end", func() bool { return run.P.stats.active.Load() == 0 })
-	hc, _ := dialH2C(t, run.Addr("public"))
+	hc, _ := dialH2Client(t, run.Addr("public"))
 	hc.request(1, true, ":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/after")
 	hc.until("the response", func(f http2.Frame) bool {
 		d, ok := f.(*http2.DataFrame)
