@@ -25,14 +25,15 @@ import (
 // PROTOCOL_ERROR (8.1.1). x/net answers it 400 instead (golang/go#26321).
 // The guard follows the HPACK dynamic table with a decoder of its own, the
 // twin of x/net's, to see the fields; when a request is malformed it makes
-// its HEADERS frame depend on its own stream, which x/net resets with
-// PROTOCOL_ERROR after it has opened the stream and before any handler
-// runs (RFC 9113 5.3.1). The stream is thus known, and closed: DATA the
-// client sent after the HEADERS costs it only a STREAM_CLOSED reset. The
-// header block itself is left as it is, so both HPACK tables stay in step.
-// Trailers (HEADERS on a stream already open) take no priority; a
-// malformed trailer block gets a field with an upper-case name appended,
-// which x/net refuses as a stream error once it has decoded the block.
+// its HEADERS frame depend on its own stream (a stream error, RFC 7540
+// 5.3.1), which x/net resets with PROTOCOL_ERROR after it has opened the
+// stream and before any handler runs. The stream is thus known, and
+// closed: DATA the client sent after the HEADERS costs it only a
+// STREAM_CLOSED reset. The header block itself is left as it is, so both
+// HPACK tables stay in step. Trailers (HEADERS on a stream already open)
+// take no priority; a malformed trailer block gets a field with an
+// upper-case name appended, which x/net refuses as a stream error once it
+// has decoded the block.
 //
 // The guard reads as x/net does, a frame header then its payload, and no
 // further: most frames cost it a 9-byte copy of their header and pass
@@ -40,8 +41,8 @@ import (
 // frames and header blocks (HEADERS and CONTINUATION) until they are whole,
 // since what it learns at a block's end changes the block's first frame;
 // x/net waits for the whole block too. What x/net refuses anyway (a frame
-// over its size limit, CONTINUATION out of place, a block beyond any
-// header list x/net accepts, HPACK it cannot decode) makes the guard step
+// over its size limit, CONTINUATION out of place, HPACK it cannot decode),
+// or a header block larger than any client needs, makes the guard step
 // aside for the rest of the connection and pass every byte untouched.
 
 // Frame types and flags the guard looks at (RFC 9113 6).
@@ -108,8 +109,11 @@ func (h *h2Server) limits() h2Limits {
 type h2Guard struct {
 	net.Conn
 	lim h2Limits
-	// holdCap bounds a held header block: x/net hangs up on a fragment
-	// over twice its header and trailer budgets together.
+	// holdCap bounds a held header block at twice the largest header
+	// list x/net accepts: encoded, a list is smaller than x/net counts it
+	// (32 bytes a field on top of name and value), so only a client
+	// flooding the block goes past, and the guard steps aside rather
+	// than hold more.
 	holdCap int
 
 	preface int    // bytes of the client preface read so far
@@ -143,7 +147,7 @@ func (g h2TLSGuard) ConnectionState() tls.ConnectionState { return g.tc.Connecti
 
 // guardH2 wraps a connection that starts with the client preface.
 func guardH2(c net.Conn, lim h2Limits) net.Conn {
-	g := &h2Guard{Conn: c, lim: lim, holdCap: 4 * int(lim.maxList)}
+	g := &h2Guard{Conn: c, lim: lim, holdCap: 2 * int(lim.maxList)}
 	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		return h2TLSGuard{g, tc}
 	}

@@ -502,7 +502,7 @@ func TestH2GuardStepsAside(t *testing.T) {
 		{"a header block over the hold limit", func(s *clientStream) {
 			block := s.block(getFields...)
 			s.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true})
-			for n := len(block); n <= 4*int(testLimits.maxList); n += 9 {
+			for n := len(block); n <= 2*int(testLimits.maxList); n += 9 {
 				s.fr.WriteContinuation(1, false, nil)
 			}
 			s.fr.WriteContinuation(1, true, nil)
