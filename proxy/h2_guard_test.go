@@ -42,7 +42,7 @@ func (c *scriptConn) Read(p []byte) (int, error) {
 		c.cuts = c.cuts[1:]
 	}
 	if len(c.cuts) > 0 {
-		end = c.cuts[0]
+		end = min(c.cuts[0], end)
 	}
 	n := copy(p, c.data[c.off:end])
 	c.off += n
@@ -830,5 +830,43 @@ func TestH2HandlersAfterTheConnectionEnds(t *testing.T) {
 	hc.until("the response", func(f http2.Frame) bool {
 		d, ok := f.(*http2.DataFrame)
 		return ok && d.StreamEnded()
+	})
+}
+
+// FuzzH2Guard: whatever a client sends after the preface, the guard never
+// panics (it runs on x/net's reading goroutine, where a panic ends the
+// worker), reads to the end, and hands x/net the same bytes however the
+// reads are cut. `go test -fuzz FuzzH2Guard ./proxy` runs it.
+func FuzzH2Guard(f *testing.F) {
+	seed := func(write func(s *clientStream)) {
+		s := newClientStream()
+		write(s)
+		f.Add(s.bytes()[len(http2.ClientPreface):], uint16(10))
+	}
+	seed(func(s *clientStream) {
+		s.fr.WriteSettings(xs(S{http2.SettingInitialWindowSize, 1}, S{http2.SettingInitialWindowSize, 2}, S{http2.SettingEnablePush, 3})...)
+	})
+	seed(func(s *clientStream) {
+		s.headers(1, false, 3, true, s.block(append(getFields, "connection", "close")...), 4)
+		s.fr.WriteData(1, false, []byte("x"))
+		s.headers(1, true, 2, false, s.block("te", "gzip"))
+	})
+	seed(func(s *clientStream) {
+		s.enc.SetMaxDynamicTableSize(100)
+		s.headers(3, true, 0, false, s.block(append(getFields, "upgrade", "h2c", "x-long", strings.Repeat("y", 200))...), 1, 2, 3)
+	})
+	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
+		in := append([]byte(http2.ClientPreface), data...)
+		whole, err := readInSevens(guardH2(&scriptConn{data: in}, testLimits))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := int(cut)%len(in) + 1
+		for _, read := range []func(io.Reader) ([]byte, error){readInSevens, readLikeXNet} {
+			got, _ := read(guardH2(&scriptConn{data: in, cuts: []int{k, k + 1, k + 9}}, testLimits))
+			if !bytes.HasPrefix(whole, got) {
+				t.Fatalf("cut at %d: %x is not a prefix of %x", k, got, whole)
+			}
+		}
 	})
 }
