@@ -62,6 +62,10 @@ func newH2Server(p *Proxy, ls *listenerState) *h2Server {
 		// A client that takes nothing we send stalls the connection for
 		// send_timeout at most.
 		WriteByteTimeout: cfg.SendTimeout,
+		// The RFC's default frame size, not x/net's 1 MiB: x/net reads a
+		// frame whole into a buffer the connection keeps, so a client's
+		// largest frame sets the memory each connection holds.
+		MaxReadFrameSize: 16 << 10,
 	}
 	// ConfigureServer only fails on a TLS config that lacks an h2 cipher
 	// suite, and base has none.
@@ -79,6 +83,23 @@ func (h *h2Server) goAway() {
 // streams, which must end before the connection is counted gone.
 type h2Conn struct {
 	streams sync.WaitGroup
+	// x/net runs each stream's handler on a goroutine of its own and
+	// returns from ServeConn without waiting for them: a handler can
+	// begin after the connection ended, when cc may already serve
+	// another. Once ended is set (under mu), a handler turns back.
+	mu    sync.Mutex
+	ended bool
+}
+
+// enter counts a stream in, unless the connection has ended.
+func (h *h2Conn) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ended {
+		return false
+	}
+	h.streams.Add(1)
+	return true
 }
 
 // serveH2 runs the connection as HTTP/2 until it ends. c is the TLS
@@ -97,13 +118,22 @@ func (cc *clientConn) serveH2(c net.Conn) {
 	h := &h2Conn{}
 	cc.h2 = h
 	defer func() {
+		h.mu.Lock()
+		h.ended = true
+		h.mu.Unlock()
 		h.streams.Wait()
 		cc.h2 = nil
 	}()
-	cc.ls.h2.srv.ServeConn(c, &http2.ServeConnOpts{
+	// The guard mends where x/net departs from RFC 9113 (h2_guard.go).
+	cc.ls.h2.srv.ServeConn(guardH2(c, cc.ls.h2.limits()), &http2.ServeConnOpts{
 		Context:    cc.p.ctx,
 		BaseConfig: cc.ls.h2.base,
-		Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { cc.serveStream(w, r) }),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if h.enter() {
+				defer h.streams.Done()
+				cc.serveStream(w, r)
+			}
+		}),
 	})
 }
 

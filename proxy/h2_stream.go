@@ -57,9 +57,6 @@ type h2Stream struct {
 
 // serveStream serves one stream on the HTTP/2 connection cc.
 func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
-	h := cc.h2
-	h.streams.Add(1)
-	defer h.streams.Done()
 	p := cc.p
 	st := &h2Stream{w: w, rc: http.NewResponseController(w), parent: cc, length: -1, isHead: r.Method == http.MethodHead}
 	st.out = st.requestHead(r)
