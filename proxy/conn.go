@@ -274,9 +274,14 @@ func (cc *clientConn) serve() {
 			}
 			return
 		}
-		if cc.nreq == 0 && ls.H2C && bytes.Equal(head, h2Preface) {
-			cc.startH2C()
-			return
+		if cc.nreq == 0 && ls.H2C {
+			if bytes.Equal(head, h2Preface) {
+				cc.startH2C()
+				return
+			}
+			if notHTTP1(head) {
+				return
+			}
 		}
 		cc.nreq++
 		keep, unread := cc.handle(head)

@@ -38,6 +38,23 @@ import (
 // HTTP/1 head reader returns as a head of its own (RFC 9113 3.4).
 var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\n")
 
+// notHTTP1 reports whether a connection's first head is not HTTP/1 at all:
+// its request line does not end in an HTTP version. On an h2c listener
+// such an opening is an invalid HTTP/2 connection preface, a connection
+// error (RFC 9113 3.4): the connection is closed without an answer, as an
+// HTTP/2-only endpoint would, where an HTTP/1.1 400 would be noise to the
+// HTTP/2 client that most likely sent it. A line that ends in any
+// HTTP/x.y is HTTP/1's to answer (400, 505).
+func notHTTP1(head []byte) bool {
+	line := head
+	if i := bytes.IndexByte(head, '\n'); i >= 0 {
+		line = head[:i]
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	sp := bytes.LastIndexByte(line, ' ')
+	return !bytes.HasPrefix(line[sp+1:], []byte("HTTP/"))
+}
+
 // h2Server is a listener's HTTP/2 configuration.
 type h2Server struct {
 	srv *http2.Server
