@@ -88,14 +88,20 @@ func TestE2EPooledConnStrayBytesNotHandedOn(t *testing.T) {
 							io.WriteString(c, accountReply)
 							continue
 						}
+						if !late {
+							// One write, so they arrive at once: two
+							// writes could be split by the scheduler,
+							// the stray bytes then arriving at any
+							// time, after the pool's probe of the next
+							// request too, where no proxy can tell
+							// them from that request's answer.
+							io.WriteString(c, tc.answer+poison)
+							continue
+						}
 						io.WriteString(c, tc.answer)
-						if late {
-							<-release
-						}
+						<-release
 						io.WriteString(c, poison)
-						if late {
-							close(written)
-						}
+						close(written)
 					}
 				})
 				rp := startProxy(t, expand(`
