@@ -43,12 +43,13 @@ func testsslPath(t *testing.T) string {
 //
 // The scan rates the listener's TLS settings, but it also rates properties
 // of the certificate, which are its issuer's choice and not the proxy's:
-// the self-signed 100-year fixtures would be HIGH for their validity period
-// and CRITICAL for their trust. So the certificate has the shape a public
-// CA issues today (90 days, server-auth only, a CRL distribution point and
-// no OCSP URI, as Let's Encrypt's since 2025), and the scan is given the
-// CA with --add-ca: every certificate finding is then judged as it would
-// be for a real site, and none needs to be excused.
+// the self-signed 100-year fixtures would be HIGH for their validity
+// period and for having neither a CRL nor an OCSP URI, CRITICAL for their
+// trust. So the certificate has the shape a public CA issues today (90
+// days, a random serial, server-auth only, a CRL distribution point and no
+// OCSP URI, as Let's Encrypt's since 2025), and the scan is given the CA
+// with --add-ca: every certificate finding is then judged as it would be
+// for a real site, and none needs to be excused.
 func writeScanCerts(t *testing.T, dir string) {
 	t.Helper()
 	now := time.Now()
@@ -187,9 +188,21 @@ func TestSSLDefaultListenerHasNoMediumFinding(t *testing.T) {
 	counts := map[string]int{}
 	seen := map[string]bool{}
 	var low []string
+	rated := 0
 	for _, f := range findings {
-		counts[f.Severity]++
 		seen[f.ID] = true
+		// The one finding that is about the scanner's machine, not the
+		// server, made before the scan: testssl's openssl has no GOST
+		// engine (libengine-gost-openssl, which the Debian package only
+		// recommends, and .ci/run installs without recommends). It costs
+		// the scan nothing here: GOST suites need a GOST certificate, and
+		// Go has none.
+		if f.ID == "engine_problem" && f.Severity == "WARN" {
+			t.Logf("scanner's own: %s %s: %s", f.Severity, f.ID, f.Finding)
+			continue
+		}
+		counts[f.Severity]++
+		rated++
 		switch f.Severity {
 		case "OK", "INFO", "DEBUG":
 		case "LOW":
@@ -226,7 +239,7 @@ func TestSSLDefaultListenerHasNoMediumFinding(t *testing.T) {
 		}
 	}
 	t.Logf("testssl %s, %s: %d findings in %v: %s; LOW: %s", testsslVersion(bin), time.Now().UTC().Format(time.DateOnly),
-		len(findings), took.Round(time.Second), strings.Join(sum, ", "), strings.Join(low, ", "))
+		rated, took.Round(time.Second), strings.Join(sum, ", "), strings.Join(low, ", "))
 	if t.Failed() {
 		t.Logf("testssl %s\n%s", strings.Join(args, " "), stdout)
 	}
