@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,6 +251,7 @@ type h2Raw struct {
 	// What the server said: its settings, and a GOAWAY once one came.
 	settings map[http2.SettingID]uint32
 	goAway   *http2.GoAwayFrame
+	streams  map[uint32]*h2Outcome
 }
 
 // dialH2Raw opens an HTTP/2 connection to the listener mode of rp (its
@@ -285,7 +287,7 @@ func dialH2Raw(t *testing.T, rp *proxy.Running, mode string, rcvBuf int) *h2Raw 
 		t.Fatalf("dial %s: %v", mode, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	h := &h2Raw{t: t, c: c, settings: map[http2.SettingID]uint32{}}
+	h := &h2Raw{t: t, c: c, settings: map[http2.SettingID]uint32{}, streams: map[uint32]*h2Outcome{}}
 	h.fr = http2.NewFramer(c, c)
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.fr.MaxHeaderListSize = 1 << 20
@@ -373,20 +375,36 @@ func (o h2Outcome) refused() bool {
 	return o.Reset || (o.Ended && o.Status >= 400 && o.Status < 500) || o.Err != nil
 }
 
-// await reads frames until stream id ends, or the connection does; frames
-// of other streams are taken in and dropped (their DATA credited back).
+// await reads frames until stream id ends, or the connection does.
 func (h *h2Raw) await(id uint32, d time.Duration) h2Outcome {
 	h.t.Helper()
-	var o h2Outcome
-	o.Header = http.Header{}
-	var body strings.Builder
+	err := h.pump(d, func() bool { o := h.streams[id]; return o != nil && (o.Ended || o.Reset) })
+	o := h.stream(id)
+	if !o.Ended && !o.Reset {
+		o.Err = err
+	}
+	return *o
+}
+
+func (h *h2Raw) stream(id uint32) *h2Outcome {
+	o := h.streams[id]
+	if o == nil {
+		o = &h2Outcome{Header: http.Header{}}
+		h.streams[id] = o
+	}
+	return o
+}
+
+// pump reads frames into the streams' outcomes, answering the server's
+// SETTINGS and PINGs and crediting DATA back, until done is true (checked
+// after each frame), the connection fails, or d passes.
+func (h *h2Raw) pump(d time.Duration, done func() bool) error {
 	h.c.SetReadDeadline(time.Now().Add(d))
 	defer h.c.SetReadDeadline(time.Time{})
-	for {
+	for !done() {
 		f, err := h.fr.ReadFrame()
 		if err != nil {
-			o.Body, o.Err = body.String(), err
-			return o
+			return err
 		}
 		switch f := f.(type) {
 		case *http2.GoAwayFrame:
@@ -400,24 +418,15 @@ func (h *h2Raw) await(id uint32, d time.Duration) h2Outcome {
 				h.fr.WritePing(true, f.Data)
 			}
 		case *http2.DataFrame:
+			o := h.stream(f.StreamID)
+			o.Body += string(f.Data())
 			if n := len(f.Data()); n > 0 {
 				h.fr.WriteWindowUpdate(0, uint32(n))
-				if f.StreamID != id {
-					break
-				}
-				h.fr.WriteWindowUpdate(id, uint32(n))
+				h.fr.WriteWindowUpdate(f.StreamID, uint32(n))
 			}
-			if f.StreamID == id {
-				body.Write(f.Data())
-				if f.StreamEnded() {
-					o.Body, o.Ended = body.String(), true
-					return o
-				}
-			}
+			o.Ended = o.Ended || f.StreamEnded()
 		case *http2.MetaHeadersFrame:
-			if f.StreamID != id {
-				break
-			}
+			o := h.stream(f.StreamID)
 			for _, hf := range f.Fields {
 				if hf.Name == ":status" {
 					if s, _ := strconv.Atoi(hf.Value); s >= 200 || o.Status == 0 {
@@ -427,27 +436,21 @@ func (h *h2Raw) await(id uint32, d time.Duration) h2Outcome {
 					o.Header.Add(hf.Name, hf.Value)
 				}
 			}
-			if f.StreamEnded() {
-				o.Body, o.Ended = body.String(), true
-				return o
-			}
+			o.Ended = o.Ended || f.StreamEnded()
 		case *http2.RSTStreamFrame:
-			if f.StreamID == id {
-				o.Body, o.Reset, o.Code = body.String(), true, f.ErrCode
-				return o
-			}
+			o := h.stream(f.StreamID)
+			o.Reset, o.Code = true, f.ErrCode
 		}
 	}
+	return nil
 }
 
 // closedWithin reads (and drops) frames until the connection closes or d
 // passes; it reports whether it closed.
 func (h *h2Raw) closedWithin(d time.Duration) bool {
-	o := h.await(1<<31-1, d) // no such stream: reads until the end
-	if ne, ok := o.Err.(net.Error); ok && ne.Timeout() {
-		return false
-	}
-	return true
+	err := h.pump(d, func() bool { return false })
+	ne, ok := err.(net.Error)
+	return !ok || !ne.Timeout()
 }
 
 // ---- the HTTP/1.1 rules over HTTP/2 ----
@@ -768,4 +771,351 @@ route "all" { upstream = "app" }
 			t.Errorf("access log line for %v %v: protocol %q, want HTTP/2.0", m["path"], m["status"], p)
 		}
 	}
+}
+
+// ---- draining ----
+
+// Drain sends GOAWAY; the stream in flight completes with its whole body;
+// a stream opened after the GOAWAY is not served (it never reaches the
+// upstream); the connection closes once the stream is done, and Serve
+// returns well before the deadline.
+func TestE2EH2Drain(t *testing.T) {
+	t.Parallel()
+	for _, mode := range h2Modes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			be := startRecBackend(t)
+			rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `keepalive_timeout = "30s"`})
+			h := dialH2Raw(t, rp, mode, 0)
+			const slow = "/slow?sleep=800ms"
+			h.headers(1, true, reqFields("GET", slow)...)
+			be.waitArrival(t, slow, 1)
+			rp.P.Drain(time.Now().Add(20 * time.Second))
+
+			// The GOAWAY comes while stream 1 is still waiting upstream.
+			if err := h.pump(5*time.Second, func() bool { return h.goAway != nil }); err != nil {
+				t.Fatalf("no GOAWAY after Drain: %v", err)
+			}
+			if o := h.stream(1); o.Ended || o.Reset {
+				t.Fatalf("stream 1 ended before the GOAWAY came: %v", o)
+			}
+			if h.goAway.ErrCode != http2.ErrCodeNo || h.goAway.LastStreamID < 1 {
+				t.Errorf("GOAWAY %v last stream %d, want NO_ERROR covering stream 1", h.goAway.ErrCode, h.goAway.LastStreamID)
+			}
+			h.headers(3, true, reqFields("GET", "/after-goaway")...)
+
+			o := h.await(1, 10*time.Second)
+			if !o.Ended || o.Status != 200 || o.Body != `GET `+slow+` body=""` {
+				t.Errorf("in-flight stream: %v, want 200 with its whole body", o)
+			}
+			o = h.await(3, 5*time.Second)
+			if o.Ended {
+				t.Errorf("stream opened after GOAWAY was served: %v", o)
+			}
+			if o.Err == nil && !(o.Reset && o.Code == http2.ErrCodeRefusedStream) {
+				t.Errorf("stream opened after GOAWAY: %v, want REFUSED_STREAM or no answer before the connection closes", o)
+			}
+			if !h.closedWithin(5 * time.Second) {
+				t.Errorf("connection still open after its last stream was done, during drain")
+			}
+			if !rp.Served(5 * time.Second) {
+				t.Errorf("Serve did not return within 5s of the connection closing (deadline 20s away)")
+			}
+			for _, r := range be.requests() {
+				if r.URI == "/after-goaway" {
+					t.Errorf("a stream opened after GOAWAY reached the upstream")
+				}
+			}
+		})
+	}
+}
+
+// ---- attacks ----
+
+// rawFrames builds frames into a buffer, to be written in one go (as
+// fast as an attacker would), with the connection's HPACK encoder.
+func (h *h2Raw) rawFrames(build func(fr *http2.Framer)) []byte {
+	var buf bytes.Buffer
+	build(http2.NewFramer(&buf, nil))
+	return buf.Bytes()
+}
+
+// flood writes b to the connection until it fails (the server closed
+// it) or it was written times times; it returns how many times it was
+// written whole.
+func (h *h2Raw) flood(b []byte, times int, d time.Duration) (int, error) {
+	h.c.SetWriteDeadline(time.Now().Add(d))
+	defer h.c.SetWriteDeadline(time.Time{})
+	for i := 0; i < times; i++ {
+		if _, err := h.c.Write(b); err != nil {
+			return i, err
+		}
+	}
+	return times, nil
+}
+
+// Rapid reset (CVE-2023-44487): thousands of streams opened and reset at
+// once. No more than max_concurrent_streams requests are ever in progress
+// upstream; the proxy stays up for others; every stream's exchange ends
+// (nothing left in flight); and the attacker's connection is closed.
+func TestE2EH2RapidReset(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `max_concurrent_streams = 8`})
+	const n = 3000
+	h := dialH2Raw(t, rp, "h2c", 0)
+	frames := h.rawFrames(func(fr *http2.Framer) {
+		for id := uint32(1); id < 2*n; id += 2 {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.block(reqFields("GET", "/rr?sleep=30s")...), EndStream: true, EndHeaders: true})
+			fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		}
+	})
+	sent := make(chan error, 1)
+	go func() {
+		_, err := h.flood(frames, 1, 10*time.Second)
+		sent <- err
+	}()
+	// Meanwhile, another client is served.
+	cl, base := h2Client(t, rp, "h2")
+	if r := h2Do(t, cl, "GET", base+"/other", "x", nil, nil); r.Status != 200 {
+		t.Errorf("another client during the flood: status %d", r.Status)
+	}
+	if !h.closedWithin(10 * time.Second) {
+		t.Errorf("the attacker's connection is still open 10s after %d rapid resets", n)
+	}
+	<-sent
+	if h.goAway != nil {
+		t.Logf("GOAWAY %v", h.goAway.ErrCode)
+	}
+	proxy.WaitFor(t, 5*time.Second, "no request in flight", func() bool { return rp.P.Stats().InFlight == 0 })
+	if m := be.maxInflight.Load(); m > 8 {
+		t.Errorf("upstream handled %d requests at once, want at most max_concurrent_streams 8", m)
+	}
+	// x/net runs at most 8 handlers and holds at most 4*8 streams waiting
+	// for one before it gives up on the connection.
+	reached := 0
+	for _, r := range be.requests() {
+		if strings.HasPrefix(r.URI, "/rr") {
+			reached++
+		}
+	}
+	if reached > 5*8 {
+		t.Errorf("%d of %d reset streams reached the upstream, want at most 40", reached, n)
+	}
+	t.Logf("%d of %d reset streams reached the upstream", reached, n)
+	if r := h2Do(t, cl, "GET", base+"/after", "x", nil, nil); r.Status != 200 {
+		t.Errorf("after the flood: status %d", r.Status)
+	}
+}
+
+// Past max_concurrent_streams (advertised in SETTINGS, 128 by default) a
+// new stream is refused with RST_STREAM, and no more than the limit
+// reach the upstream at once; x/net's client, which keeps to the limit,
+// gets every request answered.
+func TestE2EH2MaxConcurrentStreams(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `max_concurrent_streams = 4`})
+	def := h2Proxy(t, h2Setup{BE: be.Addr})
+	if got := dialH2Raw(t, def, "h2c", 0).settings[http2.SettingMaxConcurrentStreams]; got != 128 {
+		t.Errorf("default SETTINGS_MAX_CONCURRENT_STREAMS %d, want 128", got)
+	}
+	for _, mode := range h2Modes {
+		h := dialH2Raw(t, rp, mode, 0)
+		if got := h.settings[http2.SettingMaxConcurrentStreams]; got != 4 {
+			t.Errorf("%s: SETTINGS_MAX_CONCURRENT_STREAMS %d, want 4", mode, got)
+		}
+		uri := "/many-" + mode + "?sleep=1s"
+		for id := uint32(1); id <= 19; id += 2 { // 10 streams
+			h.headers(id, true, reqFields("GET", uri)...)
+		}
+		be.waitArrival(t, uri, 4)
+		for id := uint32(1); id <= 19; id += 2 {
+			o := h.await(id, 10*time.Second)
+			switch {
+			case id <= 7 && (!o.Ended || o.Status != 200):
+				t.Errorf("%s: stream %d within the limit: %v, want 200", mode, id, o)
+			case id > 7 && !(o.Reset && (o.Code == http2.ErrCodeRefusedStream || o.Code == http2.ErrCodeProtocol)):
+				t.Errorf("%s: stream %d over the limit: %v, want RST_STREAM REFUSED_STREAM or PROTOCOL_ERROR", mode, id, o)
+			}
+		}
+	}
+	if m := be.maxInflight.Load(); m != 4 {
+		t.Errorf("upstream handled %d requests at once, want max_concurrent_streams 4", m)
+	}
+	// x/net's client, which keeps to the limit (opening another
+	// connection when one is full), gets every request answered. (Not
+	// StrictMaxConcurrentStreams: x/net v0.63.0's client then leaves
+	// requests waiting for a free stream forever, against x/net's own
+	// server too.)
+	cl, base := h2Client(t, rp, "h2")
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := cl.Get(base + "/queued?sleep=100ms")
+			if err != nil {
+				t.Logf("queued request: %v", err)
+				failed.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Errorf("10 concurrent requests from x/net's client: %d failed", failed.Load())
+	}
+}
+
+// CONTINUATION flood (CVE-2024-27316): a header block that never ends.
+// The connection is closed once the block is past the header limit,
+// long before the attacker is done sending; nothing reaches the upstream.
+func TestE2EH2ContinuationFlood(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `max_header_size = 4096`})
+	for _, mode := range h2Modes {
+		h := dialH2Raw(t, rp, mode, 0)
+		h.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block(reqFields("GET", "/cont")...), EndStream: true})
+		// Fields never indexed: each CONTINUATION adds 1 KiB to the list.
+		h.hb.Reset()
+		h.enc.WriteField(hpack.HeaderField{Name: "x-flood", Value: strings.Repeat("a", 1000), Sensitive: true})
+		frag := bytes.Clone(h.hb.Bytes())
+		frames := h.rawFrames(func(fr *http2.Framer) {
+			for range 64 {
+				fr.WriteContinuation(1, false, frag)
+			}
+		})
+		const times = 1000 // 64 MiB of header block if nobody stops it
+		sent := make(chan int, 1)
+		go func() { n, _ := h.flood(frames, times, 10*time.Second); sent <- n }()
+		if !h.closedWithin(10 * time.Second) {
+			t.Errorf("%s: connection still open during an endless header block", mode)
+		}
+		if n := <-sent; n == times {
+			t.Errorf("%s: the server took all %d MiB of the header block", mode, times*64/1024)
+		}
+		if h.goAway != nil && h.goAway.ErrCode == http2.ErrCodeNo {
+			t.Errorf("%s: GOAWAY %v, want an error", mode, h.goAway.ErrCode)
+		}
+	}
+	if n := be.started.Load(); n != 0 {
+		t.Errorf("%d request(s) reached the upstream", n)
+	}
+}
+
+// HPACK bomb: a few KiB of header block that decode into megabytes (one
+// large field put in the dynamic table, then referenced over and over),
+// and a plain header list over the advertised limit. Each is refused (431
+// or a connection error), nothing reaches the upstream, and the proxy
+// serves on.
+func TestE2EH2HPACKBomb(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `max_header_size = 4096`})
+	for _, mode := range h2Modes {
+		for _, tc := range []struct {
+			name  string
+			field hpack.HeaderField
+			times int
+		}{
+			{"dynamic table references", hpack.HeaderField{Name: "x-bomb", Value: strings.Repeat("b", 4000)}, 4000},
+			{"one field over the limit", hpack.HeaderField{Name: "x-big", Value: strings.Repeat("c", 6000)}, 1},
+		} {
+			h := dialH2Raw(t, rp, mode, 0)
+			h.hb.Reset()
+			fields := reqFields("GET", "/bomb")
+			for i := 0; i < len(fields); i += 2 {
+				h.enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+			}
+			for range tc.times {
+				h.enc.WriteField(tc.field)
+			}
+			block := bytes.Clone(h.hb.Bytes())
+			if tc.times > 1 && len(block) > 16000 {
+				t.Fatalf("the bomb's block is %d bytes: the encoder did not index the field", len(block))
+			}
+			h.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true, EndHeaders: true})
+			o := h.await(1, 10*time.Second)
+			if !(o.Ended && o.Status == 431) && o.Err == nil && !o.Reset {
+				t.Errorf("%s: %s: %v, want 431, a reset or a connection error", mode, tc.name, o)
+			}
+			if cl, base := h2Client(t, rp, mode); h2Do(t, cl, "GET", base+"/fine", "x", nil, nil).Status != 200 {
+				t.Errorf("%s: after %s, a request was not served", mode, tc.name)
+			}
+		}
+	}
+	for _, r := range be.requests() {
+		if r.URI == "/bomb" {
+			t.Errorf("a header bomb reached the upstream")
+		}
+	}
+}
+
+// SETTINGS and PING floods, from a client that sends them and never
+// reads: each asks for an answer. x/net coalesces SETTINGS acks into one
+// (nothing piles up: the connection may stay open, the heap does not
+// grow with the flood); PING acks pile up until its bound on queued
+// control frames, when the connection is closed, long before send_timeout
+// would. Over h2c only: TLS changes nothing here.
+func TestE2EH2ControlFrameFloods(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `send_timeout = "60s"`})
+	for _, tc := range []struct {
+		name      string
+		frame     func(fr *http2.Framer)
+		times     int // thousands of frames sent at most
+		mustClose bool
+	}{
+		{"SETTINGS", func(fr *http2.Framer) { fr.WriteSettings() }, 500, false},
+		{"PING", func(fr *http2.Framer) { fr.WritePing(false, [8]byte{1, 2, 3}) }, 2000, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := dialH2Raw(t, rp, "h2c", 4096)
+			frames := h.rawFrames(func(fr *http2.Framer) {
+				for range 1000 {
+					tc.frame(fr)
+				}
+			})
+			before := heapInUse()
+			start := time.Now()
+			n, err := h.flood(frames, tc.times, 15*time.Second)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server stopped reading but kept the connection for 15s (%d frames sent)", n*1000)
+			}
+			if n < tc.times {
+				t.Logf("connection closed after about %d frames, %v (%v)", n*1000, time.Since(start), err)
+				return
+			}
+			if tc.mustClose {
+				t.Errorf("all %d frames taken, their answers unread, and the connection still open", n*1000)
+			}
+			// Still open: what the flood left must not be held.
+			if grew := heapInUse() - before; grew > 32<<20 {
+				t.Errorf("the heap grew by %d MiB during a flood of %d frames whose answers were not read", grew>>20, n*1000)
+			}
+			if cl, base := h2Client(t, rp, "h2c"); h2Do(t, cl, "GET", base+"/fine", "x", nil, nil).Status != 200 {
+				t.Errorf("after the flood, a request was not served")
+			}
+		})
+	}
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
 }
