@@ -1119,3 +1119,200 @@ func heapInUse() int64 {
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapInuse)
 }
+
+// ---- H2 -> H1 smuggling ----
+
+// h2SmugglingProxy routes /stream/ without request buffering (the body
+// goes upstream as it comes) and the rest with it.
+func h2SmugglingProxy(t *testing.T, be *recBackend) *proxy.Running {
+	return h2Proxy(t, h2Setup{BE: be.Addr, Routes: `
+route "stream" {
+  path_prefix       = "/stream/"
+  upstream          = "app"
+  request_buffering = false
+}
+route "all" { upstream = "app" }
+`})
+}
+
+// smuggleCase is one request sent frame by frame: its header fields, and
+// DATA frames after (the last one ends the stream; none: HEADERS does).
+type smuggleCase struct {
+	name   string
+	fields []string
+	data   []string
+}
+
+// sendCase sends c as stream id and returns how it ended.
+func (h *h2Raw) sendCase(id uint32, c smuggleCase) h2Outcome {
+	h.t.Helper()
+	h.headers(id, len(c.data) == 0, c.fields...)
+	for i, d := range c.data {
+		h.data(id, i == len(c.data)-1, d)
+	}
+	return h.await(id, 10*time.Second)
+}
+
+// runSmuggleCases sends each case on a connection of each mode (a new one
+// when the server closed the last), each followed by a good request on
+// the same connection when it is still open, and checks that every case
+// was refused and that the upstream saw nothing but the good requests,
+// each whole.
+func runSmuggleCases(t *testing.T, rp *proxy.Running, be *recBackend, cases []smuggleCase) {
+	t.Helper()
+	good := map[string]bool{}
+	for _, mode := range h2Modes {
+		var h *h2Raw
+		id := uint32(1)
+		for i, c := range cases {
+			if h == nil {
+				h, id = dialH2Raw(t, rp, mode, 0), 1
+			}
+			if o := h.sendCase(id, c); !o.refused() {
+				t.Errorf("%s: %s: %v, want a 4xx, a reset or a connection error", mode, c.name, o)
+			}
+			id += 2
+			if h.goAway != nil || h.stream(id-2).Err != nil {
+				h.c.Close()
+				h = nil
+				continue
+			}
+			// The same connection, and the upstream connection the case
+			// may have used, serve a good request whole.
+			uri := fmt.Sprintf("/stream/good-%s-%d", mode, i)
+			good[uri] = true
+			o := h.sendCase(id, smuggleCase{fields: reqFields("POST", uri, "content-length", "4"), data: []string{"good"}})
+			if want := `POST ` + uri + ` body="good"`; !o.Ended || o.Status != 200 || o.Body != want {
+				t.Errorf("%s: after %s, a good request on the same connection: %v, want 200 %q", mode, c.name, o, want)
+			}
+			id += 2
+		}
+	}
+	for _, r := range be.requests() {
+		switch {
+		case good[r.URI]:
+			if r.Body != "good" || r.BodyErr != nil || r.CL != 4 {
+				t.Errorf("upstream got the good request %s with body %q (Content-Length %d, error %v)", r.URI, r.Body, r.CL, r.BodyErr)
+			}
+		case r.BodyErr != nil:
+			// A refused body cut short upstream: the request never
+			// completed there (the connection was closed under it).
+		default:
+			t.Errorf("upstream got %s %s (Host %q, headers %v, body %q): a refused request, whole", r.Method, r.URI, r.Host, r.Header, clip(r.Body))
+		}
+		if strings.Contains(r.URI, "smuggled") || r.Header.Get("X-Injected") != "" {
+			t.Errorf("upstream got a smuggled request or field: %s %v", r.URI, r.Header)
+		}
+	}
+}
+
+// CR, LF or NUL in a field name or value, pseudo-header fields included,
+// is refused and never reaches the upstream.
+func TestE2EH2SmugglingFieldBytes(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2SmugglingProxy(t, be)
+	with := func(pseudo, v string) []string {
+		f := reqFields("GET", "/stream/f")
+		for i := 0; i < len(f); i += 2 {
+			if f[i] == pseudo {
+				f[i+1] = v
+			}
+		}
+		return f
+	}
+	var cases []smuggleCase
+	for _, tc := range []struct{ name, field, value string }{
+		{"CRLF in a value", "x-a", "1\r\nx-injected: 1"},
+		{"LF in a value", "x-a", "1\nx-injected: 1"},
+		{"CR in a value", "x-a", "1\rx-injected: 1"},
+		{"NUL in a value", "x-a", "1\x00x-injected: 1"},
+		{"CRLF in a name", "x-a\r\nx-injected", "1"},
+		{"LF in a name", "x-a\nx-injected", "1"},
+		{"NUL in a name", "x-a\x00", "1"},
+		{"colon in a name", "x-a:x-injected", "1"},
+		{"space in a name", "x-a x-injected", "1"},
+		{"upper case in a name", "X-Injected", "1"},
+	} {
+		cases = append(cases, smuggleCase{name: tc.name, fields: reqFields("GET", "/stream/f", tc.field, tc.value)})
+	}
+	cases = append(cases,
+		smuggleCase{name: "CRLF in :path", fields: with(":path", "/stream/f HTTP/1.1\r\nHost: x\r\n\r\nGET /smuggled")},
+		smuggleCase{name: "space in :path", fields: with(":path", "/smuggled HTTP/1.1")},
+		smuggleCase{name: "CRLF in :method", fields: with(":method", "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\nGET")},
+		smuggleCase{name: "space in :method", fields: with(":method", "GET /smuggled")},
+		smuggleCase{name: "CRLF in :authority", fields: with(":authority", "x\r\nx-injected: 1")},
+		smuggleCase{name: "NUL in :authority", fields: with(":authority", "x\x00y")},
+	)
+	runSmuggleCases(t, rp, be, cases)
+}
+
+// A content-length the DATA frames do not match resets the stream: the
+// upstream never gets that request whole (buffered: not at all;
+// streamed: cut short, its connection closed), and the next request on
+// the upstream connection is not poisoned by the rest.
+func TestE2EH2SmugglingContentLength(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2SmugglingProxy(t, be)
+	const next = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	var cases []smuggleCase
+	n := 0
+	for _, route := range []string{"/buf/", "/stream/"} {
+		post := func(cl ...string) []string {
+			var f []string
+			for _, v := range cl {
+				f = append(f, "content-length", v)
+			}
+			n++
+			return reqFields("POST", fmt.Sprintf("%scl-%d", route, n), f...)
+		}
+		cases = append(cases,
+			smuggleCase{route + ": DATA short of content-length", post("10"), []string{"hello"}},
+			smuggleCase{route + ": DATA past content-length", post("5"), []string{"hello" + next}},
+			smuggleCase{route + ": DATA past content-length, second frame", post("5"), []string{"hello", next}},
+			smuggleCase{route + ": content-length and no DATA", post("5"), nil},
+			smuggleCase{route + ": two content-lengths", post("5", "41"), []string{"hello" + next}},
+			smuggleCase{route + ": content-length not a number", post("5x"), []string{"hello"}},
+		)
+	}
+	runSmuggleCases(t, rp, be, cases)
+}
+
+// Connection-specific fields (connection, keep-alive, proxy-connection,
+// transfer-encoding, upgrade, te other than trailers) are refused, with a
+// 400 or a stream reset, and never reach the upstream; te: trailers is
+// let through, and the upstream gets no te but that.
+func TestE2EH2SmugglingConnectionFields(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2SmugglingProxy(t, be)
+	var cases []smuggleCase
+	for _, f := range [][2]string{
+		{"connection", "close"},
+		{"connection", "keep-alive"},
+		{"keep-alive", "timeout=5"},
+		{"proxy-connection", "keep-alive"},
+		{"transfer-encoding", "chunked"},
+		{"upgrade", "websocket"},
+		{"te", "gzip"},
+		{"te", "trailers, gzip"},
+	} {
+		cases = append(cases, smuggleCase{f[0] + ": " + f[1], reqFields("POST", "/stream/cs", f[0], f[1]), []string{"0\r\n\r\n" + "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"}})
+	}
+	runSmuggleCases(t, rp, be, cases)
+
+	h := dialH2Raw(t, rp, "h2c", 0)
+	if o := h.sendCase(1, smuggleCase{fields: reqFields("GET", "/te-trailers", "te", "trailers")}); !o.Ended || o.Status != 200 {
+		t.Errorf("te: trailers: %v, want 200", o)
+	}
+	for _, r := range be.requests() {
+		if r.URI == "/te-trailers" {
+			if v := r.Header.Values("Te"); len(v) > 1 || len(v) == 1 && v[0] != "trailers" {
+				t.Errorf("upstream got TE %q", v)
+			}
+			return
+		}
+	}
+	t.Errorf("the te: trailers request did not reach the upstream")
+}
