@@ -977,10 +977,15 @@ func TestE2EH2MaxConcurrentStreams(t *testing.T) {
 // CONTINUATION flood (CVE-2024-27316): a header block that never ends.
 // The connection is closed once the block is past the header limit,
 // long before the attacker is done sending; nothing reaches the upstream.
+// A block of empty CONTINUATION frames, which no size limit stops, holds
+// no memory, and the connection (no stream open yet) is closed at
+// keepalive_timeout.
 func TestE2EH2ContinuationFlood(t *testing.T) {
 	t.Parallel()
 	be := startRecBackend(t)
-	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `max_header_size = 4096`})
+	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `
+  max_header_size   = 4096
+  keepalive_timeout = "1s"`})
 	for _, mode := range h2Modes {
 		h := dialH2Raw(t, rp, mode, 0)
 		h.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -1006,6 +1011,27 @@ func TestE2EH2ContinuationFlood(t *testing.T) {
 		if h.goAway != nil && h.goAway.ErrCode == http2.ErrCodeNo {
 			t.Errorf("%s: GOAWAY %v, want an error", mode, h.goAway.ErrCode)
 		}
+	}
+
+	h := dialH2Raw(t, rp, "h2c", 0)
+	h.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: h.block(reqFields("GET", "/cont")...), EndStream: true})
+	empty := h.rawFrames(func(fr *http2.Framer) {
+		for range 100 {
+			fr.WriteContinuation(1, false, nil)
+		}
+	})
+	before, start := heapInUse(), time.Now()
+	var err error
+	for err == nil && time.Since(start) < 10*time.Second {
+		_, err = h.flood(empty, 1, 5*time.Second)
+		time.Sleep(time.Millisecond)
+	}
+	if err == nil {
+		t.Errorf("a connection sending empty CONTINUATION frames for 10s is still open (keepalive_timeout 1s)")
+	}
+	if grew := heapInUse() - before; grew > 16<<20 {
+		t.Errorf("the heap grew by %d MiB during a flood of empty CONTINUATION frames", grew>>20)
 	}
 	if n := be.started.Load(); n != 0 {
 		t.Errorf("%d request(s) reached the upstream", n)
