@@ -666,7 +666,12 @@ func TestE2EH2LargeBodies(t *testing.T) {
 		}
 		r := h2Do(t, cl, "POST", base+"/upload", "x", newPattern(n), nil)
 		if want := fmt.Sprintf("n=%d crc=%08x te=[chunked] cl=-1", n, patternCRC(n)); r.Body != want {
-			t.Errorf("%s: upload: upstream says %q, want %q", mode, r.Body, want)
+			t.Errorf("%s: upload of unknown length: upstream says %q, want %q", mode, r.Body, want)
+		}
+		body, _ := io.ReadAll(newPattern(n))
+		r = h2Do(t, cl, "POST", base+"/upload", "x", bytes.NewReader(body), nil)
+		if want := fmt.Sprintf("n=%d crc=%08x te=[] cl=%d", n, patternCRC(n), n); r.Body != want {
+			t.Errorf("%s: upload with content-length: upstream says %q, want %q", mode, r.Body, want)
 		}
 	}
 }
