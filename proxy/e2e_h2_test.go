@@ -156,7 +156,6 @@ type recBackend struct {
 type recReq struct {
 	Method, URI, Host string
 	Header            http.Header
-	TE                []string
 	CL                int64
 	Body              string
 	BodyErr           error
@@ -200,7 +199,7 @@ func (b *recBackend) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	b.mu.Lock()
 	b.reqs = append(b.reqs, recReq{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(),
-		TE: r.TransferEncoding, CL: r.ContentLength, Body: string(body), BodyErr: err})
+		CL: r.ContentLength, Body: string(body), BodyErr: err})
 	b.mu.Unlock()
 	if err != nil {
 		return
@@ -460,7 +459,7 @@ func (h *h2Raw) closedWithin(d time.Duration) bool {
 func TestE2EH2Routing(t *testing.T) {
 	t.Parallel()
 	a, b, c := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")
-	rp := h2Proxy(t, h2Setup{BE: a.Addr, Upstream: "", Routes: expand(`
+	rp := h2Proxy(t, h2Setup{BE: a.Addr, Routes: expand(`
 upstream "b" {
   server "@B@" {}
 }
