@@ -845,12 +845,12 @@ func (h *h2Raw) rawFrames(build func(fr *http2.Framer)) []byte {
 }
 
 // flood writes b to the connection until it fails (the server closed
-// it) or it was written times times; it returns how many times it was
-// written whole.
+// it, or took none of a write for d) or it was written times times; it
+// returns how many times it was written whole.
 func (h *h2Raw) flood(b []byte, times int, d time.Duration) (int, error) {
-	h.c.SetWriteDeadline(time.Now().Add(d))
 	defer h.c.SetWriteDeadline(time.Time{})
 	for i := 0; i < times; i++ {
+		h.c.SetWriteDeadline(time.Now().Add(d))
 		if _, err := h.c.Write(b); err != nil {
 			return i, err
 		}
@@ -895,16 +895,19 @@ func TestE2EH2RapidReset(t *testing.T) {
 	if m := be.maxInflight.Load(); m > 8 {
 		t.Errorf("upstream handled %d requests at once, want at most max_concurrent_streams 8", m)
 	}
-	// x/net runs at most 8 handlers and holds at most 4*8 streams waiting
-	// for one before it gives up on the connection.
+	// A stream whose handler started before its reset was read may reach
+	// the upstream (and is cut there at once); the flood must not turn
+	// into as many upstream requests. (x/net starts at most 8 handlers at
+	// a time and gives up on the connection once more than 4*8 streams
+	// wait for one: a few dozen get in, depending on timing.)
 	reached := 0
 	for _, r := range be.requests() {
 		if strings.HasPrefix(r.URI, "/rr") {
 			reached++
 		}
 	}
-	if reached > 5*8 {
-		t.Errorf("%d of %d reset streams reached the upstream, want at most 40", reached, n)
+	if reached > n/10 {
+		t.Errorf("%d of %d reset streams reached the upstream, want at most a tenth", reached, n)
 	}
 	t.Logf("%d of %d reset streams reached the upstream", reached, n)
 	if r := h2Do(t, cl, "GET", base+"/after", "x", nil, nil); r.Status != 200 {
@@ -985,7 +988,7 @@ func TestE2EH2MaxConcurrentStreams(t *testing.T) {
 // no memory, and the connection (no stream open yet) is closed at
 // keepalive_timeout.
 func TestE2EH2ContinuationFlood(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it measures the heap, which other tests would move.
 	be := startRecBackend(t)
 	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `
   max_header_size   = 4096
@@ -1109,7 +1112,7 @@ func TestE2EH2HPACKBomb(t *testing.T) {
 // control frames, when the connection is closed, long before send_timeout
 // would. Over h2c only: TLS changes nothing here.
 func TestE2EH2ControlFrameFloods(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it measures the heap, which other tests would move.
 	be := startRecBackend(t)
 	rp := h2Proxy(t, h2Setup{BE: be.Addr, Listener: `send_timeout = "60s"`})
 	for _, tc := range []struct {
@@ -1122,7 +1125,6 @@ func TestE2EH2ControlFrameFloods(t *testing.T) {
 		{"PING", func(fr *http2.Framer) { fr.WritePing(false, [8]byte{1, 2, 3}) }, 2000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
 			h := dialH2Raw(t, rp, "h2c", 4096)
 			frames := h.rawFrames(func(fr *http2.Framer) {
 				for range 1000 {
@@ -1133,7 +1135,7 @@ func TestE2EH2ControlFrameFloods(t *testing.T) {
 			start := time.Now()
 			n, err := h.flood(frames, tc.times, 15*time.Second)
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				t.Fatalf("the server stopped reading but kept the connection for 15s (%d frames sent)", n*1000)
+				t.Fatalf("the server stopped reading for 15s but kept the connection (%d frames sent)", n*1000)
 			}
 			if n < tc.times {
 				t.Logf("connection closed after about %d frames, %v (%v)", n*1000, time.Since(start), err)
