@@ -109,6 +109,12 @@ func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	complete := st.final && !sc.cutShort && !sc.cutDown.Load() && (st.length < 0 || st.written == st.length || st.isHead)
 	st.closed.Store(true)
+	if sc.small != nil {
+		// The body outgrew the read buffer: the body buffer goes back to
+		// its own pool, and sc, pooled, must not keep it for the next
+		// stream (whose body would then find no room to grow).
+		sc.shrinkReader()
+	}
 	sc.releaseBuffers()
 	sc.stream = nil
 	sc.c = nil
