@@ -1359,3 +1359,29 @@ func TestE2EH2SmugglingConnectionFields(t *testing.T) {
 	}
 	t.Errorf("the te: trailers request did not reach the upstream")
 }
+
+// A stream whose body outgrew the connection's read buffer (buffered in a
+// body buffer) leaves nothing behind for the next stream served by the
+// same pooled state: bodies of every kind keep arriving whole.
+func TestE2EH2BodyBuffersReused(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, "bufs")
+	rp := h2Proxy(t, h2Setup{BE: be.Addr})
+	cl, base := h2Client(t, rp, "h2c")
+	declared := strings.Repeat("d", 20<<10) // past the 16 KiB read buffer, within client_body_buffer_size
+	for i := range 20 {
+		r := h2Do(t, cl, "POST", base+"/upload", "x", strings.NewReader(declared), nil)
+		if want := fmt.Sprintf("n=%d crc=%08x te=[] cl=%d", len(declared), crc32.ChecksumIEEE([]byte(declared)), len(declared)); r.Body != want {
+			t.Fatalf("round %d: a 20 KiB body with content-length: upstream says %q, want %q", i, r.Body, want)
+		}
+		r = h2Do(t, cl, "POST", base+"/upload", "x", io.MultiReader(newPattern(40<<10), newPattern(40<<10)), nil)
+		if want := fmt.Sprintf("n=%d crc=%08x te=[chunked] cl=-1", 80<<10, crc32.Update(patternCRC(40<<10), crc32.IEEETable, mustRead(newPattern(40<<10)))); r.Body != want {
+			t.Fatalf("round %d: an 80 KiB body of unknown length: upstream says %q, want %q", i, r.Body, want)
+		}
+	}
+}
+
+func mustRead(r io.Reader) []byte {
+	b, _ := io.ReadAll(r)
+	return b
+}
