@@ -45,13 +45,18 @@ func asWorkerUser(t *testing.T, in *instance, script string, args ...string) (*p
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
 		Uid: uint32(in.WorkerUID), Gid: uint32(in.WorkerGID), Groups: []uint32{},
 	}}
-	out, err := cmd.StdoutPipe()
+	// A pipe of our own, not StdoutPipe: startProc's Wait would close
+	// that as soon as the script exits, losing what it wrote and the
+	// caller had not read yet.
+	out, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = cmd.Stdout
+	cmd.Stdout, cmd.Stderr = w, w
 	p, err := startProc(cmd)
+	w.Close() // the script holds its own copy; EOF once it exits
 	if err != nil {
+		out.Close()
 		t.Fatalf("start %q as uid %d: %v", script, in.WorkerUID, err)
 	}
 	t.Cleanup(func() {
@@ -59,6 +64,7 @@ func asWorkerUser(t *testing.T, in *instance, script string, args ...string) (*p
 			cmd.Process.Kill()
 		}
 		<-p.done
+		out.Close()
 	})
 	return p, bufio.NewReader(out)
 }
