@@ -29,7 +29,7 @@ export GOFLAGS := $(strip $(filter-out -overlay=% -tags=pingora_netpoll_fifo,$(G
 # Where `make build` writes the binary.
 BIN ?= bin/pingora-master
 
-.PHONY: build run test bench bench-tls bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
+.PHONY: build run test bench bench-tls bench-h2 bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
 
 # A patched binary checks its own wake order (the hidden -check-wake-order)
 # where it can run here, i.e. unless cross-compiled.
@@ -53,14 +53,21 @@ test:
 
 # CPU per request against nginx, HAProxy and Caddy on the same load
 # (../shared/bench/peers.sh), keep-alive and new-connection runs; then the
-# same over TLS against nginx and HAProxy (bench-tls).
+# same over TLS against nginx and HAProxy (bench-tls), then HTTP/2
+# (bench-h2).
 bench: build
 	deploy/bench/bench.sh
 	BIN=$(BIN) deploy/bench/tls.sh
+	BIN=$(BIN) deploy/bench/h2.sh
 
 # TLS termination against nginx and HAProxy, same certificate and pinning.
 bench-tls: build
 	BIN=$(BIN) deploy/bench/tls.sh
+
+# HTTP/2 against nginx and HAProxy (h2load: h2 over TLS, h2c, serial),
+# CPU per request and req/s, ROUNDS rounds of DUR each.
+bench-h2: build
+	BIN=$(BIN) deploy/bench/h2.sh
 
 # nginx and pingora-master by turns, 4 pairs of each mode (figures to quote:
 # see README.md, Benchmarks).
