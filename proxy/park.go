@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/pingora-go/pingora/config"
 )
 
 // This file keeps idle client connections without a goroutine or a
@@ -113,6 +115,10 @@ type parkingLot struct {
 	lastPark        time.Time
 	releasedAt      time.Time
 	parkedAtRelease int
+	// TLS handshakes: the count last seen and when it last moved, and
+	// the count at the last release.
+	handshakes, handshakesAtRelease uint64
+	lastHandshake                   time.Time
 }
 
 func newParkingLot() (*parkingLot, error) {
@@ -219,6 +225,9 @@ func (p *Proxy) closeParkingLot() {
 // in between.
 func (cc *clientConn) awaitRequest() (stillMine bool) {
 	if cc.io.raw == nil {
+		if cc.ls.tls != nil {
+			cc.awaitTLS()
+		}
 		return true
 	}
 	if cc.bw.Buffered() > 0 && cc.bw.Flush() != nil {
@@ -263,6 +272,23 @@ func (cc *clientConn) await(fd uintptr) bool {
 	cc.idleStart = time.Now().UnixNano()
 	cc.idleSince.Store(cc.idleStart)
 	return false
+}
+
+// awaitTLS is awaitRequest for a TLS connection, which can be neither
+// polled (crypto/tls may hold records it has read) nor parked: its
+// goroutine waits in a read into the connection's scratch space, with the
+// read and write buffers (24 kB) back in their pools meanwhile. What the
+// read brings, or its error, waits in sockIO for the next Read.
+func (cc *clientConn) awaitTLS() {
+	if len(cc.io.pending) > 0 || cc.io.pendingErr != nil {
+		return // the last wait's input is not all taken yet
+	}
+	if cc.bw.Buffered() > 0 && cc.bw.Flush() != nil {
+		return // readHead fails next; finish closes
+	}
+	cc.releaseBuffers()
+	cc.io.readAhead()
+	cc.takeBuffers()
 }
 
 func (cc *clientConn) takeBuffers() {
@@ -447,7 +473,8 @@ func (p *Proxy) sweep(lot *parkingLot, now time.Time, asked []*clientConn, expir
 			expired = append(expired, fc)
 		}
 	}
-	release := lot.releaseDue(now)
+	tls := &p.stats.tls
+	release := lot.releaseDue(now, tls[config.TLSHandshakeFull].Load()+tls[config.TLSHandshakeResumed].Load())
 	p.mu.Unlock()
 	// The claimed connections' goroutines wait for idleParkSet, so each
 	// cc and its connection stay as they are meanwhile.
@@ -487,17 +514,27 @@ const (
 	releaseEvery     = 30 * time.Second
 )
 
-// releaseDue reports whether to give memory back now. Called with
-// Proxy.mu held.
-func (lot *parkingLot) releaseDue(now time.Time) bool {
+// releaseDue reports whether to give memory back now, after a wave of
+// parked connections or of TLS handshakes (handshakes: how many the
+// worker has done). TLS connections do not park, but a handshake leaves
+// more garbage than a connection's idle state weighs (certificates,
+// key exchange: an idle TLS connection's RSS was twice its live memory),
+// so a wave of them that has gone quiet is treated as a parked one.
+// Called with Proxy.mu held.
+func (lot *parkingLot) releaseDue(now time.Time, handshakes uint64) bool {
 	n := len(lot.byFD)
 	// A wave is counted from the fewest parked since the last release.
 	lot.parkedAtRelease = min(lot.parkedAtRelease, n)
-	if n < releaseMinParked || n < lot.parkedAtRelease+lot.parkedAtRelease/2 ||
-		now.Sub(lot.lastPark) < releaseQuiet || (!lot.releasedAt.IsZero() && now.Sub(lot.releasedAt) < releaseEvery) {
+	if handshakes != lot.handshakes {
+		lot.handshakes, lot.lastHandshake = handshakes, now
+	}
+	parkWave := n >= releaseMinParked && n >= lot.parkedAtRelease+lot.parkedAtRelease/2 &&
+		now.Sub(lot.lastPark) >= releaseQuiet
+	tlsWave := handshakes-lot.handshakesAtRelease >= releaseMinParked && now.Sub(lot.lastHandshake) >= releaseQuiet
+	if !parkWave && !tlsWave || (!lot.releasedAt.IsZero() && now.Sub(lot.releasedAt) < releaseEvery) {
 		return false
 	}
-	lot.releasedAt, lot.parkedAtRelease = now, n
+	lot.releasedAt, lot.parkedAtRelease, lot.handshakesAtRelease = now, n, handshakes
 	return true
 }
 
