@@ -89,6 +89,9 @@ func (cc *clientConn) serveH2(c net.Conn) {
 	if cc.br != nil {
 		cc.releaseBuffers()
 	}
+	// Its streams have clientConns of their own: the connection's needs
+	// no room for fields (3.5 kB).
+	cc.req.headers, cc.resp.headers = nil, nil
 	// x/net writes the socket itself from here on, so a TCP_NODELAY still
 	// deferred to the first response through sockIO would never come (h2c):
 	// Nagle would hold every small frame for the peer's delayed ACK.
