@@ -43,8 +43,8 @@ type h2Server struct {
 	// GOAWAY of a drain to every connection of the listener.
 	base *http.Server
 	// streams pools the listener's h2Streams; readBufs, h2cConn's
-	// read buffers.
-	streams, readBufs sync.Pool
+	// read buffers; writeBufs, h2Writer's queues.
+	streams, readBufs, writeBufs sync.Pool
 }
 
 func newH2Server(p *Proxy, ls *listenerState) *h2Server {
@@ -98,6 +98,7 @@ func (cc *clientConn) serveH2(c net.Conn) {
 	cc.io.noDelay()
 	// Deadlines are x/net's from here (the handshake's would cut it).
 	c.SetDeadline(time.Time{})
+	c = newH2Writer(c, cc.ls.cfg.SendTimeout, &cc.ls.h2.writeBufs)
 	h := &h2Conn{}
 	cc.h2 = h
 	defer func() {
