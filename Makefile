@@ -97,7 +97,8 @@ bench-accept: build
 
 # Worker memory against nginx (issue 14): bytes per idle keep-alive client
 # connection at 1,000, 10,000 and 50,000 (as far as the open files limit
-# allows), peak RSS under wrk -c1000, and master and worker RSS at rest.
+# allows), plain, over TLS and HTTP/2 over TLS (PROTOS), peak RSS under
+# wrk -c1000, and master and worker RSS at rest.
 bench-memory: build
 	deploy/bench/memory.sh
 
