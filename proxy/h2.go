@@ -118,7 +118,7 @@ func (cc *clientConn) serveH2(c net.Conn) {
 func (cc *clientConn) startH2C() {
 	n := cc.br.Buffered()
 	seen, _ := cc.br.Peek(n)
-	c := &h2cConn{Conn: cc.c, pool: &cc.ls.h2.readBufs}
+	c := &h2cConn{Conn: rawSock(cc.c), pool: &cc.ls.h2.readBufs}
 	c.take()
 	c.w = copy(c.buf[:], seen)
 	cc.br.Discard(n)

@@ -76,7 +76,7 @@ func (cc *clientConn) handshake() (ok, h2 bool) {
 	// TCP_NODELAY lazily: set it now, or Nagle's algorithm holds small
 	// records back until the peer's ACK.
 	cc.io.noDelay()
-	tc := tls.Server(cc.c, cc.ls.tls)
+	tc := tls.Server(rawSock(cc.c), cc.ls.tls)
 	cc.p.mu.Lock() // cut reads c under the lock
 	cc.c = tc
 	cc.p.mu.Unlock()
