@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -118,9 +119,7 @@ func (cc *clientConn) serveH2(c net.Conn) {
 func (cc *clientConn) startH2C() {
 	n := cc.br.Buffered()
 	seen, _ := cc.br.Peek(n)
-	c := &h2cConn{Conn: rawSock(cc.c), pool: &cc.ls.h2.readBufs}
-	c.take()
-	c.w = copy(c.buf[:], seen)
+	c := &h2cConn{Conn: rawSock(cc.c), pool: &cc.ls.h2.readBufs, pre: bytes.Clone(seen)}
 	cc.br.Discard(n)
 	cc.serveH2(c)
 }
@@ -137,6 +136,7 @@ const h2cReadBuf = 4 << 10
 // next read waits for a frame header, holds none.
 type h2cConn struct {
 	net.Conn
+	pre  []byte // read ahead before HTTP/2 began: read first
 	pool *sync.Pool
 	buf  *[h2cReadBuf]byte
 	r, w int // buf[r:w] is read and not yet taken
@@ -159,6 +159,11 @@ func (c *h2cConn) release() {
 }
 
 func (c *h2cConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
 	if c.buf == nil {
 		if !c.more || len(p) >= h2cReadBuf {
 			n, err := c.Conn.Read(p)
