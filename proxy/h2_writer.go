@@ -46,20 +46,25 @@ const h2WriteQueueMax = 64 << 10
 func newH2Writer(c net.Conn, timeout time.Duration, bufs *sync.Pool) net.Conn {
 	w := &h2Writer{Conn: c, timeout: timeout, bufs: bufs}
 	w.sent.L = &w.mu
-	if tc, ok := c.(*tls.Conn); ok {
+	if cs, ok := c.(connectionStater); ok {
 		// x/net learns it serves TLS (and checks the version and cipher
-		// suite) from ConnectionState.
-		return h2TLSWriter{w, tc}
+		// suite) from ConnectionState: a wrapper must pass it on.
+		return h2TLSWriter{w, cs}
 	}
 	return w
 }
 
-type h2TLSWriter struct {
-	*h2Writer
-	tc *tls.Conn
+// connectionStater is a TLS connection, or a wrapper passing its state on.
+type connectionStater interface {
+	ConnectionState() tls.ConnectionState
 }
 
-func (c h2TLSWriter) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
+type h2TLSWriter struct {
+	*h2Writer
+	cs connectionStater
+}
+
+func (c h2TLSWriter) ConnectionState() tls.ConnectionState { return c.cs.ConnectionState() }
 
 var errH2WriterClosed = errors.New("http2 connection closed")
 
