@@ -181,8 +181,8 @@ func (p *Proxy) getClientConn() *clientConn {
 		cc.awaitFn = cc.await
 	}
 	if cc.req.headers == nil { // new, or it held an HTTP/2 connection (serveH2)
-		cc.req.headers = make([]header, 0, 32)
-		cc.resp.headers = make([]header, 0, 32)
+		cc.req.headers = make([]header, 0, fieldsCap)
+		cc.resp.headers = make([]header, 0, fieldsCap)
 	}
 	return cc
 }

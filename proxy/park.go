@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -287,8 +288,34 @@ func (cc *clientConn) awaitTLS() {
 		return // readHead fails next; finish closes
 	}
 	cc.releaseBuffers()
+	pool := &cc.ls.readers.fields
+	lendFields(pool, &cc.req.headers)
+	lendFields(pool, &cc.resp.headers)
 	cc.io.readAhead()
+	cc.req.headers, cc.resp.headers = borrowFields(pool), borrowFields(pool)
 	cc.takeBuffers()
+}
+
+// fieldsCap is the capacity of a clientConn's field slices (getClientConn);
+// grown ones are not lent.
+const fieldsCap = 32
+
+// lendFields puts *h, cleared, in pool, for an idle TLS connection does
+// not need its 3.5 kB of parsed fields until its next request comes.
+func lendFields(pool *sync.Pool, h *[]header) {
+	if cap(*h) == fieldsCap {
+		a := (*[fieldsCap]header)((*h)[:fieldsCap])
+		clear(a[:])
+		pool.Put(a)
+	}
+	*h = nil
+}
+
+func borrowFields(pool *sync.Pool) []header {
+	if a, ok := pool.Get().(*[fieldsCap]header); ok {
+		return a[:0]
+	}
+	return make([]header, 0, fieldsCap)
 }
 
 func (cc *clientConn) takeBuffers() {
