@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -64,6 +65,7 @@ type parkedState struct {
 	nreq       int
 	noDelayDue bool
 	sent       bool
+	tls        *tls.Conn // a TLS connection's state; nil: plain
 	// prev and next link the listener's parked connections in the order
 	// they parked, which is the order their deadlines come due in.
 	prev, next *fileConn
@@ -227,7 +229,7 @@ func (p *Proxy) closeParkingLot() {
 func (cc *clientConn) awaitRequest() (stillMine bool) {
 	if cc.io.raw == nil {
 		if cc.ls.tls != nil {
-			cc.awaitTLS()
+			return cc.awaitTLS()
 		}
 		return true
 	}
@@ -275,25 +277,51 @@ func (cc *clientConn) await(fd uintptr) bool {
 	return false
 }
 
-// awaitTLS is awaitRequest for a TLS connection, which can be neither
-// polled (crypto/tls may hold records it has read) nor parked: its
+// awaitTLS is awaitRequest for a TLS connection, which cannot be polled
+// as a plain one is (crypto/tls may hold records it has read): its
 // goroutine waits in a read into the connection's scratch space, with the
-// read and write buffers (24 kB) back in their pools meanwhile. What the
-// read brings, or its error, waits in sockIO for the next Read.
-func (cc *clientConn) awaitTLS() {
+// read and write buffers (24 kB) and its parsed fields back in their pools
+// meanwhile. What the read brings, or its error, waits in sockIO for the
+// next Read. The sweeper may ask it to park as it asks a plain one (its
+// read then times out): a read that timed out found crypto/tls holding no
+// whole record, so the socket's readiness is the connection's, and it
+// parks with its TLS state.
+func (cc *clientConn) awaitTLS() (stillMine bool) {
 	if len(cc.io.pending) > 0 || cc.io.pendingErr != nil {
-		return // the last wait's input is not all taken yet
+		return true // the last wait's input is not all taken yet
 	}
 	if cc.bw.Buffered() > 0 && cc.bw.Flush() != nil {
-		return // readHead fails next; finish closes
+		return true // readHead fails next; finish closes
 	}
 	cc.releaseBuffers()
 	pool := &cc.ls.readers.fields
 	lendFields(pool, &cc.req.headers)
 	lendFields(pool, &cc.resp.headers)
+	cc.idleStart = time.Now().UnixNano()
+	cc.idleSince.Store(cc.idleStart)
 	cc.io.readAhead()
+	if !cc.idleSince.CompareAndSwap(cc.idleStart, 0) {
+		// The sweeper asked this connection to park and is moving or has
+		// moved its read deadline into the past.
+		for cc.idleSince.Load() != idleParkSet {
+			runtime.Gosched()
+		}
+		cc.idleSince.Store(0)
+		if len(cc.io.pending) == 0 && isTimeout(cc.io.pendingErr) {
+			cc.io.pendingErr = nil
+			if cc.park() {
+				return false
+			}
+			// Refused (the proxy is closing): it ends as a timed-out
+			// idle connection.
+			cc.io.pendingErr = os.ErrDeadlineExceeded
+		} else if len(cc.io.pending) > 0 {
+			cc.c.SetReadDeadline(cc.rdl) // a request came meanwhile
+		}
+	}
 	cc.req.headers, cc.resp.headers = borrowFields(pool), borrowFields(pool)
 	cc.takeBuffers()
+	return true
 }
 
 // fieldsCap is the capacity of a clientConn's field slices (getClientConn);
@@ -334,6 +362,14 @@ func (cc *clientConn) releaseBuffers() {
 func (cc *clientConn) park() bool {
 	p := cc.p
 	fc, ok := cc.c.(*fileConn)
+	tc, _ := cc.c.(*tls.Conn)
+	if tc != nil {
+		sc, _ := tc.NetConn().(*sockConn)
+		if sc == nil {
+			return false
+		}
+		fc, ok = sc.fileConn, true
+	}
 	if !ok {
 		return false
 	}
@@ -349,6 +385,7 @@ func (cc *clientConn) park() bool {
 		nreq:       cc.nreq,
 		noDelayDue: cc.io.noDelayDue,
 		sent:       cc.io.sent,
+		tls:        tc,
 	}
 	delete(p.conns, cc)
 	lot.byFD[fc.fd] = fc
@@ -455,7 +492,11 @@ func (p *Proxy) resumeParked(lot *parkingLot) {
 func (cc *clientConn) resume(fc *fileConn) {
 	st := fc.parked
 	fc.parked = parkedState{}
-	cc.reset(st.ls, fc)
+	if st.tls != nil {
+		cc.reset(st.ls, st.tls)
+	} else {
+		cc.reset(st.ls, fc)
+	}
 	cc.nreq = st.nreq
 	cc.io.noDelayDue, cc.io.sent = st.noDelayDue, st.sent
 	cc.remote = fc.remote.AppendTo(cc.remote[:0])
