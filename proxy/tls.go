@@ -15,10 +15,10 @@ import (
 // TLS termination. A TLS listener's connection, once its PROXY header (if
 // any) is read, becomes a crypto/tls server connection, which the HTTP/1
 // side reads and writes like any net.Conn (crypto/tls itself reads and
-// writes the socket with raw system calls: sockConn). Such connections do
-// not park (crypto/tls may hold records it has read), but while idle they
-// wait without their buffers (awaitTLS). The handshake runs first, under
-// client_header_timeout like a request head.
+// writes the socket with raw system calls: sockConn). Idle, they wait
+// without their buffers and park like plain ones, their TLS state with
+// them (awaitTLS). The handshake runs first, under client_header_timeout
+// like a request head.
 //
 // The certificates come in the config as PEM (the master read the files;
 // see config.TLS): crypto/tls picks one per handshake by the client's
