@@ -29,7 +29,7 @@ export GOFLAGS := $(strip $(filter-out -overlay=% -tags=pingora_netpoll_fifo,$(G
 # Where `make build` writes the binary.
 BIN ?= bin/pingora-master
 
-.PHONY: build run test bench bench-limiter bench-tls bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
+.PHONY: build run test bench bench-limiter bench-tls bench-h2 bench-pairs bench-runtime bench-reload bench-accept bench-memory install clean
 
 # A patched binary checks its own wake order (the hidden -check-wake-order)
 # where it can run here, i.e. unless cross-compiled.
@@ -53,14 +53,21 @@ test:
 
 # CPU per request against nginx, HAProxy and Caddy on the same load
 # (../shared/bench/peers.sh), keep-alive and new-connection runs; then the
-# same over TLS against nginx and HAProxy (bench-tls).
+# same over TLS against nginx and HAProxy (bench-tls), then HTTP/2
+# (bench-h2); first the rate limiters' own cost (bench-limiter).
 bench: build bench-limiter
 	deploy/bench/bench.sh
 	BIN=$(BIN) deploy/bench/tls.sh
+	BIN=$(BIN) deploy/bench/h2.sh
 
 # TLS termination against nginx and HAProxy, same certificate and pinning.
 bench-tls: build
 	BIN=$(BIN) deploy/bench/tls.sh
+
+# HTTP/2 against nginx and HAProxy (h2load: h2 over TLS, h2c, serial),
+# CPU per request and req/s, ROUNDS rounds of DUR each.
+bench-h2: build
+	BIN=$(BIN) deploy/bench/h2.sh
 
 # nginx and pingora-master by turns, 4 pairs of each mode (figures to quote:
 # see README.md, Benchmarks).
@@ -90,7 +97,8 @@ bench-accept: build
 
 # Worker memory against nginx (issue 14): bytes per idle keep-alive client
 # connection at 1,000, 10,000 and 50,000 (as far as the open files limit
-# allows), peak RSS under wrk -c1000, and master and worker RSS at rest.
+# allows), plain, over TLS and HTTP/2 over TLS (PROTOS), peak RSS under
+# wrk -c1000, and master and worker RSS at rest.
 bench-memory: build
 	deploy/bench/memory.sh
 

@@ -77,7 +77,7 @@ func BenchmarkHeaderRewrite(b *testing.B) {
 
 // rawHTTPBackend answers every request head with a fixed response,
 // allocating nothing per request (so the benchmark counts the proxy's).
-func rawHTTPBackend(b *testing.B, resp string) string {
+func rawHTTPBackend(b testing.TB, resp string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -12,6 +12,8 @@ import (
 type bufPools struct {
 	readerSize, writerSize int
 	readers, writers       sync.Pool
+	// fields: the field arrays idle TLS connections lend (awaitTLS).
+	fields sync.Pool
 }
 
 func newBufPools(readerSize, writerSize int) *bufPools {

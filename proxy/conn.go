@@ -179,8 +179,10 @@ func (p *Proxy) getClientConn() *clientConn {
 	if cc == nil {
 		cc = &clientConn{p: p, io: &sockIO{}}
 		cc.awaitFn = cc.await
-		cc.req.headers = make([]header, 0, 32)
-		cc.resp.headers = make([]header, 0, 32)
+	}
+	if cc.req.headers == nil { // new, or it held an HTTP/2 connection (serveH2)
+		cc.req.headers = make([]header, 0, fieldsCap)
+		cc.resp.headers = make([]header, 0, fieldsCap)
 	}
 	return cc
 }
@@ -243,7 +245,14 @@ func (cc *clientConn) serve() {
 				return
 			}
 			if h2 {
-				cc.serveH2(cc.c)
+				// On a goroutine of its own: this one's stack grew for
+				// the handshake, and x/net's loop would keep it for the
+				// connection's life (8 kB more per idle connection).
+				parked = true // finish is the new goroutine's
+				go func() {
+					cc.serveH2(cc.c)
+					cc.finish(false)
+				}()
 				return
 			}
 		}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -61,6 +60,9 @@ type h2Server struct {
 	// base carries max_header_size to x/net and, through Shutdown, the
 	// GOAWAY of a drain to every connection of the listener.
 	base *http.Server
+	// streams pools the listener's h2Streams; readBufs, h2cConn's
+	// read buffers; writeBufs, h2Writer's queues.
+	streams, readBufs, writeBufs sync.Pool
 }
 
 func newH2Server(p *Proxy, ls *listenerState) *h2Server {
@@ -126,12 +128,16 @@ func (cc *clientConn) serveH2(c net.Conn) {
 	if cc.br != nil {
 		cc.releaseBuffers()
 	}
+	// Its streams have clientConns of their own: the connection's needs
+	// no room for fields (3.5 kB).
+	cc.req.headers, cc.resp.headers = nil, nil
 	// x/net writes the socket itself from here on, so a TCP_NODELAY still
 	// deferred to the first response through sockIO would never come (h2c):
 	// Nagle would hold every small frame for the peer's delayed ACK.
 	cc.io.noDelay()
 	// Deadlines are x/net's from here (the handshake's would cut it).
 	c.SetDeadline(time.Time{})
+	c = newH2Writer(c, cc.ls.cfg.SendTimeout, &cc.ls.h2.writeBufs)
 	h := &h2Conn{}
 	cc.h2 = h
 	defer func() {
@@ -160,15 +166,69 @@ func (cc *clientConn) serveH2(c net.Conn) {
 func (cc *clientConn) startH2C() {
 	n := cc.br.Buffered()
 	seen, _ := cc.br.Peek(n)
-	c := &replayConn{Conn: cc.c, r: io.MultiReader(bytes.NewReader(bytes.Clone(seen)), cc.c)}
+	c := &h2cConn{Conn: rawSock(cc.c), pool: &cc.ls.h2.readBufs, pre: bytes.Clone(seen)}
 	cc.br.Discard(n)
 	cc.serveH2(c)
 }
 
-// replayConn reads r (what was read ahead, then the connection itself).
-type replayConn struct {
+// h2cReadBuf is the size of a cleartext HTTP/2 connection's read buffer.
+const h2cReadBuf = 4 << 10
+
+// h2cConn is a cleartext HTTP/2 connection, read through a buffer while
+// frames come back to back. x/net reads the socket itself, a frame header
+// then its payload, each with its own read: two system calls a frame,
+// where a client sending ten requests at once sends them in one segment.
+// The buffer comes from a pool when a read is likely to find more than it
+// asks for, and goes back once drained, so that an idle connection, whose
+// next read waits for a frame header, holds none.
+type h2cConn struct {
 	net.Conn
-	r io.Reader
+	pre  []byte // read ahead before HTTP/2 began: read first
+	pool *sync.Pool
+	buf  *[h2cReadBuf]byte
+	r, w int // buf[r:w] is read and not yet taken
+	// more: the last read filled what it was given, so more is likely
+	// waiting in the socket.
+	more bool
 }
 
-func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+func (c *h2cConn) take() {
+	c.buf, _ = c.pool.Get().(*[h2cReadBuf]byte)
+	if c.buf == nil {
+		c.buf = new([h2cReadBuf]byte)
+	}
+	c.r, c.w = 0, 0
+}
+
+func (c *h2cConn) release() {
+	c.pool.Put(c.buf)
+	c.buf = nil
+}
+
+func (c *h2cConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	if c.buf == nil {
+		if !c.more || len(p) >= h2cReadBuf {
+			n, err := c.Conn.Read(p)
+			c.more = n == len(p)
+			return n, err
+		}
+		c.take()
+		n, err := c.Conn.Read(c.buf[:])
+		c.w, c.more = n, n == h2cReadBuf
+		if n == 0 {
+			c.release()
+			return 0, err
+		}
+	}
+	n := copy(p, c.buf[c.r:c.w])
+	c.r += n
+	if c.r == c.w {
+		c.release()
+	}
+	return n, nil
+}

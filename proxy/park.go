@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/pingora-go/pingora/config"
 )
 
 // This file keeps idle client connections without a goroutine or a
@@ -61,6 +65,7 @@ type parkedState struct {
 	nreq       int
 	noDelayDue bool
 	sent       bool
+	tls        *tls.Conn // a TLS connection's state; nil: plain
 	// prev and next link the listener's parked connections in the order
 	// they parked, which is the order their deadlines come due in.
 	prev, next *fileConn
@@ -113,6 +118,10 @@ type parkingLot struct {
 	lastPark        time.Time
 	releasedAt      time.Time
 	parkedAtRelease int
+	// TLS handshakes: the count last seen and when it last moved, and
+	// the count at the last release.
+	handshakes, handshakesAtRelease uint64
+	lastHandshake                   time.Time
 }
 
 func newParkingLot() (*parkingLot, error) {
@@ -219,6 +228,9 @@ func (p *Proxy) closeParkingLot() {
 // in between.
 func (cc *clientConn) awaitRequest() (stillMine bool) {
 	if cc.io.raw == nil {
+		if cc.ls.tls != nil {
+			return cc.awaitTLS()
+		}
 		return true
 	}
 	if cc.bw.Buffered() > 0 && cc.bw.Flush() != nil {
@@ -265,6 +277,75 @@ func (cc *clientConn) await(fd uintptr) bool {
 	return false
 }
 
+// awaitTLS is awaitRequest for a TLS connection, which cannot be polled
+// as a plain one is (crypto/tls may hold records it has read): its
+// goroutine waits in a read into the connection's scratch space, with the
+// read and write buffers (24 kB) and its parsed fields back in their pools
+// meanwhile. What the read brings, or its error, waits in sockIO for the
+// next Read. The sweeper may ask it to park as it asks a plain one (its
+// read then times out): a read that timed out found crypto/tls holding no
+// whole record, so the socket's readiness is the connection's, and it
+// parks with its TLS state.
+func (cc *clientConn) awaitTLS() (stillMine bool) {
+	if len(cc.io.pending) > 0 || cc.io.pendingErr != nil {
+		return true // the last wait's input is not all taken yet
+	}
+	if cc.bw.Buffered() > 0 && cc.bw.Flush() != nil {
+		return true // readHead fails next; finish closes
+	}
+	cc.releaseBuffers()
+	pool := &cc.ls.readers.fields
+	lendFields(pool, &cc.req.headers)
+	lendFields(pool, &cc.resp.headers)
+	cc.idleStart = time.Now().UnixNano()
+	cc.idleSince.Store(cc.idleStart)
+	cc.io.readAhead()
+	if !cc.idleSince.CompareAndSwap(cc.idleStart, 0) {
+		// The sweeper asked this connection to park and is moving or has
+		// moved its read deadline into the past.
+		for cc.idleSince.Load() != idleParkSet {
+			runtime.Gosched()
+		}
+		cc.idleSince.Store(0)
+		if len(cc.io.pending) == 0 && isTimeout(cc.io.pendingErr) {
+			cc.io.pendingErr = nil
+			if cc.park() {
+				return false
+			}
+			// Refused (the proxy is closing): it ends as a timed-out
+			// idle connection.
+			cc.io.pendingErr = os.ErrDeadlineExceeded
+		} else if len(cc.io.pending) > 0 {
+			cc.c.SetReadDeadline(cc.rdl) // a request came meanwhile
+		}
+	}
+	cc.req.headers, cc.resp.headers = borrowFields(pool), borrowFields(pool)
+	cc.takeBuffers()
+	return true
+}
+
+// fieldsCap is the capacity of a clientConn's field slices (getClientConn);
+// grown ones are not lent.
+const fieldsCap = 32
+
+// lendFields puts *h, cleared, in pool, for an idle TLS connection does
+// not need its 3.5 kB of parsed fields until its next request comes.
+func lendFields(pool *sync.Pool, h *[]header) {
+	if cap(*h) == fieldsCap {
+		a := (*[fieldsCap]header)((*h)[:fieldsCap])
+		clear(a[:])
+		pool.Put(a)
+	}
+	*h = nil
+}
+
+func borrowFields(pool *sync.Pool) []header {
+	if a, ok := pool.Get().(*[fieldsCap]header); ok {
+		return a[:0]
+	}
+	return make([]header, 0, fieldsCap)
+}
+
 func (cc *clientConn) takeBuffers() {
 	cc.br = cc.ls.readers.getReader(cc.io)
 	cc.bw = cc.p.clientWriters.getWriter(cc)
@@ -281,6 +362,14 @@ func (cc *clientConn) releaseBuffers() {
 func (cc *clientConn) park() bool {
 	p := cc.p
 	fc, ok := cc.c.(*fileConn)
+	tc, _ := cc.c.(*tls.Conn)
+	if tc != nil {
+		sc, _ := tc.NetConn().(*sockConn)
+		if sc == nil {
+			return false
+		}
+		fc, ok = sc.fileConn, true
+	}
 	if !ok {
 		return false
 	}
@@ -296,6 +385,7 @@ func (cc *clientConn) park() bool {
 		nreq:       cc.nreq,
 		noDelayDue: cc.io.noDelayDue,
 		sent:       cc.io.sent,
+		tls:        tc,
 	}
 	delete(p.conns, cc)
 	lot.byFD[fc.fd] = fc
@@ -402,7 +492,11 @@ func (p *Proxy) resumeParked(lot *parkingLot) {
 func (cc *clientConn) resume(fc *fileConn) {
 	st := fc.parked
 	fc.parked = parkedState{}
-	cc.reset(st.ls, fc)
+	if st.tls != nil {
+		cc.reset(st.ls, st.tls)
+	} else {
+		cc.reset(st.ls, fc)
+	}
 	cc.nreq = st.nreq
 	cc.io.noDelayDue, cc.io.sent = st.noDelayDue, st.sent
 	cc.remote = fc.remote.AppendTo(cc.remote[:0])
@@ -447,7 +541,8 @@ func (p *Proxy) sweep(lot *parkingLot, now time.Time, asked []*clientConn, expir
 			expired = append(expired, fc)
 		}
 	}
-	release := lot.releaseDue(now)
+	tls := &p.stats.tls
+	release := lot.releaseDue(now, tls[config.TLSHandshakeFull].Load()+tls[config.TLSHandshakeResumed].Load())
 	p.mu.Unlock()
 	// The claimed connections' goroutines wait for idleParkSet, so each
 	// cc and its connection stay as they are meanwhile.
@@ -487,17 +582,27 @@ const (
 	releaseEvery     = 30 * time.Second
 )
 
-// releaseDue reports whether to give memory back now. Called with
-// Proxy.mu held.
-func (lot *parkingLot) releaseDue(now time.Time) bool {
+// releaseDue reports whether to give memory back now, after a wave of
+// parked connections or of TLS handshakes (handshakes: how many the
+// worker has done). TLS connections do not park, but a handshake leaves
+// more garbage than a connection's idle state weighs (certificates,
+// key exchange: an idle TLS connection's RSS was twice its live memory),
+// so a wave of them that has gone quiet is treated as a parked one.
+// Called with Proxy.mu held.
+func (lot *parkingLot) releaseDue(now time.Time, handshakes uint64) bool {
 	n := len(lot.byFD)
 	// A wave is counted from the fewest parked since the last release.
 	lot.parkedAtRelease = min(lot.parkedAtRelease, n)
-	if n < releaseMinParked || n < lot.parkedAtRelease+lot.parkedAtRelease/2 ||
-		now.Sub(lot.lastPark) < releaseQuiet || (!lot.releasedAt.IsZero() && now.Sub(lot.releasedAt) < releaseEvery) {
+	if handshakes != lot.handshakes {
+		lot.handshakes, lot.lastHandshake = handshakes, now
+	}
+	parkWave := n >= releaseMinParked && n >= lot.parkedAtRelease+lot.parkedAtRelease/2 &&
+		now.Sub(lot.lastPark) >= releaseQuiet
+	tlsWave := handshakes-lot.handshakesAtRelease >= releaseMinParked && now.Sub(lot.lastHandshake) >= releaseQuiet
+	if !parkWave && !tlsWave || (!lot.releasedAt.IsZero() && now.Sub(lot.releasedAt) < releaseEvery) {
 		return false
 	}
-	lot.releasedAt, lot.parkedAtRelease = now, n
+	lot.releasedAt, lot.parkedAtRelease, lot.handshakesAtRelease = now, n, handshakes
 	return true
 }
 

@@ -41,6 +41,7 @@ type sockIO struct {
 	// that read met the end of the stream.
 	pending    []byte
 	pendingEOF bool
+	pendingErr error       // readAhead's error, for a connection without raw calls
 	scratch    *[1024]byte // made on first use: upstream sockets never wait this way
 
 	// finNext: the next Write is the connection's last. Its data goes
@@ -63,7 +64,7 @@ func newSockIO(c net.Conn) *sockIO {
 func (s *sockIO) reset(c net.Conn) {
 	s.c, s.raw = c, nil
 	s.rp, s.wp = nil, nil
-	s.pending, s.pendingEOF, s.rerr = nil, false, 0
+	s.pending, s.pendingEOF, s.pendingErr, s.rerr = nil, false, nil, 0
 	_, s.noDelayDue = c.(*fileConn)
 	s.sent, s.finNext = false, false
 	if sc, ok := c.(syscall.Conn); ok {
@@ -159,16 +160,20 @@ func (s *sockIO) writeFD(fd uintptr) bool {
 
 // Read implements io.Reader.
 func (s *sockIO) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 && len(p) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		return n, nil
+	}
 	if s.raw == nil {
+		if err := s.pendingErr; err != nil {
+			s.pendingErr = nil
+			return 0, err
+		}
 		return s.c.Read(p)
 	}
 	if len(p) == 0 {
 		return 0, nil
-	}
-	if len(s.pending) > 0 {
-		n := copy(p, s.pending)
-		s.pending = s.pending[n:]
-		return n, nil
 	}
 	if s.pendingEOF {
 		s.pendingEOF = false
@@ -190,6 +195,17 @@ func (s *sockIO) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return s.rn, nil
+}
+
+// readAhead is awaitTLS's read of a connection without raw socket calls:
+// into scratch, waiting as long as the read deadline allows; Read hands
+// out what it got, then its error.
+func (s *sockIO) readAhead() {
+	if s.scratch == nil {
+		s.scratch = new([1024]byte)
+	}
+	n, err := s.c.Read(s.scratch[:])
+	s.pending, s.pendingErr = s.scratch[:n], err
 }
 
 // readError reports (once) the error a read met.

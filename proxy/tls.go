@@ -14,10 +14,11 @@ import (
 
 // TLS termination. A TLS listener's connection, once its PROXY header (if
 // any) is read, becomes a crypto/tls server connection, which the HTTP/1
-// side reads and writes like any net.Conn (through Read and Write, not the
-// raw socket calls of plain connections; such connections neither park
-// nor give their buffers back while idle). The handshake runs first,
-// under client_header_timeout like a request head.
+// side reads and writes like any net.Conn (crypto/tls itself reads and
+// writes the socket with raw system calls: sockConn). Idle, they wait
+// without their buffers and park like plain ones, their TLS state with
+// them (awaitTLS). The handshake runs first, under client_header_timeout
+// like a request head.
 //
 // The certificates come in the config as PEM (the master read the files;
 // see config.TLS): crypto/tls picks one per handshake by the client's
@@ -76,7 +77,7 @@ func (cc *clientConn) handshake() (ok, h2 bool) {
 	// TCP_NODELAY lazily: set it now, or Nagle's algorithm holds small
 	// records back until the peer's ACK.
 	cc.io.noDelay()
-	tc := tls.Server(cc.c, cc.ls.tls)
+	tc := tls.Server(rawSock(cc.c), cc.ls.tls)
 	cc.p.mu.Lock() // cut reads c under the lock
 	cc.c = tc
 	cc.p.mu.Unlock()

@@ -8,11 +8,16 @@
 #   deploy/bench/memory.sh
 #   COUNTS="1000 10000" DUR=10s BIN=/tmp/pm deploy/bench/memory.sh
 #   COUNTS= CONF=my.hcl.tmpl deploy/bench/memory.sh   # wrk and at-rest figures only
+#   PROTOS=h2 COUNTS=1000 deploy/bench/memory.sh      # idle HTTP/2 connections only
 #
 # For each N in COUNTS (default 1000 10000 50000; an N the open files limit
-# cannot hold is skipped, with the reason), deploy/bench/idleconns opens N
-# client connections to each proxy, each sends one GET on keep-alive and reads
-# the response, then all stay idle; the worker's RSS before and SETTLE
+# cannot hold is skipped, with the reason) and each protocol in PROTOS
+# (default "plain tls h2": HTTP/1.1, HTTP/1.1 over TLS, HTTP/2 over TLS; both
+# proxies with the same ECDSA P-256 certificate, config/testdata/tls/a.pem,
+# nginx with ssl_session_cache off and http2 on its h2 port),
+# deploy/bench/idleconns opens N client connections to each proxy, each
+# sends one GET on keep-alive (TLS: after a full handshake) and reads the
+# response, then all stay idle; the worker's RSS before and SETTLE
 # seconds after the last one went idle (default 6: pingora-master parks idle
 # connections and gives back what the burst of opening them used once parking
 # pauses, see proxy/park.go; nginx is measured after the same wait) gives
@@ -24,6 +29,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 COUNTS=${COUNTS:-1000 10000 50000} DUR=${DUR:-10s} SETTLE=${SETTLE:-6}
+PROTOS=${PROTOS:-plain tls h2}
 PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 bin=${BIN:-$root/bin/pingora-master}
 tmpl=${CONF:-$root/deploy/bench/memory.hcl.tmpl}
@@ -54,6 +60,8 @@ cleanup() {
 }
 trap cleanup EXIT
 (cd "$root" && go build -o "$dir/idleconns" ./deploy/bench/idleconns)
+. "$root/deploy/bench/tlslib.sh"
+tls_files
 
 back=127.0.0.1:19000
 body=$(printf 'x%.0s' $(seq 1 100))
@@ -72,11 +80,31 @@ worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/nginx.err;
 worker_rlimit_nofile $nofile;
 events { worker_connections $conns; }
 http { access_log off; upstream b { server $back; keepalive 128; }
-  server { listen 127.0.0.1:19001 backlog=4096; keepalive_requests 100000; keepalive_timeout 75s;
+  server { listen 127.0.0.1:19001 backlog=4096; listen 127.0.0.1:19011 ssl backlog=4096;
+    listen 127.0.0.1:19021 ssl http2 backlog=4096;
+    keepalive_requests 100000; keepalive_timeout 75s;
+    ssl_certificate $dir/cert.pem; ssl_certificate_key $dir/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; ssl_session_tickets off;
     location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 C
 sed -e "s/{listen}/127.0.0.1:19004/g" -e "s/{backend}/$back/g" -e "s/{backend_port}/${back##*:}/g" \
   -e "s/{nofile}/$nofile/g" -e "s|{dir}|$dir|g" "$tmpl" >"$dir/pm.hcl"
+# The same listener again with TLS, for the tls and h2 clients (ALPN).
+cat >>"$dir/pm.hcl" <<C
+
+listener "tls" {
+  address            = "127.0.0.1:19014"
+  keepalive_timeout  = "75s"
+  keepalive_requests = 100000
+  backlog            = 4096
+  tls {
+    certificate {
+      cert_file = "$dir/cert.pem"
+      key_file  = "$dir/key.pem"
+    }
+  }
+}
+C
 "$bin" -t -c "$dir/pm.hcl" >/dev/null
 
 setsid taskset -c "$LOAD_CPU" nginx -c "$dir/backend.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!)
@@ -127,16 +155,16 @@ cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/nu
 version=$("$bin" -v 2>/dev/null | head -1 || true)
 echo "## memory: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, ${cpu:-$(uname -m)}, $(uname -sr)"
 echo "## ${version:-pingora-master}; nginx $(nginx -v 2>&1 | sed 's|.*/||')"
-printf '%-28s %18s %18s\n' "" "nginx" "pingora-master"
+printf '%-38s %18s %18s\n' "" "nginx" "pingora-master"
 
-idle() { # idle SIDE PORT N SOURCE: prints "vmrss-per-conn rollup-per-conn"
+idle() { # idle SIDE PORT N SOURCE PROTO: prints "vmrss-per-conn rollup-per-conn"
   local w=$1_worker v0 r0 v1 r1 line
   v0=$(vmrss "${!w}") r0=$(rollup "${!w}")
   # A new source address for each run: the last run's ports are in TIME_WAIT.
-  coproc HOLD { taskset -c "$LOAD_CPU" "$dir/idleconns" -addr "127.0.0.1:$2" -n "$3" -per-source 10000 -first-source "$4"; }
+  coproc HOLD { taskset -c "$LOAD_CPU" "$dir/idleconns" -proto "$5" -addr "127.0.0.1:$2" -n "$3" -per-source 10000 -first-source "$4"; }
   local pid=$HOLD_PID in=${HOLD[1]}
   if ! read -r line <&"${HOLD[0]}" || [[ $line != "ready $3" ]]; then
-    echo "memory: idleconns to :$2 with $3 connections did not get ready" >&2
+    echo "memory: idleconns -proto $5 to :$2 with $3 connections did not get ready" >&2
     exec {in}>&-; wait "$pid" || true; return 1
   fi
   sleep "$SETTLE"
@@ -150,21 +178,30 @@ status=0 source=2
 for n in $COUNTS; do
   # The proxy holds n client descriptors; idleconns, in this shell's limit, n.
   if ((n + 256 > nofile)); then
-    printf '%-28s %s\n' "idle $n" "skipped: open files limit $nofile"
+    printf '%-38s %s\n' "idle $n" "skipped: open files limit $nofile"
     continue
   fi
-  stop_proxies; start_proxies
-  out=()
-  for side in nginx:19001 pm:19004; do
-    if r=$(idle "${side%%:*}" "${side##*:}" "$n" "$source"); then
-      read -r v rr a b <<<"$r"
-      out+=("$v B ($rr) $a->$b MB")
-    else
-      out+=("failed"); status=1
-    fi
-    source=$((source + (n + 9999) / 10000))
+  for proto in $PROTOS; do
+    case $proto in
+    plain) ports="19001 19004" ;;
+    tls) ports="19011 19014" ;;
+    h2) ports="19021 19014" ;;
+    *) echo "memory: unknown protocol $proto in PROTOS (plain, tls, h2)" >&2; exit 2 ;;
+    esac
+    read -r nginx_port pm_port <<<"$ports"
+    stop_proxies; start_proxies
+    out=()
+    for side in nginx:$nginx_port pm:$pm_port; do
+      if r=$(idle "${side%%:*}" "${side##*:}" "$n" "$source" "$proto"); then
+        read -r v rr a b <<<"$r"
+        out+=("$v B ($rr) $a->$b MB")
+      else
+        out+=("failed"); status=1
+      fi
+      source=$((source + (n + 9999) / 10000))
+    done
+    printf '%-38s %28s   %28s\n' "idle $n $proto: B/conn (smaps) RSS" "${out[0]}" "${out[1]}"
   done
-  printf '%-28s %28s   %28s\n' "idle $n: B/conn (smaps) RSS" "${out[0]}" "${out[1]}"
 done
 
 peak() { # peak PID PORT: the worker's peak VmRSS during wrk, in bytes
@@ -181,7 +218,7 @@ peak() { # peak PID PORT: the worker's peak VmRSS during wrk, in bytes
 stop_proxies; start_proxies
 pn=$(peak "$nginx_worker" 19001) pp=$(peak "$pm_worker" 19004)
 rps() { awk '/Requests\/sec/ {print $2}' "$dir/wrk.$1"; }
-printf '%-28s %28s   %28s\n' "wrk -c1000 $DUR: peak RSS" "$(mb "$pn") ($(rps 19001) r/s)" "$(mb "$pp") ($(rps 19004) r/s)"
-printf '%-28s %28s   %28s\n' "master RSS at rest" "$(mb "${rest[nginx.master]}")" "$(mb "${rest[pm.master]}")"
-printf '%-28s %28s   %28s\n' "worker RSS at rest" "$(mb "${rest[nginx.worker]}")" "$(mb "${rest[pm.worker]}")"
+printf '%-38s %28s   %28s\n' "wrk -c1000 $DUR: peak RSS" "$(mb "$pn") ($(rps 19001) r/s)" "$(mb "$pp") ($(rps 19004) r/s)"
+printf '%-38s %28s   %28s\n' "master RSS at rest" "$(mb "${rest[nginx.master]}")" "$(mb "${rest[pm.master]}")"
+printf '%-38s %28s   %28s\n' "worker RSS at rest" "$(mb "${rest[nginx.worker]}")" "$(mb "${rest[pm.worker]}")"
 exit "$status"

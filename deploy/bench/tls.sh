@@ -19,44 +19,11 @@ for tool in nginx haproxy wrk curl taskset setsid; do
 done
 [[ -n ${BIN:-} ]] || make -s -C "$root" build
 . "$root/deploy/bench/lib.sh"
-certs=$root/config/testdata/tls
-install -m 0644 "$certs/a.pem" "$dir/cert.pem"
-install -m 0600 "$certs/a.key" "$dir/key.pem"
-cat "$dir/cert.pem" "$dir/key.pem" >"$dir/haproxy.pem"
-cat >"$dir/nginx.conf" <<C
-worker_processes 1; daemon off; pid $dir/nginx.pid; error_log $dir/nginx.err;
-events { worker_connections 4096; }
-http { access_log off; upstream b { server $back; keepalive 128; }
-  server { listen 127.0.0.1:19101 ssl backlog=4096; keepalive_requests 100000;
-    ssl_certificate $dir/cert.pem; ssl_certificate_key $dir/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off; ssl_session_tickets off;
-    location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-C
-cat >"$dir/haproxy.cfg" <<C
-global
-  nbthread 1
-  maxconn 8192
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:19102 ssl crt $dir/haproxy.pem alpn http/1.1
-  default_backend b
-backend b
-  server s1 $back
-C
-sed -e "s/{listen}/127.0.0.1:19103/g" -e "s/{backend}/$back/g" -e "s/{backend_port}/${back##*:}/g" \
-  -e "s|/tmp/pingora-bench|$dir/pingora-bench|g" "$root/deploy/bench/bench.hcl.tmpl" >"$dir/pm.hcl"
-# The bench listener, with TLS.
-awk -v d="$dir" '
-  { print }
-  /^listener "bench" \{/ { print "  tls {\n    certificate {\n      cert_file = \"" d "/cert.pem\"\n      key_file  = \"" d "/key.pem\"\n    }\n  }" }
-' "$dir/pm.hcl" >"$dir/pm.tls.hcl"
-mv "$dir/pm.tls.hcl" "$dir/pm.hcl"
+. "$root/deploy/bench/tlslib.sh"
+tls_files
+tls_nginx_conf "$dir/nginx.conf" "127.0.0.1:19101 ssl backlog=4096"
+tls_haproxy_conf "$dir/haproxy.cfg" "127.0.0.1:19102 ssl crt $dir/haproxy.pem alpn http/1.1"
+tls_project_conf "$dir/pm.hcl" 19103
 
 bench_start_backend
 setsid taskset -c "$PROXY_CPU" nginx -c "$dir/nginx.conf" -p "$dir" >/dev/null 2>&1 & pids+=($!); sid_nginx=$!
