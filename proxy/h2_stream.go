@@ -22,8 +22,9 @@ import (
 // the HTTP/1 parser checks the rendered head again.
 
 var (
-	errStreamClosed  = errors.New("http2 stream closed")
-	errBadEngineHead = errors.New("http2 stream: malformed response head")
+	errStreamClosed   = errors.New("http2 stream closed")
+	errBadEngineHead  = errors.New("http2 stream: malformed response head")
+	errBodyPastLength = errors.New("http2 stream: DATA past the content-length")
 )
 
 // lastChunk ends a chunked body.
@@ -49,6 +50,7 @@ type h2Stream struct {
 	body     io.ReadCloser
 	chunked  bool
 	bodyDone bool
+	bodyLeft int64 // of a declared length, not yet read
 
 	// The response side: head gathers a head until it is whole; then
 	// the body passes through.
@@ -78,6 +80,7 @@ func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = r.Body
 		st.chunked = r.ContentLength < 0
+		st.bodyLeft = r.ContentLength
 	}
 
 	sc := p.getClientConn()
@@ -243,6 +246,21 @@ func (st *h2Stream) Read(b []byte) (int, error) {
 	if !st.chunked {
 		n, err := st.body.Read(b)
 		if err == io.EOF {
+			st.bodyDone = true
+		}
+		st.bodyLeft -= int64(n)
+		if err == nil && st.bodyLeft <= 0 {
+			// The declared length is here, but DATA past it may follow
+			// (x/net resets the stream then): the request would be
+			// malformed, and must not reach the upstream whole (RFC
+			// 9113 8.1.1). Its last bytes wait for END_STREAM.
+			var more [1]byte
+			switch m, err := st.body.Read(more[:]); {
+			case m > 0 || err == nil:
+				return 0, errBodyPastLength
+			case err != io.EOF:
+				return 0, err
+			}
 			st.bodyDone = true
 		}
 		return n, err

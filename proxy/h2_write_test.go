@@ -39,7 +39,7 @@ func TestH2StreamWriteSplitsAnywhere(t *testing.T) {
 		for _, cut2 := range []int{cut1, min(cut1+1, len(resp)), min(cut1+60, len(resp))} {
 			f := &fakeStreamWriter{h: http.Header{}}
 			st := &h2Stream{}
-			st.reset(f, nil, false)
+			st.reset(f, &clientConn{p: &Proxy{}}, false) // a proxy not draining
 			for _, part := range [][]byte{resp[:cut1], resp[cut1:cut2], resp[cut2:]} {
 				if n, err := st.Write(part); err != nil || n != len(part) {
 					t.Fatalf("cuts %d,%d: Write(%q) = %d, %v", cut1, cut2, part, n, err)

@@ -139,12 +139,23 @@ func (w *h2Writer) SetWriteDeadline(time.Time) error { return nil }
 
 func (w *h2Writer) SetDeadline(t time.Time) error { return w.Conn.SetReadDeadline(t) }
 
-// Close sends what is still queued (x/net's last frames: GOAWAY), then
-// closes the connection.
+// h2CloseGrace bounds how long Close lets the flusher send what is still
+// queued: x/net closes from its serve loop, which reads nothing meanwhile,
+// and a client that reads nothing (a PING flood x/net is hanging up on)
+// must not hold it for send_timeout.
+const h2CloseGrace = time.Second
+
+// Close sends what is still queued (x/net's last frames: GOAWAY) for at
+// most h2CloseGrace, then closes the connection.
 func (w *h2Writer) Close() error {
 	w.mu.Lock()
-	for w.flushing && w.timeout > 0 { // without a timeout it might never end
-		w.sent.Wait()
+	if w.flushing {
+		// Closing the socket ends a write that makes no progress.
+		t := time.AfterFunc(h2CloseGrace, func() { w.Conn.Close() })
+		for w.flushing {
+			w.sent.Wait()
+		}
+		t.Stop()
 	}
 	if w.err == nil {
 		w.err = errH2WriterClosed
