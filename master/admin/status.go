@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"github.com/pingora-go/pingora/config"
 	"sort"
 	"time"
 )
@@ -25,6 +26,8 @@ type Status struct {
 	RateLimitZone *ZoneStatus `json:"rate_limit_zone,omitempty"`
 	// HealthZone is the shared memory of the upstream servers' health.
 	HealthZone *HealthZoneSample `json:"health_zone,omitempty"`
+	// TLS is client-side TLS; nil when no listener terminates it.
+	TLS *TLSStatus `json:"tls,omitempty"`
 
 	Reloads        Outcomes `json:"reloads"`
 	Upgrades       Outcomes `json:"upgrades"`
@@ -128,6 +131,39 @@ type Totals struct {
 	UpstreamLatency   LatencySummary `json:"upstream_latency"`
 }
 
+// TLSStatus is TLS on the client side: handshakes by outcome (summed over
+// every worker that ever served, as the metrics), completed ones by
+// protocol version and by what ALPN chose, and each certificate of the
+// serving config with its end, so an operator sees one about to expire.
+type TLSStatus struct {
+	Handshakes struct {
+		Full           uint64 `json:"full"`
+		Resumed        uint64 `json:"resumed"`
+		FailedTimeout  uint64 `json:"failed_timeout"`
+		FailedClosed   uint64 `json:"failed_closed"`
+		FailedProtocol uint64 `json:"failed_protocol"`
+	} `json:"handshakes"`
+	Versions struct {
+		TLS12 uint64 `json:"TLSv1.2"`
+		TLS13 uint64 `json:"TLSv1.3"`
+	} `json:"versions"`
+	ALPN struct {
+		H2    uint64 `json:"h2"`
+		HTTP1 uint64 `json:"http/1.1"` // none chosen counts here
+	} `json:"alpn"`
+	Certificates []CertificateStatus `json:"certificates"`
+}
+
+// CertificateStatus is one certificate of a TLS listener.
+type CertificateStatus struct {
+	Listener string    `json:"listener"`
+	Names    []string  `json:"names"`
+	NotAfter time.Time `json:"not_after"`
+	// DaysLeft is until NotAfter, negative once expired; the log warns
+	// from 14 days before.
+	DaysLeft float64 `json:"days_left"`
+}
+
 // ZoneStatus is the rate-limit zone: its size, how full it is, and how
 // many keys it had to forget to make room (a growing count says the zone
 // is too small for the keys it sees).
@@ -198,7 +234,40 @@ func (s *snapshot) status(now time.Time) *Status {
 			st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Name, Address: l.Address})
 		}
 	}
+	st.TLS = s.tlsStatus(now)
 	return st
+}
+
+// tlsStatus is nil unless a listener of the serving config terminates
+// TLS or some worker counted a handshake (a reload may have removed TLS).
+func (s *snapshot) tlsStatus(now time.Time) *TLSStatus {
+	c := &s.totals.tls
+	ts := &TLSStatus{Certificates: []CertificateStatus{}}
+	ts.Handshakes.Full, ts.Handshakes.Resumed = c[config.TLSHandshakeFull], c[config.TLSHandshakeResumed]
+	ts.Handshakes.FailedTimeout = c[config.TLSHandshakeFailedTimeout]
+	ts.Handshakes.FailedClosed = c[config.TLSHandshakeFailedClosed]
+	ts.Handshakes.FailedProtocol = c[config.TLSHandshakeFailedProtocol]
+	ts.Versions.TLS12, ts.Versions.TLS13 = c[config.TLSVersion12], c[config.TLSVersion13]
+	ts.ALPN.H2, ts.ALPN.HTTP1 = c[config.TLSALPNHTTP2], c[config.TLSALPNHTTP1]
+	if cfg := s.master.Config; cfg != nil {
+		for _, l := range cfg.Listeners {
+			if l.TLS == nil {
+				continue
+			}
+			for _, cert := range l.TLS.Certificates {
+				ts.Certificates = append(ts.Certificates, CertificateStatus{Listener: l.Name, Names: cert.Names,
+					NotAfter: cert.NotAfter, DaysLeft: cert.NotAfter.Sub(now).Hours() / 24})
+			}
+		}
+	}
+	counted := false
+	for _, n := range c {
+		counted = counted || n > 0
+	}
+	if len(ts.Certificates) == 0 && !counted {
+		return nil
+	}
+	return ts
 }
 
 // workers joins the master's worker list with the live samples. A live

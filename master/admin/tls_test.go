@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,60 @@ func TestMetricsTLSHandshakes(t *testing.T) {
 		"pingora_tls_connections_total{version=TLSv1.2}":              1,
 		"pingora_tls_connections_total{version=TLSv1.3}":              9,
 	})
+}
+
+// /status and the page show TLS: the workers' handshake counts summed, by
+// version and ALPN, and each certificate with the days it has left, one
+// inside the 14 days of the log's warning marked down.
+func TestStatusTLS(t *testing.T) {
+	var a Aggregator
+	cfg := fixtureConfig()
+	now := time.Now()
+	cfg.Listeners = append(cfg.Listeners, config.Listener{Name: "https", Address: "127.0.0.1:8443", TLS: &config.TLS{
+		MinVersion: "1.2",
+		Certificates: []config.Certificate{
+			{Names: []string{"a.example"}, NotAfter: now.Add(60 * 24 * time.Hour)},
+			{Names: []string{"b.example", "*.b.example"}, NotAfter: now.Add(5 * 24 * time.Hour)},
+		},
+	}})
+	w1, w2 := traffic(101, 1, t0, 2), traffic(102, 1, t0, 2)
+	w1.TLS[config.TLSHandshakeFull], w1.TLS[config.TLSHandshakeFailedProtocol], w1.TLS[config.TLSALPNHTTP2] = 5, 2, 4
+	w2.TLS[config.TLSHandshakeResumed], w2.TLS[config.TLSVersion13], w2.TLS[config.TLSALPNHTTP1] = 3, 8, 4
+	mustObserve(t, &a, w1, w2)
+	m := fixtureMaster(1, Worker{PID: 101, Generation: 1, State: "ready", Started: t0}, Worker{PID: 102, Generation: 1, State: "ready", Started: t0})
+	m.Config = cfg
+	a.SetMaster(m)
+
+	st := a.Status(now)
+	ts := st.TLS
+	if ts == nil {
+		t.Fatal("no tls in /status with a TLS listener")
+	}
+	if h := ts.Handshakes; h.Full != 5 || h.Resumed != 3 || h.FailedProtocol != 2 || ts.Versions.TLS13 != 8 || ts.ALPN.H2 != 4 || ts.ALPN.HTTP1 != 4 {
+		t.Errorf("tls counts %+v, versions %+v, alpn %+v: not the workers' sums", h, ts.Versions, ts.ALPN)
+	}
+	if len(ts.Certificates) != 2 || ts.Certificates[1].Listener != "https" || ts.Certificates[1].DaysLeft < 4.9 || ts.Certificates[1].DaysLeft > 5.1 {
+		t.Fatalf("certificates %+v, want both, the second with 5 days left", ts.Certificates)
+	}
+	var page strings.Builder
+	if err := renderPage(&page, st, false); err != nil {
+		t.Fatal(err)
+	}
+	html := page.String()
+	for _, want := range []string{`id="tls-alpn">4 / 4<`, `id="tls-failed">0 / 0 / 2<`, "a.example</td>",
+		`<tr class="down"><td>https: b.example, *.b.example</td>`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(html, `<tr class="down"><td>https: a.example<`) {
+		t.Error("a certificate with 60 days left is marked down")
+	}
+
+	// No TLS listener and no handshake counted: no tls section.
+	var b Aggregator
+	b.SetMaster(fixtureMaster(1))
+	if st := b.Status(now); st.TLS != nil {
+		t.Errorf("tls %+v without a TLS listener", st.TLS)
+	}
 }
