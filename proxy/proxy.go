@@ -251,10 +251,12 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// needsZone reports whether a route has a machine-scope rate limit.
+// needsZone reports whether a route has a rate limit that uses the
+// machine's zone: a machine-scope one, or a cluster-scope one (whose
+// fallback it is while the store is down).
 func needsZone(cfg *config.Config) bool {
 	for _, r := range cfg.Routes {
-		if r.RateLimit != nil && r.RateLimit.Scope == config.ScopeMachine {
+		if r.RateLimit != nil && r.RateLimit.Scope != config.ScopeWorker {
 			return true
 		}
 	}

@@ -226,15 +226,17 @@ func buildRoute(idx int, rc *config.Route, ups map[string]*upstreamState, zone *
 		if name, ok := strings.CutPrefix(rl.Key, "header:"); ok {
 			rt.limitHeader = []byte(name)
 		}
+		// The identity is the route and the limit, so the next
+		// generation (reload, upgrade) continues the zone's buckets.
+		id := ratelimit.LimitID(rc.Name, rl.Requests, rl.Per, rl.Burst, rl.Key)
 		switch rl.Scope {
 		case config.ScopeWorker:
 			rt.limiter = ratelimit.New(rl.Requests, rl.Per, rl.Burst)
 		case config.ScopeCluster:
-			rt.limiter = ratelimit.NewCluster(stores[*rl.Store], rc.Name, rl.Requests, rl.Per, rl.Burst)
+			// Without the store, the machine's workers limit together.
+			rt.limiter = ratelimit.NewCluster(stores[*rl.Store], rc.Name, rl.Requests, rl.Per, rl.Burst,
+				zone.Limit(id, rl.Requests, rl.Per, rl.Burst))
 		default:
-			// The identity is the route and the limit, so the next
-			// generation (reload, upgrade) continues these buckets.
-			id := ratelimit.LimitID(rc.Name, rl.Requests, rl.Per, rl.Burst, rl.Key)
 			rt.limiter = zone.Limit(id, rl.Requests, rl.Per, rl.Burst)
 		}
 	}

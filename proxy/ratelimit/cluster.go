@@ -17,10 +17,11 @@ import (
 // store for a new lease in the background (a request already sent is
 // never asked twice, and after a short or empty grant the worker waits
 // until the store says a whole lease is available). Until a key's first
-// lease arrives, or while the store is slower than leaseWait, the worker's
-// own Limiter (the same limit, this worker only) decides, and what it
-// admits is owed: the next lease pays it back first. While the store is
-// down, the local Limiter decides alone and nothing is owed.
+// lease arrives, or while the store is slower than leaseWait, the local
+// limit (the same limit for this machine's workers together, or for this
+// worker alone) decides, and what it admits is owed: the next lease pays
+// it back first. While the store is down, the local limit decides alone
+// and nothing is owed.
 //
 // A lease is the tokens the rate yields in leaseSpan (at least 1, at most
 // maxLease). The store's bucket lets a lease be taken whole by running up
@@ -30,11 +31,14 @@ import (
 // lease per worker and key), and they undershoot by what workers hold
 // unspent at its end.
 type Cluster struct {
-	store    *Store
-	local    *Limiter
-	interval int64 // ns per token
-	lease    int64 // tokens asked for at once
-	low      int64 // ask again when the balance is down to this
+	store *Store
+	// local decides without the store: this worker's own Limiter, or
+	// the machine's (a SharedLimiter) when the limit has one.
+	local    Admitter
+	own      *Limiter // the worker's Limiter when local is it, to close
+	interval int64    // ns per token
+	lease    int64    // tokens asked for at once
+	low      int64    // ask again when the balance is down to this
 	seed     maphash.Seed
 	epoch    time.Time
 
@@ -85,17 +89,27 @@ type leaseEntry struct {
 
 // NewCluster returns a limit of requests per per plus burst (clamped as
 // New's), shared through store under the name route (instances share a
-// bucket when they name the same route and key).
-func NewCluster(store *Store, route string, requests int, per time.Duration, burst int) *Cluster {
-	return newCluster(store, route, requests, per, burst, janitorEvery)
+// bucket when they name the same route and key). Without the store it
+// falls back on machine, the same limit for the machine's workers
+// together, or, when machine is nil, on a limit of this worker's own.
+func NewCluster(store *Store, route string, requests int, per time.Duration, burst int, machine Admitter) *Cluster {
+	return newCluster(store, route, requests, per, burst, machine, janitorEvery)
 }
 
-func newCluster(store *Store, route string, requests int, per time.Duration, burst int, every time.Duration) *Cluster {
-	local := newLimiter(requests, per, burst, every)
+func newCluster(store *Store, route string, requests int, per time.Duration, burst int, machine Admitter, every time.Duration) *Cluster {
+	// The worker's Limiter sets interval and tolerance as New would,
+	// and decides without the store unless the machine's limit does.
+	own := newLimiter(requests, per, burst, every)
+	var local Admitter = own
+	if machine != nil {
+		local = machine
+		own.Close() // its janitor: no bucket will ever be kept in it
+	}
 	c := &Cluster{
 		store:    store,
 		local:    local,
-		interval: local.interval,
+		own:      own,
+		interval: own.interval,
 		seed:     maphash.MakeSeed(),
 		epoch:    time.Now(),
 		prefix:   "pingora:rl:" + route + ":",
@@ -104,7 +118,7 @@ func newCluster(store *Store, route string, requests int, per time.Duration, bur
 	}
 	c.lease = min(max(int64(leaseSpan)/c.interval, 1), maxLease)
 	c.low = c.lease / 2
-	tolerance := local.tol + (c.lease-1)*c.interval
+	tolerance := own.tol + (c.lease-1)*c.interval
 	c.intervalArg = strconv.FormatFloat(float64(c.interval)/1e3, 'f', 3, 64)
 	c.toleranceArg = strconv.FormatFloat(float64(tolerance)/1e3, 'f', 3, 64)
 	for i := range c.shards {
@@ -249,5 +263,5 @@ func (c *Cluster) evict(now time.Time) {
 func (c *Cluster) Close() {
 	c.once.Do(func() { close(c.stop) })
 	<-c.done
-	c.local.Close()
+	c.own.Close()
 }

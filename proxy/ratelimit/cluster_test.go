@@ -71,7 +71,7 @@ func TestClusterSharesTheLimit(t *testing.T) {
 	const rate = 200
 	var gates []Admitter
 	for range 2 {
-		c := NewCluster(newTestStore(t, srv, nil), "api", rate, time.Second, 0)
+		c := NewCluster(newTestStore(t, srv, nil), "api", rate, time.Second, 0, nil)
 		t.Cleanup(c.Close)
 		gates = append(gates, c)
 	}
@@ -100,7 +100,7 @@ func TestClusterFailsOpen(t *testing.T) {
 	var gates []Admitter
 	for range 2 {
 		s := newTestStore(t, srv, log)
-		c := NewCluster(s, "api", rate, time.Second, 0)
+		c := NewCluster(s, "api", rate, time.Second, 0, nil)
 		t.Cleanup(c.Close)
 		stores = append(stores, s)
 		gates = append(gates, c)
@@ -160,7 +160,7 @@ func (s *syncBuffer) String() string {
 func leasedCluster(tb testing.TB, keys [][]byte) *Cluster {
 	s := &Store{reqs: make(chan leaseRequest, queueLen), stop: make(chan struct{}), done: make(chan struct{})}
 	s.state.Store(1<<1 | 1)
-	c := NewCluster(s, "bench", 1_000_000, time.Second, 100)
+	c := NewCluster(s, "bench", 1_000_000, time.Second, 100, nil)
 	tb.Cleanup(c.Close)
 	now := time.Now()
 	for _, k := range keys {
@@ -236,7 +236,7 @@ func BenchmarkClusterAllowRedis(b *testing.B) {
 	if !s.Up() {
 		b.Fatal("store not up")
 	}
-	c := NewCluster(s, "bench", 100_000_000, time.Second, 1000)
+	c := NewCluster(s, "bench", 100_000_000, time.Second, 1000, nil)
 	b.Cleanup(c.Close)
 	keys := benchKeys()
 	b.ReportAllocs()
@@ -244,5 +244,33 @@ func BenchmarkClusterAllowRedis(b *testing.B) {
 	for b.Loop() {
 		c.Allow(keys[i&1023], time.Now())
 		i++
+	}
+}
+
+// TestClusterFallsBackOnTheMachine: two workers of one machine (each its
+// own store connection and Cluster, one shared zone) admit one limit
+// together while the store is down, not one each.
+func TestClusterFallsBackOnTheMachine(t *testing.T) {
+	srv := redistest.Start(t)
+	const rate = 200
+	z := mapZone(t, newMemfd(t, 1<<20))
+	machine := z.Limit(LimitID("api", rate, time.Second, 0, "client_ip"), rate, time.Second, 0)
+	var stores []*Store
+	var gates []Admitter
+	for range 2 {
+		s := newTestStore(t, srv, nil)
+		c := NewCluster(s, "api", rate, time.Second, 0, machine)
+		t.Cleanup(c.Close)
+		stores = append(stores, s)
+		gates = append(gates, c)
+	}
+	srv.Stop()
+	waitUntil(t, 5*time.Second, "both stores to notice the outage", func() bool {
+		return !stores[0].Up() && !stores[1].Up()
+	})
+	// One limit for the machine (the flood's gaps can only lower it).
+	admitted, elapsed := flood(gates, "10.0.0.1", time.Second)
+	if most := rate*elapsed.Seconds() + 1; float64(admitted) > most*1.02 || float64(admitted) < 0.8*most {
+		t.Fatalf("store down: two workers admitted %d in %v, want the machine's %d/s: from 80%% of %.0f to all of it", admitted, elapsed, rate, most)
 	}
 }
