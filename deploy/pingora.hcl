@@ -229,8 +229,9 @@ route "acme" {
 }
 
 # The public API, rate limited per client address (429 with Retry-After).
-# Limits are per worker process: with N workers a client gets up to N times
-# the rate.
+# The limit is the machine's, all workers together (scope = "machine", the
+# default); with several instances behind a load balancer, share it
+# through Redis: store = "redis://10.0.0.9:6379/0" (scope "cluster").
 route "api" {
   listeners   = ["public", "https"]
   host        = "api.example.com"
