@@ -108,9 +108,12 @@ bench-memory: build
 bench-limiter:
 	$(GO) test -count=1 -run '^$$' -bench 'SharedLimiter|ClusterAllowLeased$$' -benchmem -cpu 1 ./proxy/ratelimit/
 
-# SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
+# Reload latency as a client sees it, nginx, HAProxy and pingora-master
+# with one worker each, 20 runs (deploy/bench/reload.sh); then pingora-master
+# alone, SIGHUP -> new generation serving and SIGUSR2 -> new master serving,
 # 20 runs each with 2 workers: median and max (needs root).
-bench-reload:
+bench-reload: build
+	BIN=$(BIN) deploy/bench/reload.sh
 	$(GO) test -count=1 -run '^$$' -bench 'Reload|Upgrade' -benchtime 20x ./cmd/pingora-master/
 
 install: build
