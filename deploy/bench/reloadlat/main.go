@@ -11,6 +11,12 @@
 //     before it (the old workers) has exited (or is a zombie: it has exited,
 //     its parent has not yet reaped it).
 //
+// With -upgrade the signal starts a new master (pingora-master's SIGUSR2,
+// nginx's binary upgrade): the old master counts among the old processes,
+// with -quit-old it gets SIGQUIT as soon as the new version serves (what
+// nginx's binary upgrade asks of the operator), and each next run signals
+// the master that the PID file names by then.
+//
 // Between runs, untimed, it waits for the master to have -workers children
 // again, none of them old, then -settle more, so that each run starts from a
 // quiet, single generation (HAProxy 2.6's master loses a SIGUSR2 sent right
@@ -56,6 +62,8 @@ func main() {
 	interval := flag.Duration("interval", 250*time.Microsecond, "pause between two polls")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up a run after this long")
 	settle := flag.Duration("settle", 200*time.Millisecond, "pause before each signal, once the previous run has settled")
+	upgrade := flag.Bool("upgrade", false, "the signal starts a new master: the old master is one of the old processes, and the next run signals the master the PID file then names")
+	quitOld := flag.Bool("quit-old", false, "with -upgrade, send SIGQUIT to the old master once the new version serves (nginx's binary upgrade; its time is part of gone)")
 	flag.Parse()
 	sig, ok := map[string]syscall.Signal{"HUP": syscall.SIGHUP, "USR2": syscall.SIGUSR2}[*sigName]
 	if !ok || *pidFile == "" || *conf == "" || *tmpl == "" || *n < 1 {
@@ -85,6 +93,9 @@ func main() {
 		if err := writeConfig(*conf, bytes.ReplaceAll(text, []byte("{v}"), []byte(strconv.Itoa(v)))); err != nil {
 			fail(err)
 		}
+		if *upgrade {
+			old = append(old, master)
+		}
 		time.Sleep(*settle)
 		t0 := time.Now()
 		if err := syscall.Kill(master, sig); err != nil {
@@ -95,12 +106,22 @@ func main() {
 			fail(fmt.Errorf("run %d: %w", i, err))
 		}
 		s := time.Since(t0)
+		if *quitOld {
+			if err := syscall.Kill(master, syscall.SIGQUIT); err != nil {
+				fail(fmt.Errorf("run %d: SIGQUIT to the old master %d: %w", i, master, err))
+			}
+		}
 		if err := r.waitExited(old, t0); err != nil {
 			fail(fmt.Errorf("run %d: %w", i, err))
 		}
 		g := time.Since(t0)
 		serve, gone, errs = append(serve, s), append(gone, g), errs+e
 		fmt.Printf("run %d serve-ms %.3f gone-ms %.3f errors %d\n", i, ms(s), ms(g), e)
+		if *upgrade {
+			if master, err = r.waitNewMaster(*pidFile, master); err != nil {
+				fail(fmt.Errorf("run %d: %w", i, err))
+			}
+		}
 		if old, err = r.waitChildren(master, *workers, old); err != nil {
 			fail(fmt.Errorf("run %d: %w", i, err))
 		}
@@ -190,6 +211,21 @@ func (r runner) waitChildren(master, n int, old []int) ([]int, error) {
 		time.Sleep(time.Millisecond)
 	}
 	return nil, fmt.Errorf("master %d: children %v, want %d new ones (old %v)", master, got, n, old)
+}
+
+// waitNewMaster waits until the PID file names a live process other than
+// old.
+func (r runner) waitNewMaster(pidFile string, old int) (int, error) {
+	t0, why := time.Now(), ""
+	for time.Since(t0) < r.timeout {
+		pid, err := readPID(pidFile)
+		if err == nil && pid != old && alive(pid) {
+			return pid, nil
+		}
+		why = fmt.Sprintf("%d %v", pid, err)
+		time.Sleep(time.Millisecond)
+	}
+	return 0, fmt.Errorf("the PID file names no new master (last: %s)", why)
 }
 
 // children lists the live children of pid, from /proc.
