@@ -13,9 +13,10 @@
 //
 // With -upgrade the signal starts a new master (pingora-master's SIGUSR2,
 // nginx's binary upgrade): the old master counts among the old processes,
-// with -quit-old it gets SIGQUIT as soon as the new version serves (what
-// nginx's binary upgrade asks of the operator), and each next run signals
-// the master that the PID file names by then.
+// with -quit-old it gets SIGQUIT as soon as the PID file names a new master
+// that has its workers (nginx's binary upgrade leaves that step to the
+// operator: here it is done as a script would, at once), and each next run
+// signals the master that the PID file names by then.
 //
 // Between runs, untimed, it waits for the master to have -workers children
 // again, none of them old, then -settle more, so that each run starts from a
@@ -63,7 +64,7 @@ func main() {
 	timeout := flag.Duration("timeout", 30*time.Second, "give up a run after this long")
 	settle := flag.Duration("settle", 200*time.Millisecond, "pause before each signal, once the previous run has settled")
 	upgrade := flag.Bool("upgrade", false, "the signal starts a new master: the old master is one of the old processes, and the next run signals the master the PID file then names")
-	quitOld := flag.Bool("quit-old", false, "with -upgrade, send SIGQUIT to the old master once the new version serves (nginx's binary upgrade; its time is part of gone)")
+	quitOld := flag.Bool("quit-old", false, "with -upgrade, send SIGQUIT to the old master as soon as the PID file names a new master that has -workers children (nginx's binary upgrade, done by a script)")
 	flag.Parse()
 	sig, ok := map[string]syscall.Signal{"HUP": syscall.SIGHUP, "USR2": syscall.SIGUSR2}[*sigName]
 	if !ok || *pidFile == "" || *conf == "" || *tmpl == "" || *n < 1 {
@@ -101,14 +102,22 @@ func main() {
 		if err := syscall.Kill(master, sig); err != nil {
 			fail(fmt.Errorf("signal master %d: %w", master, err))
 		}
-		e, err := r.pollServes(v, t0)
+		var each func() error
+		if *quitOld {
+			each = quitWhenUp(*pidFile, master, *workers)
+		}
+		e, err := r.pollServes(v, t0, each)
 		if err != nil {
 			fail(fmt.Errorf("run %d: %w", i, err))
 		}
 		s := time.Since(t0)
-		if *quitOld {
-			if err := syscall.Kill(master, syscall.SIGQUIT); err != nil {
-				fail(fmt.Errorf("run %d: SIGQUIT to the old master %d: %w", i, master, err))
+		if each != nil {
+			// Should the new version have served before the new master
+			// was seen to be up, the old master has its SIGQUIT now.
+			for deadline := t0.Add(*timeout); alive(master) && time.Now().Before(deadline); time.Sleep(*interval) {
+				if err := each(); err != nil {
+					fail(fmt.Errorf("run %d: %w", i, err))
+				}
 			}
 		}
 		if err := r.waitExited(old, t0); err != nil {
@@ -164,11 +173,40 @@ func (r runner) get() (string, error) {
 	return string(body), nil
 }
 
+// quitWhenUp returns a check to call while polling: it sends SIGQUIT to the
+// old master, once, as soon as the PID file names a new master with n
+// children. Quitting it sooner would not lose a connection (the new master
+// holds the listening sockets) but leave them unanswered meanwhile; later,
+// fresh connections still land on the old workers: an idle old worker
+// keeps taking them.
+func quitWhenUp(pidFile string, old, n int) func() error {
+	done := false
+	return func() error {
+		if done {
+			return nil
+		}
+		pid, err := readPID(pidFile)
+		if err != nil || pid == old || len(children(pid)) < n {
+			return nil
+		}
+		done = true
+		if err := syscall.Kill(old, syscall.SIGQUIT); err != nil {
+			return fmt.Errorf("SIGQUIT to the old master %d: %w", old, err)
+		}
+		return nil
+	}
+}
+
 // pollServes polls until version v is served and returns how many polls
-// failed meanwhile.
-func (r runner) pollServes(v int, t0 time.Time) (int, error) {
+// failed meanwhile; each, unless nil, runs before every poll.
+func (r runner) pollServes(v int, t0 time.Time, each func() error) (int, error) {
 	want, errs, last := "v"+strconv.Itoa(v), 0, ""
 	for time.Since(t0) < r.timeout {
+		if each != nil {
+			if err := each(); err != nil {
+				return errs, err
+			}
+		}
 		body, err := r.get()
 		if err == nil && body == want {
 			return errs, nil
@@ -185,7 +223,7 @@ func (r runner) pollServes(v int, t0 time.Time) (int, error) {
 }
 
 func (r runner) waitServes(v int) error {
-	_, err := r.pollServes(v, time.Now())
+	_, err := r.pollServes(v, time.Now(), nil)
 	return err
 }
 
