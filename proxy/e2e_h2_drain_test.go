@@ -28,7 +28,7 @@ func TestH2ConnectionBegunDuringDrainGetsGoAway(t *testing.T) {
 		start func(c net.Conn) net.Conn
 	}{
 		{"h2c", func(c net.Conn) net.Conn { return c }},
-		{"tls", func(c net.Conn) net.Conn {
+		{"h2", func(c net.Conn) net.Conn {
 			tc := tls.Client(c, &tls.Config{ServerName: "a.example", InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 			if err := tc.Handshake(); err != nil {
 				t.Fatalf("TLS handshake: %v", err)
@@ -40,25 +40,7 @@ func TestH2ConnectionBegunDuringDrainGetsGoAway(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run := startProxy(t, expand(`
-listener "h2c" {
-  address = "127.0.0.1:1"
-  h2c     = true
-}
-listener "tls" {
-  address = "127.0.0.1:2"
-  tls {
-    certificate {
-      cert_file = "@CERTS@/a.pem"
-      key_file  = "@CERTS@/a.key"
-    }
-  }
-}
-upstream "app" {
-  server "@BE@" {}
-}
-route "all" { upstream = "app" }
-`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{})
+			run := h2Proxy(t, h2Setup{BE: be.Addr})
 			raw, err := net.Dial("tcp", run.Addr(tc.name))
 			if err != nil {
 				t.Fatal(err)

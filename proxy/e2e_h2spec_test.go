@@ -27,31 +27,13 @@ func TestE2EH2Spec(t *testing.T) {
 		t.Skip("h2spec not found: skipping the HTTP/2 conformance test (go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible; with CI=true this is a failure)")
 	}
 	be := startBackend(t, "be")
-	p := startProxy(t, expand(`
-listener "h2c" {
-  address = "127.0.0.1:1"
-  h2c     = true
-}
-listener "https" {
-  address = "127.0.0.1:2"
-  tls {
-    certificate {
-      cert_file = "@CERTS@/a.pem"
-      key_file  = "@CERTS@/a.key"
-    }
-  }
-}
-upstream "app" {
-  server "@BE@" {}
-}
-route "all" { upstream = "app" }
-`, map[string]string{"CERTS": testCerts(t), "BE": be.Addr}), proxy.Options{})
+	p := h2Proxy(t, h2Setup{BE: be.Addr})
 	for _, l := range []struct {
 		name  string
 		flags []string
 	}{
 		{"h2c", nil},
-		{"https", []string{"-t", "-k"}},
+		{"h2", []string{"-t", "-k"}},
 	} {
 		t.Run(l.name, func(t *testing.T) {
 			t.Parallel()
