@@ -20,19 +20,26 @@ import (
 	"time"
 )
 
-// chromium finds a headless-capable Chromium. Absent, the test skips with
-// the reason, except in CI (CI set), where the browser tests must run.
+// chromium finds a headless-capable Chromium.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+	return requireTool(t, "the browser tests", "chromium", "chromium", "chromium-browser", "google-chrome")
+}
+
+// requireTool finds the first of names on PATH, a tool the test named by
+// what needs. Absent, the test skips with the reason, except in CI (CI
+// set), where it must run: .ci/run installs the Debian package pkg.
+func requireTool(t *testing.T, what, pkg string, names ...string) string {
+	t.Helper()
+	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
 	if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
-		t.Fatal("chromium not found and CI is set: the browser tests must run in CI (apt-get install chromium)")
+		t.Fatalf("%s not found and CI is set: %s must run in CI (apt-get install %s)", names[0], what, pkg)
 	}
-	t.Skip("chromium not found: skipping the browser test (apt-get install chromium; with CI=true this is a failure)")
+	t.Skipf("%s not found: skipping %s (apt-get install %s; with CI=true this is a failure)", names[0], what, pkg)
 	return ""
 }
 

@@ -22,20 +22,9 @@ import (
 )
 
 // testsslPath finds testssl.sh (Debian's package installs it as testssl).
-// Absent, the test skips with the reason, except in CI (CI set), where it
-// must run.
 func testsslPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"testssl", "testssl.sh"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
-		t.Fatal("testssl not found and CI is set: the TLS scan must run in CI (apt-get install testssl.sh)")
-	}
-	t.Skip("testssl not found: skipping the TLS scan (apt-get install testssl.sh; with CI=true this is a failure)")
-	return ""
+	return requireTool(t, "the TLS scan", "testssl.sh", "testssl", "testssl.sh")
 }
 
 // writeScanCerts writes, into dir, a test CA (ca.pem) and a certificate for
