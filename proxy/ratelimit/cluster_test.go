@@ -96,19 +96,7 @@ func TestClusterFailsOpen(t *testing.T) {
 	const rate = 200
 	var logBuf syncBuffer
 	log := hclog.New(&hclog.LoggerOptions{Output: &logBuf, Level: hclog.Info})
-	var stores []*Store
-	var gates []Admitter
-	for range 2 {
-		s := newTestStore(t, srv, log)
-		c := NewCluster(s, "api", rate, time.Second, 0, nil)
-		t.Cleanup(c.Close)
-		stores = append(stores, s)
-		gates = append(gates, c)
-	}
-	srv.Stop()
-	waitUntil(t, 5*time.Second, "both stores to notice the outage", func() bool {
-		return !stores[0].Up() && !stores[1].Up()
-	})
+	stores, gates := clustersInOutage(t, srv, log, rate, nil)
 	errs := stores[0].Errors()
 	// Each of the two falls back to 200/s of its own: up to 400/s (a
 	// little less: a worker's own limit with burst 0 loses the part of an
@@ -255,10 +243,23 @@ func TestClusterFallsBackOnTheMachine(t *testing.T) {
 	const rate = 200
 	z := mapZone(t, newMemfd(t, 1<<20))
 	machine := z.Limit(LimitID("api", rate, time.Second, 0, "client_ip"), rate, time.Second, 0)
+	_, gates := clustersInOutage(t, srv, nil, rate, machine)
+	// One limit for the machine (the flood's gaps can only lower it).
+	admitted, elapsed := flood(gates, "10.0.0.1", time.Second)
+	if most := rate*elapsed.Seconds() + 1; float64(admitted) > most*1.02 || float64(admitted) < 0.8*most {
+		t.Fatalf("store down: two workers admitted %d in %v, want the machine's %d/s: from 80%% of %.0f to all of it", admitted, elapsed, rate, most)
+	}
+}
+
+// clustersInOutage makes two Clusters of rate a second on route "api",
+// each with a store connection of its own (logging to log) and machine as
+// their fallback, then stops srv and waits until both stores know.
+func clustersInOutage(t *testing.T, srv *redistest.Server, log hclog.Logger, rate int, machine Admitter) ([]*Store, []Admitter) {
+	t.Helper()
 	var stores []*Store
 	var gates []Admitter
 	for range 2 {
-		s := newTestStore(t, srv, nil)
+		s := newTestStore(t, srv, log)
 		c := NewCluster(s, "api", rate, time.Second, 0, machine)
 		t.Cleanup(c.Close)
 		stores = append(stores, s)
@@ -268,9 +269,5 @@ func TestClusterFallsBackOnTheMachine(t *testing.T) {
 	waitUntil(t, 5*time.Second, "both stores to notice the outage", func() bool {
 		return !stores[0].Up() && !stores[1].Up()
 	})
-	// One limit for the machine (the flood's gaps can only lower it).
-	admitted, elapsed := flood(gates, "10.0.0.1", time.Second)
-	if most := rate*elapsed.Seconds() + 1; float64(admitted) > most*1.02 || float64(admitted) < 0.8*most {
-		t.Fatalf("store down: two workers admitted %d in %v, want the machine's %d/s: from 80%% of %.0f to all of it", admitted, elapsed, rate, most)
-	}
+	return stores, gates
 }
