@@ -35,7 +35,7 @@ type Cluster struct {
 	// local decides without the store: this worker's own Limiter, or
 	// the machine's (a SharedLimiter) when the limit has one.
 	local    Admitter
-	own      *Limiter // the worker's Limiter when local is it, to close
+	own      *Limiter // local when it is the worker's own, to close
 	interval int64    // ns per token
 	lease    int64    // tokens asked for at once
 	low      int64    // ask again when the balance is down to this
@@ -97,28 +97,24 @@ func NewCluster(store *Store, route string, requests int, per time.Duration, bur
 }
 
 func newCluster(store *Store, route string, requests int, per time.Duration, burst int, machine Admitter, every time.Duration) *Cluster {
-	// The worker's Limiter sets interval and tolerance as New would,
-	// and decides without the store unless the machine's limit does.
-	own := newLimiter(requests, per, burst, every)
-	var local Admitter = own
-	if machine != nil {
-		local = machine
-		own.Close() // its janitor: no bucket will ever be kept in it
-	}
+	interval, tol := gcra(requests, per, burst)
 	c := &Cluster{
 		store:    store,
-		local:    local,
-		own:      own,
-		interval: own.interval,
+		local:    machine,
+		interval: interval,
 		seed:     maphash.MakeSeed(),
 		epoch:    time.Now(),
 		prefix:   "pingora:rl:" + route + ":",
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	if machine == nil {
+		c.own = newLimiter(requests, per, burst, every)
+		c.local = c.own
+	}
 	c.lease = min(max(int64(leaseSpan)/c.interval, 1), maxLease)
 	c.low = c.lease / 2
-	tolerance := own.tol + (c.lease-1)*c.interval
+	tolerance := tol + (c.lease-1)*c.interval
 	c.intervalArg = strconv.FormatFloat(float64(c.interval)/1e3, 'f', 3, 64)
 	c.toleranceArg = strconv.FormatFloat(float64(tolerance)/1e3, 'f', 3, 64)
 	for i := range c.shards {

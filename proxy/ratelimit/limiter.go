@@ -65,21 +65,28 @@ func New(requests int, per time.Duration, burst int) *Limiter {
 	return newLimiter(requests, per, burst, janitorEvery)
 }
 
-func newLimiter(requests int, per time.Duration, burst int, every time.Duration) *Limiter {
+// gcra is a limit of requests per per plus burst as GCRA state wants it:
+// the interval between tokens and the tolerance (burst tokens ahead), in
+// ns, the arguments clamped (at least 1 request, per 1s when not
+// positive, no negative burst). Every kind of limit derives them here.
+func gcra(requests int, per time.Duration, burst int) (interval, tol int64) {
 	requests = max(requests, 1)
 	if per <= 0 {
 		per = time.Second
 	}
-	burst = max(burst, 0)
+	interval = max(int64(per)/int64(requests), 1)
+	return interval, interval * int64(max(burst, 0))
+}
+
+func newLimiter(requests int, per time.Duration, burst int, every time.Duration) *Limiter {
 	l := &Limiter{
-		interval: max(int64(per)/int64(requests), 1),
 		perShard: maxPerShard,
 		seed:     maphash.MakeSeed(),
 		epoch:    time.Now(),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	l.tol = l.interval * int64(burst)
+	l.interval, l.tol = gcra(requests, per, burst)
 	for i := range l.shards {
 		l.shards[i].m = make(map[uint64]int64)
 	}

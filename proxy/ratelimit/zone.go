@@ -199,13 +199,8 @@ func (c *monoClock) mono(now time.Time) int64 {
 // limit across processes and reloads (LimitID); the other arguments are
 // clamped as New's.
 func (z *Zone) Limit(id uint64, requests int, per time.Duration, burst int) *SharedLimiter {
-	requests = max(requests, 1)
-	if per <= 0 {
-		per = time.Second
-	}
-	burst = max(burst, 0)
-	l := &SharedLimiter{z: z, id: id, interval: max(int64(per)/int64(requests), 1)}
-	l.tol = l.interval * int64(burst)
+	l := &SharedLimiter{z: z, id: id}
+	l.interval, l.tol = gcra(requests, per, burst)
 	return l
 }
 
