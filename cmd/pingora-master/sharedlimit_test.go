@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,58 +60,6 @@ func waitStoreUp(t *testing.T, admin, store string, up float64) metrics {
 	return m
 }
 
-// floodLimited sends requests to /app/get through every instance at once,
-// on perInstance keep-alive connections each, as fast as they are
-// answered, for d. It returns the 200s, and the time from the first
-// request sent to the last answer read; any answer but 200 or 429 fails.
-func floodLimited(t *testing.T, ins []*instance, perInstance int, d time.Duration) (admitted int64, elapsed time.Duration) {
-	t.Helper()
-	var ok atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, len(ins)*perInstance)
-	start := time.Now()
-	end := start.Add(d)
-	for _, in := range ins {
-		for range perInstance {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c, err := dial(in.Addr)
-				for err == nil && time.Now().Before(end) {
-					var r *response
-					if r, err = c.do("GET", "/app/get?id=flood", nil, false); err != nil {
-						break
-					}
-					switch {
-					case r.Status == 200:
-						ok.Add(1)
-					case r.Status == 429:
-					default:
-						err = fmt.Errorf("answer %s", r.describe())
-					}
-					if r.Close {
-						c.Close()
-						c, err = dial(in.Addr)
-					}
-				}
-				if c != nil {
-					c.Close()
-				}
-				if err != nil {
-					errs <- err
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	elapsed = time.Since(start)
-	close(errs)
-	for err := range errs {
-		t.Fatalf("flood: %v", err)
-	}
-	return ok.Load(), elapsed
-}
-
 // TestSharedRateLimitAcrossInstances: two instances of two workers each,
 // one store, a limit of 200/s: flooded through both, they admit 200/s
 // together (each worker limiting on its own would admit up to 800/s).
@@ -133,7 +79,8 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 	// The tolerance (5%) is far above the leases' overshoot: at 200/s a
 	// lease is 2 tokens, so the store's bucket runs at most 1 token ahead
 	// of the rate, and the four workers hold at most 2 tokens each.
-	admitted, elapsed := floodLimited(t, ins, 3, 2*time.Second)
+	f := floodLimited(t, ins, 3, 2*time.Second)
+	admitted, elapsed := f.admitted, f.elapsed
 	want := sharedLimitRate * elapsed.Seconds()
 	if math.Abs(float64(admitted)-want) > 0.05*want {
 		t.Fatalf("store up: admitted %d in %v through two instances, want %d/s shared: %.0f ± 5%%", admitted, elapsed, sharedLimitRate, want)
@@ -150,7 +97,8 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 	// Fail open: each machine (instance) limits on its own, its workers
 	// together through its zone, so the two instances admit up to 200/s
 	// each, and nothing waits on the dead store.
-	admitted, elapsed = floodLimited(t, ins, 3, time.Second)
+	f = floodLimited(t, ins, 3, time.Second)
+	admitted, elapsed = f.admitted, f.elapsed
 	if least, most := 1.5*sharedLimitRate*elapsed.Seconds(), 2*(sharedLimitRate*elapsed.Seconds()+1)*1.02; float64(admitted) < least || float64(admitted) > most {
 		t.Fatalf("store down: admitted %d in %v, want requests to keep flowing on each instance's own limit: from %.0f to %.0f", admitted, elapsed, least, most)
 	}
@@ -166,7 +114,8 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 	for _, admin := range []string{adminA, adminB} {
 		waitStoreUp(t, admin, store, 1)
 	}
-	admitted, elapsed = floodLimited(t, ins, 3, 2*time.Second)
+	f = floodLimited(t, ins, 3, 2*time.Second)
+	admitted, elapsed = f.admitted, f.elapsed
 	want = sharedLimitRate * elapsed.Seconds()
 	if math.Abs(float64(admitted)-want) > 0.05*want {
 		t.Fatalf("store back: admitted %d in %v, want %d/s shared: %.0f ± 5%%", admitted, elapsed, sharedLimitRate, want)
