@@ -2,36 +2,27 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"net"
-	"net/http"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
-	"golang.org/x/net/http2"
 )
 
-// HTTP/2 to clients. golang.org/x/net/http2 is the codec: frames, HPACK,
-// flow control, stream limits, and the defences against the known attacks
-// (rapid reset: at most max_concurrent_streams handlers run and a client
-// whose resets outrun them is sent GOAWAY; CONTINUATION floods and HPACK
-// bombs: a header block is bounded by max_header_size while it is decoded;
-// SETTINGS and PING floods: a bounded queue of control frames, then
-// ENHANCE_YOUR_CALM). It also refuses what would smuggle a request past an
-// HTTP/1.1 upstream: CR, LF or NUL in a field, connection-specific fields,
-// a content-length the DATA frames do not match.
+// HTTP/2 to clients. The server side of the protocol is ours (h2_conn.go:
+// the connection's frames, stream states, flow control, and the defences
+// against the known attacks); x/net's Framer and HPACK decoder read and
+// validate what the client sends, and responses are written as frames of
+// our own (h2_frame.go) through one coalescing writer (h2_writer.go).
 //
 // Each stream then becomes one request of the HTTP/1 engine (h2_stream.go):
 // routing, header rules, limits, rate limits, timeouts, buffering, retries
 // and the access log are the HTTP/1 path's own, with one home each. The
 // cost is that a stream's head is rendered as HTTP/1 and parsed again,
-// which is small beside what the codec spends per stream.
+// which is small beside the exchange with the upstream.
 //
 // A connection speaks HTTP/2 when a TLS client chose h2 by ALPN, or, on a
 // listener with h2c, when it opens with the HTTP/2 preface. It holds its
 // clientConn (so it counts, and is cut, like any connection) but none of
-// its buffers: x/net has its own.
+// its buffers.
 
 // h2Preface is the first line of the client connection preface, which an
 // HTTP/1 head reader returns as a head of its own (RFC 9113 3.4).
@@ -54,71 +45,65 @@ func notHTTP1(head []byte) bool {
 	return !bytes.HasPrefix(line[sp+1:], []byte("HTTP/"))
 }
 
-// h2Server is a listener's HTTP/2 configuration.
+// h2Server is a listener's HTTP/2 side: its settings, and its live
+// connections, which a drain tells to take no new streams.
 type h2Server struct {
-	srv *http2.Server
-	// base carries max_header_size to x/net and, through Shutdown, the
-	// GOAWAY of a drain to every connection of the listener.
-	base *http.Server
+	maxStreams uint32 // SETTINGS_MAX_CONCURRENT_STREAMS
+	// maxList is the header list size accepted (SETTINGS_MAX_HEADER_LIST_SIZE):
+	// max_header_size, and 32 bytes for each of ten fields, which HTTP/2
+	// counts on top of names and values (RFC 9113 6.5.2).
+	maxList     uint32
+	idleTimeout time.Duration // keepalive_timeout
+	sendTimeout time.Duration
+
+	mu       sync.Mutex
+	conns    map[*h2Conn]struct{}
+	draining bool
+
 	// streams pools the listener's h2Streams; readBufs, h2cConn's
 	// read buffers; writeBufs, h2Writer's queues.
 	streams, readBufs, writeBufs sync.Pool
 }
 
-func newH2Server(p *Proxy, ls *listenerState) *h2Server {
+func newH2Server(ls *listenerState) *h2Server {
 	cfg := &ls.cfg
-	base := &http.Server{
-		MaxHeaderBytes: cfg.MaxHeaderSize,
-		// x/net logs little without VerboseLogs (a handler's panic, a
-		// failed write of a frame); into the worker's log, not stderr.
-		ErrorLog: p.log.Named("http2").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	return &h2Server{
+		maxStreams:  uint32(cfg.MaxConcurrentStreams),
+		maxList:     uint32(cfg.MaxHeaderSize + 10*32),
+		idleTimeout: cfg.KeepaliveTimeout,
+		sendTimeout: cfg.SendTimeout,
+		conns:       map[*h2Conn]struct{}{},
 	}
-	srv := &http2.Server{
-		MaxConcurrentStreams: uint32(cfg.MaxConcurrentStreams),
-		// A connection without streams for keepalive_timeout is closed
-		// (with GOAWAY), as an idle HTTP/1.1 one is.
-		IdleTimeout: cfg.KeepaliveTimeout,
-		// A client that takes nothing we send stalls the connection for
-		// send_timeout at most.
-		WriteByteTimeout: cfg.SendTimeout,
-		// The RFC's default frame size, not x/net's 1 MiB: x/net reads a
-		// frame whole into a buffer the connection keeps, so a client's
-		// largest frame sets the memory each connection holds.
-		MaxReadFrameSize: 16 << 10,
-	}
-	// ConfigureServer only fails on a TLS config that lacks an h2 cipher
-	// suite, and base has none.
-	_ = http2.ConfigureServer(base, srv)
-	return &h2Server{srv: srv, base: base}
+}
+
+// add registers a connection; false when the listener drains, and the
+// connection must go away at once.
+func (h *h2Server) add(c *h2Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns[c] = struct{}{}
+	return !h.draining
+}
+
+func (h *h2Server) remove(c *h2Conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
 }
 
 // goAway tells every HTTP/2 connection of the listener to take no new
 // streams (GOAWAY); each closes when its open streams are done.
 func (h *h2Server) goAway() {
-	go h.base.Shutdown(context.Background())
-}
-
-// h2Conn is what an HTTP/2 connection's clientConn keeps of it: its
-// streams, which must end before the connection is counted gone.
-type h2Conn struct {
-	streams sync.WaitGroup
-	// x/net runs each stream's handler on a goroutine of its own and
-	// returns from ServeConn without waiting for them: a handler can
-	// begin after the connection ended, when cc may already serve
-	// another. Once ended is set (under mu), a handler turns back.
-	mu    sync.Mutex
-	ended bool
-}
-
-// enter counts a stream in, unless the connection has ended.
-func (h *h2Conn) enter() bool {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ended {
-		return false
+	h.draining = true
+	conns := make([]*h2Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
 	}
-	h.streams.Add(1)
-	return true
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.goAway()
+	}
 }
 
 // serveH2 runs the connection as HTTP/2 until it ends. c is the TLS
@@ -131,33 +116,16 @@ func (cc *clientConn) serveH2(c net.Conn) {
 	// Its streams have clientConns of their own: the connection's needs
 	// no room for fields (3.5 kB).
 	cc.req.headers, cc.resp.headers = nil, nil
-	// x/net writes the socket itself from here on, so a TCP_NODELAY still
-	// deferred to the first response through sockIO would never come (h2c):
-	// Nagle would hold every small frame for the peer's delayed ACK.
+	// Frames go out through the writer from here on, so a TCP_NODELAY
+	// still deferred to the first response through sockIO would never
+	// come (h2c): Nagle would hold every small frame for the peer's
+	// delayed ACK.
 	cc.io.noDelay()
-	// Deadlines are x/net's from here (the handshake's would cut it).
-	c.SetDeadline(time.Time{})
-	c = newH2Writer(c, cc.ls.cfg.SendTimeout, &cc.ls.h2.writeBufs)
-	h := &h2Conn{}
-	cc.h2 = h
-	defer func() {
-		h.mu.Lock()
-		h.ended = true
-		h.mu.Unlock()
-		h.streams.Wait()
-		cc.h2 = nil
-	}()
-	// The guard mends where x/net departs from RFC 9113 (h2_guard.go).
-	cc.ls.h2.srv.ServeConn(guardH2(c, cc.ls.h2.limits()), &http2.ServeConnOpts{
-		Context:    cc.p.ctx,
-		BaseConfig: cc.ls.h2.base,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if h.enter() {
-				defer h.streams.Done()
-				cc.serveStream(w, r)
-			}
-		}),
-	})
+	h := cc.ls.h2
+	hc := newH2Conn(cc, h, c)
+	cc.h2 = hc
+	hc.serve()
+	cc.h2 = nil
 }
 
 // startH2C hands a cleartext connection that opened with the HTTP/2
@@ -175,7 +143,7 @@ func (cc *clientConn) startH2C() {
 const h2cReadBuf = 4 << 10
 
 // h2cConn is a cleartext HTTP/2 connection, read through a buffer while
-// frames come back to back. x/net reads the socket itself, a frame header
+// frames come back to back. The framer reads a frame header
 // then its payload, each with its own read: two system calls a frame,
 // where a client sending ten requests at once sends them in one segment.
 // The buffer comes from a pool when a read is likely to find more than it

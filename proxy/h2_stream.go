@@ -2,15 +2,15 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net"
-	"net/http"
-	"net/textproto"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // This file turns one HTTP/2 stream into one request of the HTTP/1 engine.
@@ -18,44 +18,60 @@ import (
 // socket, the request rendered as an HTTP/1.1 head followed by its body
 // (chunked when the client declared no length); what the engine writes
 // back, an HTTP/1 response with its body unframed, becomes the stream's
-// HEADERS and DATA. x/net has validated the request before it gets here;
-// the HTTP/1 parser checks the rendered head again.
+// HEADERS and DATA. The connection (h2_conn.go) has validated the request
+// before it gets here; the HTTP/1 parser checks the rendered head again.
 
-var (
-	errStreamClosed   = errors.New("http2 stream closed")
-	errBadEngineHead  = errors.New("http2 stream: malformed response head")
-	errBodyPastLength = errors.New("http2 stream: DATA past the content-length")
-)
+var errBadEngineHead = errors.New("http2 stream: malformed response head")
 
 // lastChunk ends a chunked body.
 var lastChunk = []byte("0\r\n\r\n")
 
-// h2Stream is one stream as the engine's connection: a net.Conn whose
-// Read yields the request and whose Write takes the response.
+// h2Stream is one stream: its state in the connection, and, for the
+// engine, a net.Conn whose Read yields the request and whose Write takes
+// the response.
 type h2Stream struct {
-	w      http.ResponseWriter
-	rc     streamWriter
+	conn   *h2Conn
 	parent *clientConn
+	id     uint32
+	// rst: the stream was reset, by either side, or its connection
+	// ended: nothing more is sent on it.
+	rst atomic.Bool
 
-	// sc is the engine's connection serving the stream; cutFn, bound
-	// once, cuts it when the stream is reset, and then signals cutDone.
-	sc      *clientConn
-	cutFn   func()
-	cutDone chan struct{}
+	// Under conn.mu.
+	inTable     bool // open or half-closed: counted against the limit
+	clientEnded bool // the client's END_STREAM came
+	localEnded  bool // ours is queued
+	sendWin     int64
+	recvWin     int64
+	recvUnacked int64
+	recv        []byte // body received, recv[recvOff:] not yet read
+	recvOff     int
+	recvErr     error
+	wake        chan struct{} // cap 1: body came, or the stream ended
+	declLen     int64         // the request's content-length; -1: none
+	got         int64         // body bytes received
+	taken       int64         // body bytes read by the engine
+	// sc is the engine's connection serving the stream (nil before it
+	// starts and after it ends), which a reset cuts.
+	sc *clientConn
 
-	// The request side: out is read first (the head, later the last
-	// chunk); then the body, framed as chunks when chunked.
-	out      []byte
-	reqBuf   []byte // out's storage, kept by the pool
-	body     io.ReadCloser
-	chunked  bool
-	bodyDone bool
-	bodyLeft int64 // of a declared length, not yet read
+	// The request side (the handler's): out is read first (the head,
+	// later the last chunk); then the body, framed as chunks when
+	// chunked.
+	status        int // not 0: the engine answers this status at once (431)
+	out           []byte
+	reqBuf        []byte // out's storage, kept by the pool
+	hasBody       bool
+	chunked       bool
+	bodyDone      bool
+	needsContinue bool
+	rdl, wdl      time.Time
 
 	// The response side: head gathers a head until it is whole; then
 	// the body passes through.
 	head    []byte
-	hdrBuf  []byte // writeHead's scratch
+	hdrBuf  []byte // the header block's scratch
+	nameBuf []byte
 	resp    response
 	final   bool  // the final response head went out
 	isHead  bool  // a HEAD request: no body follows any head
@@ -65,24 +81,55 @@ type h2Stream struct {
 	closed atomic.Bool
 }
 
-// serveStream serves one stream on the HTTP/2 connection cc.
-func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
+func (h *h2Server) getStream() *h2Stream {
+	st, _ := h.streams.Get().(*h2Stream)
+	if st == nil {
+		st = &h2Stream{wake: make(chan struct{}, 1)}
+	}
+	return st
+}
+
+// putStream pools st; what it grew large is dropped.
+func (h *h2Server) putStream(st *h2Stream) {
+	st.conn, st.parent, st.sc = nil, nil, nil
+	if cap(st.recv) > 16<<10 {
+		st.recv = nil
+	}
+	h.streams.Put(st)
+}
+
+// open readies a pooled stream for stream id of c, keeping the capacity
+// of its buffers.
+func (st *h2Stream) open(c *h2Conn, id uint32, hasBody bool) {
+	st.conn, st.parent, st.id = c, c.cc, id
+	st.rst.Store(false)
+	st.closed.Store(false)
+	st.inTable, st.clientEnded, st.localEnded = true, false, false
+	st.recvUnacked, st.recv, st.recvOff, st.recvErr = 0, st.recv[:0], 0, nil
+	select {
+	case <-st.wake:
+	default:
+	}
+	st.declLen, st.got, st.taken = -1, 0, 0
+	st.status, st.out, st.hasBody, st.chunked, st.bodyDone, st.needsContinue = 0, nil, hasBody, false, false, false
+	st.rdl, st.wdl = time.Time{}, time.Time{}
+	st.head = st.head[:0]
+	st.final, st.isHead, st.length, st.written = false, false, -1, 0
+}
+
+// wakeBody tells a body read waiting that something changed (under conn.mu).
+func (st *h2Stream) wakeBody() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// serveStream serves one stream of the HTTP/2 connection cc. It reports
+// whether the response was whole: a final response, not cut short.
+func (cc *clientConn) serveStream(st *h2Stream) bool {
 	p := cc.p
 	growStack()
-	pool := &cc.ls.h2.streams
-	st, _ := pool.Get().(*h2Stream)
-	if st == nil {
-		st = &h2Stream{cutDone: make(chan struct{}, 1)}
-		st.cutFn = st.cut
-	}
-	st.reset(w, cc, r.Method == http.MethodHead)
-	st.out = st.requestHead(r)
-	if r.Body != nil && r.Body != http.NoBody {
-		st.body = r.Body
-		st.chunked = r.ContentLength < 0
-		st.bodyLeft = r.ContentLength
-	}
-
 	sc := p.getClientConn()
 	sc.ls, sc.c = cc.ls, st
 	sc.written, sc.nreq = 0, 1
@@ -97,11 +144,19 @@ func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	sc.client, sc.clientLog = sc.ip, sc.remote
 	// A reset stream, or the connection's end, cuts the exchange: its
 	// upstream connection closes and the engine stops where it is.
+	c := st.conn
+	c.mu.Lock()
 	st.sc = sc
-	stop := context.AfterFunc(r.Context(), st.cutFn)
+	if st.rst.Load() {
+		sc.cut()
+	}
+	c.mu.Unlock()
 	sc.takeBuffers()
 	sc.now = time.Now()
-	head, status := sc.readHead()
+	head, status := []byte(nil), st.status
+	if status == 0 {
+		head, status = sc.readHead()
+	}
 	if head != nil {
 		sc.handle(head)
 	} else if status != 0 {
@@ -113,9 +168,9 @@ func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	if sc.bw.Buffered() > 0 {
 		sc.bw.Flush()
 	}
-	if !stop() {
-		<-st.cutDone // cut is running: let it finish with sc before sc is reused
-	}
+	c.mu.Lock()
+	st.sc = nil
+	c.mu.Unlock()
 	complete := st.final && !sc.cutShort && !sc.cutDown.Load() && (st.length < 0 || st.written == st.length || st.isHead)
 	st.closed.Store(true)
 	if sc.small != nil {
@@ -129,48 +184,7 @@ func (cc *clientConn) serveStream(w http.ResponseWriter, r *http.Request) {
 	sc.c = nil
 	sc.io.reset(nil)
 	p.ccPool.Put(sc)
-	st.w, st.rc, st.parent, st.body, st.sc = nil, nil, nil, nil, nil
-	pool.Put(st)
-	if !complete {
-		// No final response, or one cut short: the client must not take
-		// it for whole, as an implicit 200 or a body ended by END_STREAM
-		// would be. x/net resets the stream on this panic.
-		panic(http.ErrAbortHandler)
-	}
-}
-
-// streamWriter is what the stream needs of x/net's ResponseWriter
-// beyond http.ResponseWriter (an http.ResponseController finds the same
-// methods, for an allocation per stream).
-type streamWriter interface {
-	FlushError() error
-	SetReadDeadline(time.Time) error
-	SetWriteDeadline(time.Time) error
-}
-
-type controllerWriter struct{ *http.ResponseController }
-
-func (c controllerWriter) FlushError() error { return c.Flush() }
-
-// cut is run by context.AfterFunc when the stream's context ends first.
-func (st *h2Stream) cut() {
-	st.sc.cut()
-	st.cutDone <- struct{}{}
-}
-
-// reset readies a pooled stream for the stream w answers, keeping the
-// capacity of its buffers.
-func (st *h2Stream) reset(w http.ResponseWriter, cc *clientConn, isHead bool) {
-	st.w, st.parent = w, cc
-	if sw, ok := w.(streamWriter); ok {
-		st.rc = sw
-	} else {
-		st.rc = controllerWriter{http.NewResponseController(w)}
-	}
-	st.out, st.body, st.chunked, st.bodyDone = nil, nil, false, false
-	st.head = st.head[:0]
-	st.final, st.isHead, st.length, st.written = false, isHead, -1, 0
-	st.closed.Store(false)
+	return complete
 }
 
 // growStack grows the stream goroutine's stack, new at x/net's minimum,
@@ -193,74 +207,177 @@ const h2StackHint = 12 << 10
 //go:noinline
 func keepStack(b []byte) { b[0] = 1 }
 
-// requestHead renders r's head as HTTP/1.1: the request line, Host from
-// :authority, the fields as x/net passed them (validated; cookies joined),
-// and the body's framing.
-func (st *h2Stream) requestHead(r *http.Request) []byte {
-	b := st.reqBuf[:0]
-	b = append(b, r.Method...)
-	b = append(b, ' ')
-	if r.Method == http.MethodConnect {
-		b = append(b, r.Host...)
-	} else {
-		b = append(b, r.RequestURI...)
+// prepare validates the request's header block and renders its head as
+// HTTP/1.1: the request line, Host from :authority (or host), the fields
+// as the client sent them but those HTTP/2 forbids, cookies joined (RFC
+// 9113 8.2.3), and the body's framing. A malformed request is a stream
+// error (RFC 9113 8.1.1).
+func (st *h2Stream) prepare(f *http2.MetaHeadersFrame) error {
+	var method, scheme, authority, path string
+	for _, hf := range f.PseudoFields() {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value
+		case ":scheme":
+			scheme = hf.Value
+		case ":authority":
+			authority = hf.Value
+		case ":path":
+			path = hf.Value
+		default: // :protocol (no extended CONNECT here), :status
+			return errH2Malformed
+		}
 	}
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, r.Host...)
-	b = append(b, "\r\n"...)
-	for name, values := range r.Header {
-		switch name {
-		case "Host", "Expect", "Transfer-Encoding", "Connection":
-			// Host is :authority; x/net answers Expect itself and has
-			// refused the connection-specific fields.
+	st.isHead = method == "HEAD"
+	if f.Truncated {
+		st.status = statusHeaderTooLarge
+		return nil
+	}
+	if method == "CONNECT" {
+		if path != "" || scheme != "" || authority == "" {
+			return errH2Malformed
+		}
+		path = authority
+	} else if method == "" || path == "" || scheme != "http" && scheme != "https" {
+		return errH2Malformed
+	}
+	if authority == "" {
+		for _, hf := range f.RegularFields() {
+			if hf.Name == "host" {
+				authority = hf.Value
+				break
+			}
+		}
+	}
+	if !validToken(method) || !validTarget(path) || !validTarget(authority) {
+		return errH2Malformed
+	}
+	b := append(st.reqBuf[:0], method...)
+	b = append(append(append(b, ' '), path...), " HTTP/1.1\r\nhost: "...)
+	b = append(append(b, authority...), "\r\n"...)
+	cookies := 0
+	for _, hf := range f.RegularFields() {
+		if connectionSpecific(hf) {
+			return errH2Malformed
+		}
+		switch hf.Name {
+		case "host", "te":
+			// host: in the Host field; te: "trailers", hop by hop.
+			continue
+		case "expect":
+			// Answered here: 100 Continue once the engine first waits
+			// for the body.
+			st.needsContinue = st.hasBody && asciiEqualFold(hf.Value, "100-continue")
+			continue
+		case "content-length":
+			n, ok := parseContentLength([]byte(hf.Value))
+			if !ok || st.declLen >= 0 && n != st.declLen {
+				return errH2Malformed
+			}
+			st.declLen = n
+			continue
+		case "cookie":
+			cookies++
 			continue
 		}
-		for _, v := range values {
-			b = append(b, name...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
-		}
+		b = append(append(append(append(b, hf.Name...), ": "...), hf.Value...), "\r\n"...)
 	}
-	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	if cookies > 0 {
+		b = append(b, "cookie: "...)
+		n := 0
+		for _, hf := range f.RegularFields() {
+			if hf.Name == "cookie" {
+				if n++; n > 1 {
+					b = append(b, "; "...)
+				}
+				b = append(b, hf.Value...)
+			}
+		}
+		b = append(b, "\r\n"...)
+	}
+	switch {
+	case st.declLen > 0 && !st.hasBody:
+		return errH2Malformed // END_STREAM on HEADERS: no body to match
+	case st.declLen >= 0:
+		b = append(strconv.AppendInt(append(b, "content-length: "...), st.declLen, 10), "\r\n"...)
+	case st.hasBody:
+		st.chunked = true
+		b = append(b, "transfer-encoding: chunked\r\n"...)
 	}
 	b = append(b, "\r\n"...)
 	st.reqBuf = b
-	return b
+	st.out = b
+	return nil
+}
+
+// validToken reports a method that is a token (RFC 9110 5.6.2).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// validTarget reports a :path or :authority that stays one token of the
+// rendered request line or Host field: no space, control byte or DEL.
+func validTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // Read yields the request head, then its body.
 func (st *h2Stream) Read(b []byte) (int, error) {
 	if st.closed.Load() {
-		return 0, errStreamClosed
+		return 0, errH2StreamReset
 	}
 	if len(st.out) > 0 {
 		n := copy(b, st.out)
 		st.out = st.out[n:]
 		return n, nil
 	}
-	if st.body == nil || st.bodyDone {
+	if !st.hasBody || st.bodyDone {
 		return 0, io.EOF
 	}
 	if !st.chunked {
-		n, err := st.body.Read(b)
+		n, err := st.readBody(b)
 		if err == io.EOF {
-			st.bodyDone = true
-		}
-		st.bodyLeft -= int64(n)
-		if err == nil && st.bodyLeft <= 0 {
-			// The declared length is here, but DATA past it may follow
-			// (x/net resets the stream then): the request would be
-			// malformed, and must not reach the upstream whole (RFC
-			// 9113 8.1.1). Its last bytes wait for END_STREAM.
-			var more [1]byte
-			switch m, err := st.body.Read(more[:]); {
-			case m > 0 || err == nil:
-				return 0, errBodyPastLength
-			case err != io.EOF:
-				return 0, err
-			}
 			st.bodyDone = true
 		}
 		return n, err
@@ -271,17 +388,14 @@ func (st *h2Stream) Read(b []byte) (int, error) {
 	if len(b) < sizeLine+len("\r\n")+1 {
 		return 0, io.ErrShortBuffer
 	}
-	n, err := st.body.Read(b[sizeLine : len(b)-2])
+	n, err := st.readBody(b[sizeLine : len(b)-2])
 	if err == io.EOF {
 		st.bodyDone = true
 		st.out = lastChunk
-		err = nil
-	}
-	if n == 0 {
-		if err != nil {
-			return 0, err
-		}
 		return st.Read(b)
+	}
+	if err != nil {
+		return 0, err
 	}
 	hex := strconv.AppendUint(b[:0:sizeLine], uint64(n), 16)
 	pad := sizeLine - 2 - len(hex)
@@ -291,14 +405,80 @@ func (st *h2Stream) Read(b []byte) (int, error) {
 	}
 	b[sizeLine-2], b[sizeLine-1] = '\r', '\n'
 	b[sizeLine+n], b[sizeLine+n+1] = '\r', '\n'
-	return sizeLine + n + 2, err
+	return sizeLine + n + 2, nil
+}
+
+// readBody reads what the client sent of the body, waiting for it until
+// the read deadline (client_body_timeout). The bytes that complete a
+// declared length wait for END_STREAM: DATA past the length may follow
+// (a stream error), and the request would be malformed, which must not
+// reach the upstream whole (RFC 9113 8.1.1).
+func (st *h2Stream) readBody(b []byte) (int, error) {
+	c := st.conn
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		avail := len(st.recv) - st.recvOff
+		switch {
+		case st.recvErr != nil:
+			return 0, st.recvErr
+		case avail > 0 && (st.clientEnded || st.declLen < 0 || st.taken+int64(avail) < st.declLen):
+			n := copy(b, st.recv[st.recvOff:])
+			st.recvOff += n
+			st.taken += int64(n)
+			if st.recvOff == len(st.recv) {
+				st.recv, st.recvOff = st.recv[:0], 0
+			}
+			c.refundLocked(st, int64(n))
+			return n, nil
+		case avail == 0 && st.clientEnded:
+			return 0, io.EOF
+		}
+		if st.needsContinue {
+			// The client waits for a word before it sends the body.
+			st.needsContinue = false
+			c.mu.Unlock()
+			err := st.sendHeaders(statusContinue, nil, false)
+			c.mu.Lock()
+			if err != nil {
+				return 0, err
+			}
+			continue
+		}
+		c.mu.Unlock()
+		err := st.waitBody()
+		c.mu.Lock()
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// waitBody waits for a change to the body, until the read deadline.
+func (st *h2Stream) waitBody() error {
+	if st.rdl.IsZero() {
+		<-st.wake
+		return nil
+	}
+	d := time.Until(st.rdl)
+	if d <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-st.wake:
+		return nil
+	case <-t.C:
+		return os.ErrDeadlineExceeded
+	}
 }
 
 // Write takes the engine's response: heads (interim ones, then the final
 // one) become HEADERS, what follows the final head is the body.
 func (st *h2Stream) Write(b []byte) (int, error) {
 	if st.closed.Load() {
-		return 0, errStreamClosed
+		return 0, errH2StreamReset
 	}
 	total := len(b)
 	for !st.final && len(b) > 0 {
@@ -327,31 +507,25 @@ func (st *h2Stream) Write(b []byte) (int, error) {
 		}
 		st.head = st.head[:0]
 	}
-	if len(b) == 0 {
-		if st.final && !st.done() {
-			st.rc.FlushError()
-		}
+	if len(b) == 0 || st.done() {
 		return total, nil
 	}
-	n, err := st.w.Write(b)
-	st.written += int64(n)
-	if err != nil {
-		return 0, err
-	}
-	if !st.done() {
-		// More is to come, or nobody knows: what came goes out now (a
-		// streamed response must not wait for the handler's end).
-		if err := st.rc.FlushError(); err != nil {
-			return 0, err
+	end := false
+	if st.length >= 0 {
+		if left := st.length - st.written; int64(len(b)) >= left {
+			b, end = b[:left], true
 		}
 	}
+	if err := st.writeData(b, end); err != nil {
+		return 0, err
+	}
+	st.written += int64(len(b))
 	return total, nil
 }
 
-// done reports whether the whole final response is written: the handler's
-// return then ends the stream along with the last frame.
+// done reports whether the whole final response is written.
 func (st *h2Stream) done() bool {
-	return st.isHead || st.length >= 0 && st.written >= st.length || noBodyStatus(st.resp.status)
+	return st.localEnded && st.final
 }
 
 func noBodyStatus(status int) bool {
@@ -364,52 +538,92 @@ func (st *h2Stream) writeHead(head []byte) error {
 	if parseResponse(resp, head) != parseOK {
 		return errBadEngineHead
 	}
-	// One string holds every name and value, one array every value
-	// slice: two allocations per head rather than three per field.
-	text := st.hdrBuf[:0]
-	n := 0
-	for _, f := range resp.headers {
-		if h2Forwards(f.kind) {
-			text = append(append(text, f.name...), f.value...)
-			n++
-		}
-	}
-	st.hdrBuf = text
-	all, vals := string(text), make([]string, n)
-	h := st.w.Header()
-	at := 0
-	for _, f := range resp.headers {
-		if !h2Forwards(f.kind) {
-			continue
-		}
-		name := textproto.CanonicalMIMEHeaderKey(all[at : at+len(f.name)])
-		at += len(f.name)
-		vals[0] = all[at : at+len(f.value)]
-		at += len(f.value)
-		if vv, ok := h[name]; ok {
-			h[name] = append(vv, vals[0])
-		} else {
-			h[name] = vals[:1:1]
-		}
-		vals = vals[1:]
-	}
 	if resp.status < statusOK {
-		st.w.WriteHeader(resp.status)
-		clear(h)
-		return nil
+		return st.sendHeaders(resp.status, resp.headers, false)
 	}
 	if resp.contentLength >= 0 {
 		st.length = resp.contentLength
 	}
-	if st.parent.p.draining.Load() {
-		// x/net's cue for a graceful GOAWAY: a connection that became
-		// HTTP/2 after the drain's GOAWAY went to the others gets its
-		// own with this response, as HTTP/1.1 gets Connection: close.
-		h.Set("Connection", "close")
-	}
 	st.final = true
-	st.w.WriteHeader(resp.status)
-	return nil
+	end := st.isHead || noBodyStatus(resp.status) || st.length == 0
+	if st.parent.p.draining.Load() {
+		// A connection that became HTTP/2 after the drain's GOAWAY went
+		// to the others gets its own with this response, as HTTP/1.1
+		// gets Connection: close.
+		st.conn.goAway()
+	}
+	return st.sendHeaders(resp.status, resp.headers, end)
+}
+
+// sendHeaders queues a HEADERS frame (and CONTINUATION frames) with the
+// status and the fields that go to an HTTP/2 client.
+func (st *h2Stream) sendHeaders(status int, fields []header, end bool) error {
+	c := st.conn
+	var err error
+	werr := c.w.frames(false, func(q []byte) []byte {
+		if st.rst.Load() {
+			err = errH2StreamReset
+			return q
+		}
+		blk := st.hdrBuf[:0]
+		if c.tableUpdate {
+			blk = append(blk, 0x20) // dynamic table size update: 0
+			c.tableUpdate = false
+		}
+		blk = appendHpackStatus(blk, status)
+		for _, f := range fields {
+			if h2Forwards(f.kind) {
+				st.nameBuf = lowerASCII(st.nameBuf[:0], f.name)
+				blk = appendHpackField(blk, st.nameBuf, f.value)
+			}
+		}
+		st.hdrBuf = blk
+		return appendHeaderBlock(q, st.id, blk, end, int(c.maxFrame.Load()))
+	})
+	if werr != nil {
+		return werr
+	}
+	if err == nil && end {
+		c.localEnd(st)
+	}
+	return err
+}
+
+// writeData queues data as DATA frames, as the send windows allow,
+// ending the stream after it when end is set.
+func (st *h2Stream) writeData(data []byte, end bool) error {
+	c := st.conn
+	for {
+		n := 0
+		if len(data) > 0 {
+			var err error
+			if n, err = c.reserve(st, len(data)); err != nil {
+				return err
+			}
+		}
+		chunk := data[:n]
+		data = data[n:]
+		last := end && len(data) == 0
+		var err error
+		werr := c.w.frames(false, func(q []byte) []byte {
+			if st.rst.Load() {
+				err = errH2StreamReset
+				return q
+			}
+			return appendData(q, st.id, chunk, last, int(c.maxFrame.Load()))
+		})
+		switch {
+		case werr != nil:
+			return werr
+		case err != nil:
+			return err
+		case last:
+			c.localEnd(st)
+			return nil
+		case len(data) == 0:
+			return nil
+		}
+	}
 }
 
 // h2Forwards reports whether a response field of this kind goes to an
@@ -437,15 +651,14 @@ func (st *h2Stream) SetDeadline(t time.Time) error {
 }
 
 // SetReadDeadline bounds the wait for the body (client_body_timeout).
-// Only a body read can wait: the head is already here.
 func (st *h2Stream) SetReadDeadline(t time.Time) error {
-	if st.body == nil || st.bodyDone {
-		return nil
-	}
-	return st.rc.SetReadDeadline(t)
+	st.rdl = t
+	return nil
 }
 
-// SetWriteDeadline bounds a write the client does not take (send_timeout).
+// SetWriteDeadline bounds a wait for the client's flow-control window
+// (send_timeout); the connection's writer bounds the socket's writes.
 func (st *h2Stream) SetWriteDeadline(t time.Time) error {
-	return st.rc.SetWriteDeadline(t)
+	st.wdl = t
+	return nil
 }

@@ -2,51 +2,108 @@ package proxy
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
-// fakeStreamWriter records what an h2Stream hands x/net's ResponseWriter.
-type fakeStreamWriter struct {
-	h       http.Header
-	heads   []int         // statuses, in order
-	fields  []http.Header // the header map as each head went out
-	body    bytes.Buffer
-	flushes int
+// recConn records what is written to it.
+type recConn struct {
+	net.Conn // nil: only what h2Writer calls is here
+	mu       sync.Mutex
+	buf      bytes.Buffer
 }
 
-func (f *fakeStreamWriter) Header() http.Header { return f.h }
-func (f *fakeStreamWriter) WriteHeader(status int) {
-	f.heads = append(f.heads, status)
-	f.fields = append(f.fields, f.h.Clone())
+func (r *recConn) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.buf.Write(b)
 }
-func (f *fakeStreamWriter) Write(b []byte) (int, error)      { return f.body.Write(b) }
-func (f *fakeStreamWriter) FlushError() error                { f.flushes++; return nil }
-func (f *fakeStreamWriter) SetReadDeadline(time.Time) error  { return nil }
-func (f *fakeStreamWriter) SetWriteDeadline(time.Time) error { return nil }
+func (r *recConn) SetWriteDeadline(time.Time) error { return nil }
+func (r *recConn) Close() error                     { return nil }
+
+// sentStream is what a client read of one stream: its heads, in order,
+// and its body.
+type sentStream struct {
+	statuses []int
+	fields   []http.Header
+	body     bytes.Buffer
+	ended    bool
+}
+
+// readSent decodes what the server wrote, as a client would.
+func readSent(t *testing.T, b []byte) *sentStream {
+	t.Helper()
+	fr := http2.NewFramer(nil, bytes.NewReader(b))
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	s := &sentStream{}
+	for {
+		f, err := fr.ReadFrame()
+		if err == io.EOF {
+			return s
+		}
+		if err != nil {
+			t.Fatalf("reading what the stream sent: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			h := http.Header{}
+			for _, hf := range f.RegularFields() {
+				h.Add(hf.Name, hf.Value)
+			}
+			status, _ := strconv.Atoi(f.PseudoValue("status"))
+			s.statuses = append(s.statuses, status)
+			s.fields = append(s.fields, h)
+			s.ended = s.ended || f.StreamEnded()
+		case *http2.DataFrame:
+			s.body.Write(f.Data())
+			s.ended = s.ended || f.StreamEnded()
+		}
+	}
+}
+
+// newTestStream is stream 1 of a connection whose frames rec records.
+func newTestStream() (*h2Stream, *h2Conn, *recConn) {
+	rec := &recConn{}
+	srv := newH2Server(&listenerState{})
+	cc := &clientConn{p: &Proxy{}} // a proxy not draining
+	c := newH2Conn(cc, srv, rec)
+	c.sendWin = 1 << 20
+	st := srv.getStream()
+	st.open(c, 1, false)
+	st.sendWin = 1 << 20
+	c.streams[1] = st
+	return st, c, rec
+}
 
 // The engine's response reaches the stream in writes of any size: the
 // heads (an interim one, then the final one) come out whole and in order
 // wherever the writes split them, connection-specific fields dropped, the
-// body after them byte for byte.
+// body after them byte for byte, and the stream ends with it.
 func TestH2StreamWriteSplitsAnywhere(t *testing.T) {
 	resp := []byte("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
 		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nconnection: keep-alive\r\nKeep-Alive: timeout=5\r\n" +
 		"x-served-by: a\r\nX-Served-By: b\r\nSet-Cookie: a=1\r\nContent-Length: 11\r\n\r\nhello world")
 	for cut1 := 1; cut1 < len(resp); cut1++ {
 		for _, cut2 := range []int{cut1, min(cut1+1, len(resp)), min(cut1+60, len(resp))} {
-			f := &fakeStreamWriter{h: http.Header{}}
-			st := &h2Stream{}
-			st.reset(f, &clientConn{p: &Proxy{}}, false) // a proxy not draining
+			st, c, rec := newTestStream()
 			for _, part := range [][]byte{resp[:cut1], resp[cut1:cut2], resp[cut2:]} {
 				if n, err := st.Write(part); err != nil || n != len(part) {
 					t.Fatalf("cuts %d,%d: Write(%q) = %d, %v", cut1, cut2, part, n, err)
 				}
 			}
-			if !slices.Equal(f.heads, []int{103, 200}) {
-				t.Fatalf("cuts %d,%d: heads %v", cut1, cut2, f.heads)
+			c.w.Close()
+			f := readSent(t, rec.buf.Bytes())
+			if !slices.Equal(f.statuses, []int{103, 200}) {
+				t.Fatalf("cuts %d,%d: heads %v", cut1, cut2, f.statuses)
 			}
 			if got := f.fields[0].Get("Link"); got != "</a.css>; rel=preload" {
 				t.Fatalf("cuts %d,%d: 103 Link %q", cut1, cut2, got)
@@ -60,8 +117,8 @@ func TestH2StreamWriteSplitsAnywhere(t *testing.T) {
 			if !equalHeader(final, want) {
 				t.Fatalf("cuts %d,%d: final fields %v, want %v", cut1, cut2, final, want)
 			}
-			if f.body.String() != "hello world" || !st.done() {
-				t.Fatalf("cuts %d,%d: body %q done %v", cut1, cut2, f.body.String(), st.done())
+			if f.body.String() != "hello world" || !f.ended || !st.done() {
+				t.Fatalf("cuts %d,%d: body %q ended %v done %v", cut1, cut2, f.body.String(), f.ended, st.done())
 			}
 		}
 	}

@@ -1,8 +1,7 @@
 package proxy
 
 import (
-	"crypto/tls"
-	"errors"
+		"errors"
 	"net"
 	"os"
 	"runtime"
@@ -10,25 +9,24 @@ import (
 	"time"
 )
 
-// h2Writer coalesces what x/net writes to an HTTP/2 connection. x/net
-// flushes its frame buffer each time its write queue runs empty, and a
-// stream's goroutine queues a response's HEADERS, waits until they are
-// written, then queues its DATA: two writes (and, over TLS, two records)
-// per response, each a loopback or network segment whose cost the sender
-// pays. Here a flush only queues its bytes, and a flusher goroutine, after
-// letting the goroutines that are ready run first (the stream that queues
-// its DATA next, other streams finishing), sends all that was queued
-// meanwhile in one write, as an event loop would.
+// h2Writer is an HTTP/2 connection's write side: frames are appended to
+// a queue, and a flusher goroutine, after letting the goroutines that are
+// ready run first (the stream that queues its DATA next, other streams
+// finishing), sends all that was queued meanwhile in one write, as an
+// event loop would. A response's HEADERS and DATA, and those of the other
+// streams that finished meanwhile, go out in one write (over TLS, one
+// record), where writing each as it comes costs a segment, whose cost the
+// sender pays, apiece.
 //
-// What x/net is promised still holds: bytes go out in the order written;
-// a write that makes no progress for send_timeout fails the connection (the
-// flusher's deadline, in place of x/net's WriteByteTimeout); at most
-// h2WriteQueueMax bytes wait, beyond that Write blocks until they are sent
-// (so a client that reads nothing stalls x/net as before); the error a
-// flush meets is every later Write's, and closes the connection so that
-// x/net's reader ends it too. An idle connection holds no buffer.
+// Bytes go out in the order queued; a write that makes no progress for
+// send_timeout fails the connection; at most h2WriteQueueMax bytes of
+// streams' frames wait, beyond that a stream blocks until they are sent
+// (so a client that reads nothing stalls its streams, not the reader);
+// the error a flush meets is every later append's, and closes the
+// connection so that the reader ends it too. An idle connection holds no
+// buffer.
 type h2Writer struct {
-	net.Conn
+	conn    net.Conn
 	timeout time.Duration
 	bufs    *sync.Pool // *[]byte
 
@@ -39,43 +37,45 @@ type h2Writer struct {
 	err      error
 }
 
-// h2WriteQueueMax bounds what waits to be sent (x/net's frame buffer is
-// 4 kB and a DATA frame at most 16 kB, so a few rounds of all streams).
+// h2WriteQueueMax bounds what streams' frames may wait to be sent: a few
+// rounds of DATA frames of all streams.
 const h2WriteQueueMax = 64 << 10
 
-func newH2Writer(c net.Conn, timeout time.Duration, bufs *sync.Pool) net.Conn {
-	w := &h2Writer{Conn: c, timeout: timeout, bufs: bufs}
+// h2ControlQueueMax bounds what may wait to be sent once the reader's
+// answers (SETTINGS and PING acks, resets, window updates) are counted:
+// the reader never waits for room, and a client that asks for more
+// answers than this without reading them is hung up on (ENHANCE_YOUR_CALM
+// in spirit: a PING flood).
+const h2ControlQueueMax = 4 * h2WriteQueueMax
+
+var errH2Calm = errors.New("http2: the client sends control frames and reads none of the answers")
+
+func newH2Writer(c net.Conn, timeout time.Duration, bufs *sync.Pool) *h2Writer {
+	w := &h2Writer{conn: c, timeout: timeout, bufs: bufs}
 	w.sent.L = &w.mu
-	if cs, ok := c.(connectionStater); ok {
-		// x/net learns it serves TLS (and checks the version and cipher
-		// suite) from ConnectionState: a wrapper must pass it on.
-		return h2TLSWriter{w, cs}
-	}
 	return w
 }
 
-// connectionStater is a TLS connection, or a wrapper passing its state on.
-type connectionStater interface {
-	ConnectionState() tls.ConnectionState
-}
-
-type h2TLSWriter struct {
-	*h2Writer
-	cs connectionStater
-}
-
-func (c h2TLSWriter) ConnectionState() tls.ConnectionState { return c.cs.ConnectionState() }
-
 var errH2WriterClosed = errors.New("http2 connection closed")
 
-func (w *h2Writer) Write(p []byte) (int, error) {
+// frames runs fill with the queue locked, for it to append frames: what
+// must go out in the order it is decided (HEADERS after the check that
+// their stream was not reset) is decided in fill. A control frame does
+// not wait for room; past h2ControlQueueMax, fill is not run and the
+// connection is closed.
+func (w *h2Writer) frames(control bool, fill func(b []byte) []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.err == nil && w.queued != nil && len(*w.queued) >= h2WriteQueueMax {
+	for !control && w.err == nil && w.queued != nil && len(*w.queued) >= h2WriteQueueMax {
 		w.sent.Wait()
 	}
 	if w.err != nil {
-		return 0, w.err
+		return w.err
+	}
+	if control && w.queued != nil && len(*w.queued) >= h2ControlQueueMax {
+		w.err = errH2Calm
+		w.conn.Close()
+		return w.err
 	}
 	if w.queued == nil {
 		w.queued, _ = w.bufs.Get().(*[]byte)
@@ -83,10 +83,18 @@ func (w *h2Writer) Write(p []byte) (int, error) {
 			w.queued = new([]byte)
 		}
 	}
-	*w.queued = append(*w.queued, p...)
+	*w.queued = fill(*w.queued)
 	if !w.flushing {
 		w.flushing = true
 		go w.flush()
+	}
+	return nil
+}
+
+// Write queues p as it is (tests; the preface of a connection).
+func (w *h2Writer) Write(p []byte) (int, error) {
+	if err := w.frames(false, func(b []byte) []byte { return append(b, p...) }); err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
@@ -121,37 +129,30 @@ func (w *h2Writer) flush() {
 func (w *h2Writer) writeAll(b []byte) error {
 	for len(b) > 0 {
 		if w.timeout > 0 {
-			w.Conn.SetWriteDeadline(time.Now().Add(w.timeout))
+			w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 		}
-		n, err := w.Conn.Write(b)
+		n, err := w.conn.Write(b)
 		b = b[n:]
 		if err != nil && (n == 0 || !errors.Is(err, os.ErrDeadlineExceeded)) {
-			w.Conn.Close()
+			w.conn.Close()
 			return err
 		}
 	}
 	return nil
 }
 
-// SetWriteDeadline is x/net's around each of its writes, which only queue
-// here: the flusher keeps its own.
-func (w *h2Writer) SetWriteDeadline(time.Time) error { return nil }
-
-func (w *h2Writer) SetDeadline(t time.Time) error { return w.Conn.SetReadDeadline(t) }
-
 // h2CloseGrace bounds how long Close lets the flusher send what is still
-// queued: x/net closes from its serve loop, which reads nothing meanwhile,
-// and a client that reads nothing (a PING flood x/net is hanging up on)
-// must not hold it for send_timeout.
+// queued: a client that reads nothing (a PING flood being hung up on)
+// must not hold the connection for send_timeout.
 const h2CloseGrace = time.Second
 
-// Close sends what is still queued (x/net's last frames: GOAWAY) for at
-// most h2CloseGrace, then closes the connection.
+// Close sends what is still queued (the last frames: GOAWAY) for at most
+// h2CloseGrace, then closes the connection.
 func (w *h2Writer) Close() error {
 	w.mu.Lock()
 	if w.flushing {
 		// Closing the socket ends a write that makes no progress.
-		t := time.AfterFunc(h2CloseGrace, func() { w.Conn.Close() })
+		t := time.AfterFunc(h2CloseGrace, func() { w.conn.Close() })
 		for w.flushing {
 			w.sent.Wait()
 		}
@@ -161,5 +162,5 @@ func (w *h2Writer) Close() error {
 		w.err = errH2WriterClosed
 	}
 	w.mu.Unlock()
-	return w.Conn.Close()
+	return w.conn.Close()
 }
