@@ -1,7 +1,7 @@
 package proxy
 
 import (
-		"errors"
+	"errors"
 	"net"
 	"os"
 	"runtime"
