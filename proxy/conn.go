@@ -55,11 +55,11 @@ type clientConn struct {
 	// HTTP/2 stream must then be reset, not ended).
 	cutShort bool
 
-	// h2: the connection speaks HTTP/2 (h2.go). stream: this clientConn
-	// is one HTTP/2 stream's request (h2_stream.go), read from and
-	// written to the stream.
-	h2     *h2Conn
-	stream *h2Stream
+	// h2Parked: the connection is an HTTP/2 one back from the parking
+	// lot (h2_park.go). stream: this clientConn is one HTTP/2 stream's
+	// request (h2_stream.go), read from and written to the stream.
+	h2Parked *h2Conn
+	stream   *h2Stream
 	// idleSince: when the connection began to wait for a request without
 	// its buffers (Unix nanoseconds), 0 when it is not waiting, or the
 	// sweeper's claim to park it (see park.go).
@@ -222,6 +222,14 @@ func (cc *clientConn) setUpstream(uc *upConn) bool {
 // serve runs the connection's requests one after the other, until the
 // connection ends or parks (see park.go).
 func (cc *clientConn) serve() {
+	if h := cc.h2Parked; h != nil {
+		// An HTTP/2 connection back from the parking lot.
+		cc.h2Parked = nil
+		if !h.resume(cc) {
+			cc.finish(false)
+		}
+		return
+	}
 	ls := &cc.ls.cfg
 	cc.takeBuffers()
 	cc.now = time.Now()
@@ -250,8 +258,9 @@ func (cc *clientConn) serve() {
 				// connection's life (8 kB more per idle connection).
 				parked = true // finish is the new goroutine's
 				go func() {
-					cc.serveH2(cc.c)
-					cc.finish(false)
+					if !cc.serveH2(cc.c, nil) {
+						cc.finish(false)
+					}
 				}()
 				return
 			}
@@ -285,7 +294,7 @@ func (cc *clientConn) serve() {
 		}
 		if cc.nreq == 0 && ls.H2C {
 			if bytes.Equal(head, h2Preface) {
-				cc.startH2C()
+				parked = cc.startH2C()
 				return
 			}
 			if notHTTP1(head) {

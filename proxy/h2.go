@@ -106,10 +106,10 @@ func (h *h2Server) goAway() {
 	}
 }
 
-// serveH2 runs the connection as HTTP/2 until it ends. c is the TLS
-// connection, or the cleartext one with the bytes already read from it
-// (the preface) in front.
-func (cc *clientConn) serveH2(c net.Conn) {
+// serveH2 runs the connection as HTTP/2 until it ends or parks. c is the
+// TLS connection, or the cleartext one; pre, what was read from it already
+// (the preface).
+func (cc *clientConn) serveH2(c net.Conn, pre []byte) (parked bool) {
 	if cc.br != nil {
 		cc.releaseBuffers()
 	}
@@ -122,76 +122,101 @@ func (cc *clientConn) serveH2(c net.Conn) {
 	// delayed ACK.
 	cc.io.noDelay()
 	h := cc.ls.h2
-	hc := newH2Conn(cc, h, c)
-	cc.h2 = hc
-	hc.serve()
-	cc.h2 = nil
+	hc := newH2Conn(cc, h, &h2In{Conn: c, pool: &h.readBufs, pre: pre})
+	return hc.serve()
 }
 
 // startH2C hands a cleartext connection that opened with the HTTP/2
 // preface to serveH2, with what its read buffer already holds put back in
 // front of the socket.
-func (cc *clientConn) startH2C() {
+func (cc *clientConn) startH2C() (parked bool) {
 	n := cc.br.Buffered()
 	seen, _ := cc.br.Peek(n)
-	c := &h2cConn{Conn: rawSock(cc.c), pool: &cc.ls.h2.readBufs, pre: bytes.Clone(seen)}
+	pre := bytes.Clone(seen)
 	cc.br.Discard(n)
-	cc.serveH2(c)
+	return cc.serveH2(rawSock(cc.c), pre)
 }
 
-// h2cReadBuf is the size of a cleartext HTTP/2 connection's read buffer.
-const h2cReadBuf = 4 << 10
+// h2ReadBuf is the size of an HTTP/2 connection's read buffer.
+const h2ReadBuf = 4 << 10
 
-// h2cConn is a cleartext HTTP/2 connection, read through a buffer while
-// frames come back to back. The framer reads a frame header
-// then its payload, each with its own read: two system calls a frame,
-// where a client sending ten requests at once sends them in one segment.
-// The buffer comes from a pool when a read is likely to find more than it
-// asks for, and goes back once drained, so that an idle connection, whose
-// next read waits for a frame header, holds none.
-type h2cConn struct {
+// h2In is an HTTP/2 connection's input (the TLS connection, or the
+// cleartext socket), read through a buffer while frames come back to
+// back: the framer reads a frame header, then its payload, each with its
+// own read, where a client sending ten requests at once sends them in one
+// segment (or TLS record). The buffer comes from a pool when a read is
+// likely to find more than it asks for, and goes back once drained, so
+// that an idle connection holds none. An idle connection waits in fill,
+// which can be cut short to park it (park.go).
+type h2In struct {
 	net.Conn
 	pre  []byte // read ahead before HTTP/2 began: read first
 	pool *sync.Pool
-	buf  *[h2cReadBuf]byte
+	buf  *[h2ReadBuf]byte
 	r, w int // buf[r:w] is read and not yet taken
 	// more: the last read filled what it was given, so more is likely
 	// waiting in the socket.
 	more bool
+	err  error // what the last fill met, for the next Read
 }
 
-func (c *h2cConn) take() {
-	c.buf, _ = c.pool.Get().(*[h2cReadBuf]byte)
+func (c *h2In) take() {
+	c.buf, _ = c.pool.Get().(*[h2ReadBuf]byte)
 	if c.buf == nil {
-		c.buf = new([h2cReadBuf]byte)
+		c.buf = new([h2ReadBuf]byte)
 	}
 	c.r, c.w = 0, 0
 }
 
-func (c *h2cConn) release() {
+func (c *h2In) release() {
 	c.pool.Put(c.buf)
 	c.buf = nil
 }
 
-func (c *h2cConn) Read(p []byte) (int, error) {
+// buffered reports whether input is here that Read returns at once.
+func (c *h2In) buffered() bool {
+	return len(c.pre) > 0 || c.buf != nil || c.err != nil
+}
+
+// fill waits for input, and keeps what comes (or the error) for Read.
+func (c *h2In) fill() error {
+	if c.buffered() {
+		return nil
+	}
+	c.take()
+	n, err := c.Conn.Read(c.buf[:])
+	c.w, c.more = n, n == h2ReadBuf
+	if n == 0 {
+		c.release()
+	}
+	c.err = err
+	return err
+}
+
+func (c *h2In) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre)
 		c.pre = c.pre[n:]
 		return n, nil
 	}
 	if c.buf == nil {
-		if !c.more || len(p) >= h2cReadBuf {
+		if err := c.err; err != nil {
+			c.err = nil
+			return 0, err
+		}
+		if !c.more || len(p) >= h2ReadBuf {
 			n, err := c.Conn.Read(p)
 			c.more = n == len(p)
 			return n, err
 		}
 		c.take()
 		n, err := c.Conn.Read(c.buf[:])
-		c.w, c.more = n, n == h2cReadBuf
+		c.w, c.more = n, n == h2ReadBuf
 		if n == 0 {
 			c.release()
 			return 0, err
 		}
+		c.err = err
 	}
 	n := copy(p, c.buf[c.r:c.w])
 	c.r += n

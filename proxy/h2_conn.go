@@ -63,11 +63,13 @@ var (
 )
 
 type h2Conn struct {
-	cc  *clientConn
+	cc  *clientConn // nil while parked
 	srv *h2Server
-	c   net.Conn // what frames are read from: the TLS connection, or an h2cConn
+	in  *h2In
+	c   net.Conn // in's connection: the TLS one or the socket
 	w   *h2Writer
-	fr  *http2.Framer
+	fr  *http2.Framer // nil while parked
+	dec *hpack.Decoder
 
 	// maxFrame is the client's SETTINGS_MAX_FRAME_SIZE.
 	maxFrame atomic.Uint32
@@ -90,7 +92,8 @@ type h2Conn struct {
 	goingAway            bool        // GOAWAY sent: no new stream
 	goAwayID             uint32
 	closed               bool
-	idleArmed            bool // the read deadline is the idle one
+	idleArmed            bool      // the read deadline is the idle one
+	idleDeadline         time.Time // when it is
 	handlers             sync.WaitGroup
 
 	// The reader's own.
@@ -98,39 +101,35 @@ type h2Conn struct {
 	unackedSettings int
 }
 
-func newH2Conn(cc *clientConn, srv *h2Server, c net.Conn) *h2Conn {
+func newH2Conn(cc *clientConn, srv *h2Server, in *h2In) *h2Conn {
 	hc := &h2Conn{
-		cc: cc, srv: srv, c: c,
-		w:       newH2Writer(c, srv.sendTimeout, &srv.writeBufs),
+		cc: cc, srv: srv, in: in, c: in.Conn,
+		w:       newH2Writer(in.Conn, srv.sendTimeout, &srv.writeBufs),
+		dec:     hpack.NewDecoder(4096, nil),
 		streams: map[uint32]*h2Stream{},
 		sendWin: h2DefaultWindow, initWin: h2DefaultWindow,
 		recvWin: h2ConnWindow,
 	}
 	hc.flow.L = &hc.mu
 	hc.maxFrame.Store(h2MinFrameSize)
-	hc.fr = http2.NewFramer(io.Discard, c)
-	hc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	hc.fr.MaxHeaderListSize = srv.maxList
-	hc.fr.SetMaxReadFrameSize(h2MinFrameSize)
-	hc.fr.SetReuseFrames()
+	hc.newFramer()
 	return hc
 }
 
-// serve reads and acts on the client's frames until the connection ends.
-func (c *h2Conn) serve() {
-	defer c.end()
-	if !c.srv.add(c) {
-		c.goAway()
-	}
-	c.c.SetReadDeadline(time.Now().Add(c.srv.idleTimeout))
-	c.idleArmed = true
-	var preface [len(http2.ClientPreface)]byte
-	if _, err := io.ReadFull(c.c, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
-		if err == nil {
-			c.fail(http2.ErrCodeProtocol)
-		}
-		return
-	}
+// newFramer makes the connection's framer, around its HPACK decoder (a
+// parked connection keeps the decoder, whose table is the client's, but
+// not the framer, whose buffer a large frame grew).
+func (c *h2Conn) newFramer() {
+	c.fr = http2.NewFramer(io.Discard, c.in)
+	c.fr.ReadMetaHeaders = c.dec
+	c.fr.MaxHeaderListSize = c.srv.maxList
+	c.fr.SetMaxReadFrameSize(h2MinFrameSize)
+	c.fr.SetReuseFrames()
+}
+
+// serve reads and acts on the client's frames until the connection ends
+// or parks.
+func (c *h2Conn) serve() (parked bool) {
 	c.w.frames(true, func(b []byte) []byte {
 		b = appendFrameHeader(b, 4*6, h2FrameSettings, 0, 0)
 		b = appendSetting(b, http2.SettingMaxConcurrentStreams, c.srv.maxStreams)
@@ -140,13 +139,37 @@ func (c *h2Conn) serve() {
 		return appendWindowUpdate(b, 0, h2ConnWindow-h2DefaultWindow)
 	})
 	c.unackedSettings = 1
+	if !c.srv.add(c) {
+		c.goAway()
+	}
+	c.idleDeadline = time.Now().Add(c.srv.idleTimeout)
+	c.c.SetReadDeadline(c.idleDeadline)
+	c.idleArmed = true
+	var preface [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(c.in, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
+		if err == nil {
+			c.fail(http2.ErrCodeProtocol)
+		}
+		c.end()
+		return false
+	}
+	return c.readFrames()
+}
+
+// readFrames is the reading loop; it returns when the connection parks
+// (true) or has ended.
+func (c *h2Conn) readFrames() (parked bool) {
 	for {
+		if !c.in.buffered() && c.idle() && c.await() {
+			return true
+		}
 		f, err := c.fr.ReadFrame()
 		if err == nil {
 			err = c.process(f)
 		}
 		if err != nil && !c.handleError(err, f) {
-			return
+			c.end()
+			return false
 		}
 	}
 }
@@ -221,7 +244,8 @@ func (c *h2Conn) armIdleLocked() {
 		return
 	}
 	c.idleArmed = true
-	c.c.SetReadDeadline(time.Now().Add(d))
+	c.idleDeadline = time.Now().Add(d)
+	c.c.SetReadDeadline(c.idleDeadline)
 }
 
 // end is the connection's end: its streams are reset, what is queued is

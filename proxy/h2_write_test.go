@@ -75,7 +75,7 @@ func newTestStream() (*h2Stream, *h2Conn, *recConn) {
 	rec := &recConn{}
 	srv := newH2Server(&listenerState{})
 	cc := &clientConn{p: &Proxy{}} // a proxy not draining
-	c := newH2Conn(cc, srv, rec)
+	c := newH2Conn(cc, srv, &h2In{Conn: rec, pool: &sync.Pool{}})
 	c.sendWin = 1 << 20
 	st := srv.getStream()
 	st.open(c, 1, false)

@@ -66,6 +66,7 @@ type parkedState struct {
 	noDelayDue bool
 	sent       bool
 	tls        *tls.Conn // a TLS connection's state; nil: plain
+	h2         *h2Conn   // an HTTP/2 connection's state (h2_park.go)
 	// prev and next link the listener's parked connections in the order
 	// they parked, which is the order their deadlines come due in.
 	prev, next *fileConn
@@ -421,6 +422,9 @@ func (p *Proxy) unparkLocked(lot *parkingLot, fc *fileConn) bool {
 // closeParked closes a connection taken out of the lot.
 func (p *Proxy) closeParked(fc *fileConn) {
 	ls := fc.parked.ls
+	if h := fc.parked.h2; h != nil {
+		h.forget()
+	}
 	fc.parked = parkedState{}
 	p.closer.close(fc)
 	p.stats.active.Add(-1)
@@ -499,6 +503,7 @@ func (cc *clientConn) resume(fc *fileConn) {
 	}
 	cc.nreq = st.nreq
 	cc.io.noDelayDue, cc.io.sent = st.noDelayDue, st.sent
+	cc.h2Parked = st.h2
 	cc.remote = fc.remote.AppendTo(cc.remote[:0])
 	cc.ip = fc.remote.Addr().AppendTo(cc.ip[:0])
 }

@@ -14,8 +14,8 @@ import (
 func TestH2CConnReadsInOrder(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
-	pre := bytes.Repeat([]byte("p"), 3*h2cReadBuf+7) // more than one buffer
-	rest := make([]byte, 5*h2cReadBuf)
+	pre := bytes.Repeat([]byte("p"), 3*h2ReadBuf+7) // more than one buffer
+	rest := make([]byte, 5*h2ReadBuf)
 	for i := range rest {
 		rest[i] = byte(i % 251)
 	}
@@ -28,7 +28,7 @@ func TestH2CConnReadsInOrder(t *testing.T) {
 		}
 		b.Close()
 	}()
-	c := &h2cConn{Conn: a, pool: &sync.Pool{}, pre: pre}
+	c := &h2In{Conn: a, pool: &sync.Pool{}, pre: pre}
 	var got []byte
 	for i := 0; ; i++ {
 		p := make([]byte, []int{9, 100, 9, 16384, 9, 1}[i%6])
