@@ -254,8 +254,8 @@ func (cc *clientConn) serve() {
 			}
 			if h2 {
 				// On a goroutine of its own: this one's stack grew for
-				// the handshake, and x/net's loop would keep it for the
-				// connection's life (8 kB more per idle connection).
+				// the handshake, and the reading loop would keep it for
+				// as long as the connection is busy.
 				parked = true // finish is the new goroutine's
 				go func() {
 					if !cc.serveH2(cc.c, nil) {

@@ -71,10 +71,21 @@ func (c *h2Conn) park() bool {
 	if fc == nil {
 		return false
 	}
+	// What a connection grows while busy goes (a map never shrinks),
+	// before the lot can resume it: from the lot's side, under Proxy.mu.
+	c.cc, c.fr = nil, nil
+	c.mu.Lock()
+	c.streams = nil
+	c.mu.Unlock()
 	p.mu.Lock()
 	lot := p.lot
 	if lot == nil || lot.broken || p.closing.Load() || p.cutting {
 		p.mu.Unlock()
+		c.cc = cc
+		c.mu.Lock()
+		c.streams = map[uint32]*h2Stream{}
+		c.mu.Unlock()
+		c.newFramer()
 		return false
 	}
 	fc.parked = parkedState{ls: cc.ls, deadline: c.idleDeadline, nreq: 1, tls: tc, h2: c}
@@ -84,11 +95,6 @@ func (c *h2Conn) park() bool {
 	lot.lastPark = time.Now()
 	p.mu.Unlock()
 
-	// What a connection grows while busy goes; a map never shrinks.
-	c.cc, c.fr = nil, nil
-	c.mu.Lock()
-	c.streams = nil
-	c.mu.Unlock()
 	cc.c = nil
 	cc.io.reset(nil)
 	p.ccPool.Put(cc)

@@ -5,7 +5,7 @@ import "net"
 // sockConn is a client socket read and written through a sockIO (raw
 // system calls, see sockio.go) rather than os.File's Read and Write, for
 // those who take a net.Conn and do their own I/O on it: crypto/tls under a
-// TLS connection, x/net's HTTP/2 server. os.File's calls enter the
+// TLS connection, the HTTP/2 connection's reader. os.File's calls enter the
 // scheduler's syscall state, and every one that outlasts a sysmon tick
 // hands the worker's P to another thread: under h2load, one HTTP/2
 // stream at a time, a third of the worker's CPU went to thread switches

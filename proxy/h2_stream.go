@@ -187,12 +187,11 @@ func (cc *clientConn) serveStream(st *h2Stream) bool {
 	return complete
 }
 
-// growStack grows the stream goroutine's stack, new at x/net's minimum,
-// to what serving a request takes in one step while it is still shallow:
+// growStack grows the stream goroutine's stack, new at the minimum, to
+// what serving a request takes in one step while it is still shallow:
 // grown frame by frame deep in the engine it was copied several times
 // per stream (stack growth: 9% of the worker's CPU under h2load, 5% with
-// this). The goroutine is x/net's and ends with the stream, so the stack
-// goes back then.
+// this). The goroutine ends with the stream, so the stack goes back then.
 //
 //go:noinline
 func growStack() {
