@@ -370,6 +370,7 @@ func (cc *clientConn) park() bool {
 			return false
 		}
 		fc, ok = sc.fileConn, true
+		dropTLSInput(tc)
 	}
 	if !ok {
 		return false

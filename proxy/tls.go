@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/pingora-go/pingora/config"
 )
@@ -17,8 +20,9 @@ import (
 // side reads and writes like any net.Conn (crypto/tls itself reads and
 // writes the socket with raw system calls: sockConn). Idle, they wait
 // without their buffers and park like plain ones, their TLS state with
-// them (awaitTLS). The handshake runs first, under client_header_timeout
-// like a request head.
+// them (awaitTLS) but without crypto/tls's input buffers (dropTLSInput).
+// The handshake runs first, under client_header_timeout like a request
+// head.
 //
 // The certificates come in the config as PEM (the master read the files;
 // see config.TLS): crypto/tls picks one per handshake by the client's
@@ -114,4 +118,60 @@ func (cc *clientConn) handshake() (ok, h2 bool) {
 	}
 	counts[config.TLSALPNHTTP1].Add(1)
 	return true, false
+}
+
+// tlsInputFields is where crypto/tls.Conn keeps its input buffers:
+// rawInput (records as read from the socket), input (the plaintext of the
+// last application data record, a slice of rawInput's memory) and hand
+// (handshake messages). Both buffers grow to the largest record and
+// message the connection has seen, which on an idle connection is its
+// ClientHello, and keep that capacity for good: 3.5 kB of an idle TLS
+// connection's 6.8 kB of heap (2 kB and 1.5 kB; 4 kB after a resumption,
+// whose ClientHello carries the ticket; up to 17 kB each after a
+// full-size record), where the rest is the connection's state proper. No
+// API releases them, so dropTLSInput does, through these offsets; ok is
+// false, and nothing is dropped, should a Go release rename or retype the
+// fields (TestTLSInputFieldsFound says so).
+type tlsInputFields struct {
+	rawInput, input, hand uintptr
+	ok                    bool
+}
+
+// tlsInput is found once; it is never written afterwards.
+var tlsInput = findTLSInputFields()
+
+func findTLSInputFields() tlsInputFields {
+	t := reflect.TypeFor[tls.Conn]()
+	buf, rd := reflect.TypeFor[bytes.Buffer](), reflect.TypeFor[bytes.Reader]()
+	raw, ok1 := t.FieldByName("rawInput")
+	in, ok2 := t.FieldByName("input")
+	hand, ok3 := t.FieldByName("hand")
+	if !ok1 || !ok2 || !ok3 || raw.Type != buf || in.Type != rd || hand.Type != buf {
+		return tlsInputFields{}
+	}
+	return tlsInputFields{rawInput: raw.Offset, input: in.Offset, hand: hand.Offset, ok: true}
+}
+
+// dropTLSInput gives tc's input buffers back to the garbage collector
+// when they hold nothing (crypto/tls makes new ones as the next record
+// comes: bytes.Buffer's zero value is an empty buffer). It must run while
+// nothing else uses tc: on a connection that is parking, whose last read
+// timed out. A buffer that still holds something (part of a record) is
+// kept, and so is rawInput while input, which points into it, has
+// plaintext left.
+func dropTLSInput(tc *tls.Conn) {
+	f := tlsInput
+	if !f.ok {
+		return
+	}
+	p := unsafe.Pointer(tc)
+	raw := (*bytes.Buffer)(unsafe.Add(p, f.rawInput))
+	in := (*bytes.Reader)(unsafe.Add(p, f.input))
+	hand := (*bytes.Buffer)(unsafe.Add(p, f.hand))
+	if raw.Len() == 0 && in.Len() == 0 {
+		*raw, *in = bytes.Buffer{}, bytes.Reader{}
+	}
+	if hand.Len() == 0 {
+		*hand = bytes.Buffer{}
+	}
 }
