@@ -93,6 +93,8 @@ type h2Conn struct {
 	goAwayID             uint32
 	closed               bool
 	idleArmed            bool      // the read deadline is the idle one
+	waiting              bool      // the reader waits in h2In.fill
+	idleStart            int64     // its wait was offered to the sweeper then (cc.idleSince)
 	idleDeadline         time.Time // when it is
 	handlers             sync.WaitGroup
 
@@ -160,7 +162,7 @@ func (c *h2Conn) serve() (parked bool) {
 // (true) or has ended.
 func (c *h2Conn) readFrames() (parked bool) {
 	for {
-		if !c.in.buffered() && c.idle() && c.await() {
+		if !c.in.buffered() && c.wait() {
 			return true
 		}
 		f, err := c.fr.ReadFrame()
@@ -563,6 +565,7 @@ func (c *h2Conn) runStream(st *h2Stream) {
 	if len(c.unstarted) == 0 {
 		c.unstarted = nil
 	}
+	c.markIdleLocked()
 	c.mu.Unlock()
 	c.srv.putStream(st)
 }

@@ -10,28 +10,43 @@ import (
 // without a goroutine, a clientConn or a read buffer, its socket waiting
 // in the parking lot. What it keeps is its h2Conn: settings, windows,
 // the HPACK decoder's table, the writer (idle: no buffer), and its TLS
-// state. The reader waits for the next frame in h2In.fill when no stream
-// is open; once it has waited parkAfter, the sweeper cuts that wait short
-// (its read deadline, moved into the past) and the reader parks. A read
-// that timed out found nothing, in the socket or in crypto/tls, so the
-// socket's readiness is the connection's.
+// state. The reader waits for the client's next bytes in h2In.fill; once
+// the connection has been idle (no stream) and waiting for parkAfter, the
+// sweeper cuts that wait short (its read deadline, moved into the past)
+// and the reader parks. A read that timed out found nothing, in the socket
+// or in crypto/tls, so the socket's readiness is the connection's.
 
-// idle reports whether the connection has nothing in progress: no
+// idleLocked reports whether the connection has nothing in progress: no
 // stream, no handler, no GOAWAY.
-func (c *h2Conn) idle() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *h2Conn) idleLocked() bool {
 	return len(c.streams) == 0 && c.running == 0 && len(c.unstarted) == 0 && !c.goingAway && !c.closed
 }
 
-// await waits for the client's next frame; true when the connection has
+// markIdleLocked offers the connection to the sweeper, when it is idle and
+// its reader waits: the reader itself when it begins to wait, or the
+// stream whose end leaves the connection idle while it waits.
+func (c *h2Conn) markIdleLocked() {
+	if c.waiting && c.idleStart == 0 && c.idleLocked() {
+		c.idleStart = time.Now().UnixNano()
+		c.cc.idleSince.Store(c.idleStart)
+	}
+}
+
+// wait waits for the client's next bytes; true when the connection has
 // parked instead, and belongs to the lot.
-func (c *h2Conn) await() (parked bool) {
+func (c *h2Conn) wait() (parked bool) {
 	cc := c.cc
-	cc.idleStart = time.Now().UnixNano()
-	cc.idleSince.Store(cc.idleStart)
+	c.mu.Lock()
+	c.waiting = true
+	c.markIdleLocked()
+	c.mu.Unlock()
 	err := c.in.fill()
-	if cc.idleSince.CompareAndSwap(cc.idleStart, 0) {
+	c.mu.Lock()
+	c.waiting = false
+	start := c.idleStart
+	c.idleStart = 0
+	c.mu.Unlock()
+	if start == 0 || cc.idleSince.CompareAndSwap(start, 0) {
 		return false
 	}
 	// The sweeper asked the connection to park, and is moving or has
@@ -40,7 +55,10 @@ func (c *h2Conn) await() (parked bool) {
 		runtime.Gosched()
 	}
 	cc.idleSince.Store(0)
-	if isTimeout(err) && c.in.buf == nil && len(c.in.pre) == 0 {
+	c.mu.Lock()
+	idle := c.idleLocked()
+	c.mu.Unlock()
+	if idle && isTimeout(err) && c.in.buf == nil && len(c.in.pre) == 0 {
 		c.in.err = nil
 		if c.park() {
 			return true
@@ -50,7 +68,16 @@ func (c *h2Conn) await() (parked bool) {
 		c.in.err = err
 		return false
 	}
-	c.c.SetReadDeadline(c.idleDeadline) // a frame came meanwhile
+	if isTimeout(err) && c.in.buf == nil {
+		c.in.err = nil // the sweeper's, not the connection's
+	}
+	c.mu.Lock()
+	if c.idleArmed {
+		c.c.SetReadDeadline(c.idleDeadline)
+	} else {
+		c.c.SetReadDeadline(time.Time{})
+	}
+	c.mu.Unlock()
 	return false
 }
 
@@ -87,6 +114,9 @@ func (c *h2Conn) park() bool {
 		c.mu.Unlock()
 		c.newFramer()
 		return false
+	}
+	if tc != nil {
+		dropTLSInput(tc)
 	}
 	fc.parked = parkedState{ls: cc.ls, deadline: c.idleDeadline, nreq: 1, tls: tc, h2: c}
 	delete(p.conns, cc)

@@ -18,8 +18,8 @@ import (
 )
 
 // BenchmarkIdleConnMemory is what an idle keep-alive connection costs the
-// proxy's heap once parked, plain and over TLS (1.3, full handshake,
-// ECDSA P-256): idleMemConns connections, each after one GET, held by
+// proxy's heap once parked, plain, over TLS (1.3, full handshake, ECDSA
+// P-256) and HTTP/2 over TLS: idleMemConns connections, each after one GET, held by
 // deploy/bench/idleconns in a child process so that the heap measured is
 // the server's alone. It reports the live heap (heap-B/conn) and the heap
 // spans in use (inuse-B/conn) per connection; -memprofile with
@@ -68,7 +68,11 @@ route "all" { upstream = "app" }
 	goroutines := runtime.NumGoroutine()
 	// hold opens n idle connections and returns what ends them.
 	hold := func(proto string, n int) func() {
-		cmd := exec.Command(bin, "-proto", proto, "-addr", r.Addr(proto), "-n", strconv.Itoa(n), "-host", "a.example")
+		ls := proto
+		if proto == "h2" {
+			ls = "tls" // h2 by ALPN
+		}
+		cmd := exec.Command(bin, "-proto", proto, "-addr", r.Addr(ls), "-n", strconv.Itoa(n), "-host", "a.example")
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			b.Fatal(err)
@@ -102,7 +106,7 @@ route "all" { upstream = "app" }
 		runtime.ReadMemStats(&ms)
 		return ms
 	}
-	for _, proto := range []string{"plain", "tls"} {
+	for _, proto := range []string{"plain", "tls", "h2"} {
 		b.Run(proto, func(b *testing.B) {
 			hold(proto, 200)() // pools, the upstream connection, crypto's tables
 			var heap, inuse float64
