@@ -593,12 +593,18 @@ func (c *h2Conn) abortLocked(st *h2Stream, err error) {
 	c.flow.Broadcast()
 }
 
-// closeLocked takes st out of the open streams.
+// closeLocked takes st out of the open streams. What the client sent of
+// its body and the engine did not read goes back to the connection's
+// window: the stream's own window no longer matters.
 func (c *h2Conn) closeLocked(st *h2Stream) {
 	if !st.inTable {
 		return
 	}
 	st.inTable = false
+	if unread := len(st.recv) - st.recvOff; unread > 0 {
+		st.recv, st.recvOff = st.recv[:0], 0
+		c.refundLocked(nil, int64(unread))
+	}
 	delete(c.streams, st.id)
 	if len(c.streams) == 0 {
 		c.armIdleLocked()

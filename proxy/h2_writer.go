@@ -161,6 +161,7 @@ func (w *h2Writer) Close() error {
 	if w.err == nil {
 		w.err = errH2WriterClosed
 	}
+	w.sent.Broadcast()
 	w.mu.Unlock()
 	return w.conn.Close()
 }
