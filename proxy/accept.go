@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -172,9 +173,10 @@ type fileConn struct {
 
 	// opened: the connection's opening (PROXY header, TLS handshake) is
 	// done. inLot: the socket is registered with the parking lot (armed
-	// or not); parked: its state while it is parked (see park.go).
+	// or not; atomic: a stale event can resume a connection before its
+	// arm returns); parked: its state while it is parked (see park.go).
 	opened bool
-	inLot  bool
+	inLot  atomic.Bool
 	parked parkedState
 }
 

@@ -169,7 +169,7 @@ func (lot *parkingLot) collect(fd uintptr) bool {
 func (lot *parkingLot) arm(fc *fileConn) error {
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: fc.fd}
 	op := syscall.EPOLL_CTL_MOD
-	if !fc.inLot {
+	if !fc.inLot.Load() {
 		op = syscall.EPOLL_CTL_ADD
 	}
 	for {
@@ -178,7 +178,7 @@ func (lot *parkingLot) arm(fc *fileConn) error {
 			uintptr(unsafe.Pointer(&ev)), 0, 0)
 		switch {
 		case e == 0:
-			fc.inLot = true
+			fc.inLot.Store(true)
 			return nil
 		case e == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
 			op = syscall.EPOLL_CTL_ADD
