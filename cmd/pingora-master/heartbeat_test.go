@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -51,6 +52,20 @@ func stopped(t *testing.T, pids ...int) {
 		if err := unix.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatalf("SIGSTOP %d: %v", pid, err)
 		}
+	}
+	// kill(2) returns before a running process stops: until it has, it
+	// may still accept a connection meant to show that it takes none.
+	for _, pid := range pids {
+		waitFor(t, 5*time.Second, fmt.Sprintf("worker %d stopped", pid), func() (bool, string) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				return false, err.Error()
+			}
+			// pid (comm) state ...: the state follows the last ')'.
+			rest := b[bytes.LastIndexByte(b, ')')+1:]
+			f := strings.Fields(string(rest))
+			return len(f) > 0 && f[0] == "T", fmt.Sprintf("state %q", f)
+		})
 	}
 	t.Cleanup(func() {
 		for _, pid := range pids {
