@@ -82,7 +82,7 @@ func (c *h2Conn) wait() (parked bool) {
 }
 
 // park hands the connection to the parking lot, and its clientConn back
-// to the pool.
+// to the pool; false when the lot takes none.
 func (c *h2Conn) park() bool {
 	cc := c.cc
 	p := cc.p
@@ -99,44 +99,21 @@ func (c *h2Conn) park() bool {
 		return false
 	}
 	// What a connection grows while busy goes (a map never shrinks),
-	// before the lot can resume it: from the lot's side, under Proxy.mu.
+	// before the lot can resume it.
 	c.cc, c.fr = nil, nil
 	c.mu.Lock()
 	c.streams = nil
 	c.mu.Unlock()
-	p.mu.Lock()
-	lot := p.lot
-	if lot == nil || lot.broken || p.closing.Load() || p.cutting {
-		p.mu.Unlock()
+	if tc != nil {
+		dropTLSInput(tc)
+	}
+	if !p.toLot(cc, fc, parkedState{ls: cc.ls, deadline: c.idleDeadline, nreq: 1, tls: tc, h2: c}) {
 		c.cc = cc
 		c.mu.Lock()
 		c.streams = map[uint32]*h2Stream{}
 		c.mu.Unlock()
 		c.newFramer()
 		return false
-	}
-	if tc != nil {
-		dropTLSInput(tc)
-	}
-	fc.parked = parkedState{ls: cc.ls, deadline: c.idleDeadline, nreq: 1, tls: tc, h2: c}
-	delete(p.conns, cc)
-	lot.byFD[fc.fd] = fc
-	cc.ls.parked.push(fc)
-	lot.lastPark = time.Now()
-	p.mu.Unlock()
-
-	cc.c = nil
-	cc.io.reset(nil)
-	p.ccPool.Put(cc)
-	// From here on the lot's loop may resume the connection at any time.
-	if err := lot.arm(fc); err != nil {
-		p.log.Warn("cannot park an idle connection; closing it", "error", err)
-		p.mu.Lock()
-		mine := p.unparkLocked(lot, fc)
-		p.mu.Unlock()
-		if mine {
-			p.closeParked(fc)
-		}
 	}
 	return true
 }

@@ -375,20 +375,27 @@ func (cc *clientConn) park() bool {
 	if !ok {
 		return false
 	}
-	p.mu.Lock()
-	lot := p.lot
-	if lot == nil || lot.broken || p.closing.Load() || p.cutting {
-		p.mu.Unlock()
-		return false
-	}
-	fc.parked = parkedState{
+	return p.toLot(cc, fc, parkedState{
 		ls:         cc.ls,
 		deadline:   cc.rdl,
 		nreq:       cc.nreq,
 		noDelayDue: cc.io.noDelayDue,
 		sent:       cc.io.sent,
 		tls:        tc,
+	})
+}
+
+// toLot puts fc, with what it keeps of cc, in the parking lot and gives cc
+// back to the pool; false, with nothing done, when the lot takes none
+// (there is none, it failed, or the proxy is closing).
+func (p *Proxy) toLot(cc *clientConn, fc *fileConn, st parkedState) bool {
+	p.mu.Lock()
+	lot := p.lot
+	if lot == nil || lot.broken || p.closing.Load() || p.cutting {
+		p.mu.Unlock()
+		return false
 	}
+	fc.parked = st
 	delete(p.conns, cc)
 	lot.byFD[fc.fd] = fc
 	cc.ls.parked.push(fc)
