@@ -46,8 +46,37 @@ func TestH2ConnectionBegunDuringDrainGetsGoAway(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer raw.Close()
-			proxy.WaitFor(t, 5*time.Second, "the connection accepted", func() bool { return run.P.Stats().ActiveConns == 1 })
+			silent, err := net.Dial("tcp", run.Addr(tc.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer silent.Close()
+			proxy.WaitFor(t, 5*time.Second, "the connections accepted", func() bool { return run.P.Stats().ActiveConns == 2 })
 			run.P.Drain(time.Now().Add(time.Minute))
+
+			// One that becomes HTTP/2 and asks for nothing is sent GOAWAY
+			// and closed soon after, not at keepalive_timeout (75 s).
+			s := tc.start(silent)
+			s.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(s, http2.ClientPreface)
+			fr := http2.NewFramer(s, s)
+			fr.WriteSettings()
+			var goAwayFrame *http2.GoAwayFrame
+			for {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						t.Fatal("a silent HTTP/2 connection begun during the drain is still open after 5s")
+					}
+					break
+				}
+				if g, ok := f.(*http2.GoAwayFrame); ok {
+					goAwayFrame = g
+				}
+			}
+			if goAwayFrame == nil || goAwayFrame.ErrCode != http2.ErrCodeNo {
+				t.Fatalf("a silent HTTP/2 connection begun during the drain: GOAWAY %v, want NO_ERROR", goAwayFrame)
+			}
 
 			cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(tc.start(raw))
 			if err != nil {

@@ -141,12 +141,12 @@ func (c *h2Conn) serve() (parked bool) {
 		return appendWindowUpdate(b, 0, h2ConnWindow-h2DefaultWindow)
 	})
 	c.unackedSettings = 1
-	if !c.srv.add(c) {
-		c.goAway()
-	}
 	c.idleDeadline = time.Now().Add(c.srv.idleTimeout)
 	c.c.SetReadDeadline(c.idleDeadline)
 	c.idleArmed = true
+	if !c.srv.add(c) {
+		c.goAway() // and the linger's deadline, not keepalive_timeout
+	}
 	var preface [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(c.in, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
 		if err == nil {
