@@ -168,7 +168,6 @@ func TestH2HandlersAfterTheConnectionEnds(t *testing.T) {
 	})
 }
 
-
 // The server's SETTINGS say what it enforces: the header list
 // max_header_size allows (and 32 bytes for each of ten fields, which
 // HTTP/2 counts on top of names and values), the RFC's frame size, and
