@@ -6,7 +6,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -79,13 +78,7 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 	// The tolerance (5%) is far above the leases' overshoot: at 200/s a
 	// lease is 2 tokens, so the store's bucket runs at most 1 token ahead
 	// of the rate, and the four workers hold at most 2 tokens each.
-	f := floodLimited(t, ins, 3, 2*time.Second)
-	admitted, elapsed := f.admitted, f.elapsed
-	want := sharedLimitRate * elapsed.Seconds()
-	if math.Abs(float64(admitted)-want) > 0.05*want {
-		t.Fatalf("store up: admitted %d in %v through two instances, want %d/s shared: %.0f ± 5%%", admitted, elapsed, sharedLimitRate, want)
-	}
-	t.Logf("store up: admitted %d in %v (%.0f expected)", admitted, elapsed, want)
+	floodShared(t, ins, "store up")
 
 	srv.Stop()
 	for _, admin := range []string{adminA, adminB} {
@@ -97,8 +90,8 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 	// Fail open: each machine (instance) limits on its own, its workers
 	// together through its zone, so the two instances admit up to 200/s
 	// each, and nothing waits on the dead store.
-	f = floodLimited(t, ins, 3, time.Second)
-	admitted, elapsed = f.admitted, f.elapsed
+	f := floodLimited(t, ins, 3, time.Second)
+	admitted, elapsed := f.admitted, f.elapsed
 	if least, most := 1.5*sharedLimitRate*elapsed.Seconds(), 2*(sharedLimitRate*elapsed.Seconds()+1)*1.02; float64(admitted) < least || float64(admitted) > most {
 		t.Fatalf("store down: admitted %d in %v, want requests to keep flowing on each instance's own limit: from %.0f to %.0f", admitted, elapsed, least, most)
 	}
@@ -114,13 +107,29 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 	for _, admin := range []string{adminA, adminB} {
 		waitStoreUp(t, admin, store, 1)
 	}
-	f = floodLimited(t, ins, 3, 2*time.Second)
-	admitted, elapsed = f.admitted, f.elapsed
-	want = sharedLimitRate * elapsed.Seconds()
-	if math.Abs(float64(admitted)-want) > 0.05*want {
-		t.Fatalf("store back: admitted %d in %v, want %d/s shared: %.0f ± 5%%", admitted, elapsed, sharedLimitRate, want)
+	floodShared(t, ins, "store back")
+}
+
+// floodShared floods the instances sharing one limit through the store
+// and checks that they admitted sharedLimitRate together (± 5%). Over the
+// limit is the failure the test is for, and fails at once; under it, a
+// flood starved of CPU on a loaded machine, is tried again, up to three
+// floods in all.
+func floodShared(t *testing.T, ins []*instance, what string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		f := floodLimited(t, ins, 3, 2*time.Second)
+		want := sharedLimitRate * f.elapsed.Seconds()
+		t.Logf("%s, flood %d: admitted %d in %v (%.0f expected)", what, attempt, f.admitted, f.elapsed, want)
+		switch {
+		case float64(f.admitted) > 1.05*want:
+			t.Fatalf("%s: admitted %d in %v through %d instances, want %d/s shared: %.0f ± 5%%", what, f.admitted, f.elapsed, len(ins), sharedLimitRate, want)
+		case float64(f.admitted) >= 0.95*want:
+			return
+		case attempt == 3:
+			t.Fatalf("%s: admitted %d in %v, under %d/s shared (%.0f ± 5%%) three floods running", what, f.admitted, f.elapsed, sharedLimitRate, want)
+		}
 	}
-	t.Logf("store back: admitted %d in %v (%.0f expected)", admitted, elapsed, want)
 }
 
 // TestConfigCheckRefusesBadStore: -t fails on a store URL the client
