@@ -400,13 +400,15 @@ func (c *h2Conn) processData(f *http2.DataFrame) error {
 	}
 	c.recvWin -= n
 	st := c.streams[id]
-	if st == nil || st.clientEnded || c.goingAway && id > c.goAwayID {
-		// Not wanted: the connection's window is given back.
+	switch {
+	case c.goingAway && id > c.goAwayID:
+		// A stream after the GOAWAY, ignored: the connection's window
+		// is given back.
 		c.refundLocked(nil, n)
-		if st == nil || st.clientEnded {
-			return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
-		}
 		return nil
+	case st == nil || st.clientEnded:
+		c.refundLocked(nil, n)
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
 	}
 	if st.declLen >= 0 && st.got+int64(len(data)) > st.declLen {
 		c.refundLocked(nil, n)
