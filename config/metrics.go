@@ -35,3 +35,57 @@ const (
 	TLSALPNHTTP1
 	TLSCounterCount
 )
+
+// H2ErrCodeCount is how many HTTP/2 error codes there are (RFC 9113 7).
+const H2ErrCodeCount = 14
+
+// H2ErrCodeName is the name of HTTP/2 error code c, which the HTTP/2
+// counters are labelled with.
+func H2ErrCodeName(c int) string {
+	switch c {
+	case 0x0:
+		return "NO_ERROR"
+	case 0x1:
+		return "PROTOCOL_ERROR"
+	case 0x2:
+		return "INTERNAL_ERROR"
+	case 0x3:
+		return "FLOW_CONTROL_ERROR"
+	case 0x4:
+		return "SETTINGS_TIMEOUT"
+	case 0x5:
+		return "STREAM_CLOSED"
+	case 0x6:
+		return "FRAME_SIZE_ERROR"
+	case 0x7:
+		return "REFUSED_STREAM"
+	case 0x8:
+		return "CANCEL"
+	case 0x9:
+		return "COMPRESSION_ERROR"
+	case 0xa:
+		return "CONNECT_ERROR"
+	case 0xb:
+		return "ENHANCE_YOUR_CALM"
+	case 0xc:
+		return "INADEQUATE_SECURITY"
+	case 0xd:
+		return "HTTP_1_1_REQUIRED"
+	}
+	return "UNKNOWN"
+}
+
+// The HTTP/2 counters every worker keeps and the master sums, by index, as
+// the TLS ones: connections that began HTTP/2, streams (requests) opened,
+// streams the client reset, then RST_STREAM frames sent by error code
+// (H2ResetSent + code), then GOAWAY frames sent by error code
+// (H2GoAwaySent + code). A client reading no answers to its control frames
+// is hung up on without a GOAWAY, and counted as ENHANCE_YOUR_CALM.
+const (
+	H2Connections = iota
+	H2Streams
+	H2ClientResets
+	H2ResetSent
+	H2GoAwaySent   = H2ResetSent + H2ErrCodeCount
+	H2CounterCount = H2GoAwaySent + H2ErrCodeCount
+)

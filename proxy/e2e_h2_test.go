@@ -30,6 +30,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/pingora-go/pingora/config"
+
 	"github.com/pingora-go/pingora/proxy"
 )
 
@@ -560,8 +562,8 @@ route "all" { upstream = "app" }
 			t.Errorf("%s: upstream saw URI %q Host %q", mode, s.URI, s.Host)
 		}
 		// Response side: the upstream's hop-by-hop fields stay upstream.
-		// (x/net's server would drop Connection and Keep-Alive anyway;
-		// X-Hop, named by Connection, only the proxy knows to drop.)
+		// (Connection and Keep-Alive are never HTTP/2 fields; X-Hop,
+		// named by Connection, only the proxy knows to drop.)
 		for _, h := range []string{"X-Hop", "Keep-Alive", "Connection", "X-Backend-Secret"} {
 			if v := r.Header.Values(h); len(v) > 0 {
 				t.Errorf("%s: client received %s %q", mode, h, v)
@@ -718,7 +720,7 @@ route "all" { upstream = "app" }
 		if r := h2Do(t, cl, "POST", base+"/echo", "x", io.MultiReader(strings.NewReader(strings.Repeat("c", 700)), strings.NewReader(strings.Repeat("c", 700))), nil); r.Status != 413 {
 			t.Errorf("%s: 1400-byte body without content-length: status %d, want 413", mode, r.Status)
 		}
-		// Under the header list size the listener advertises (4416) (x/net's
+		// Under the header list size the listener advertises (4416: an
 		// allowance over max_header_size, which x/net's client respects)
 		// but over max_header_size once rendered as HTTP/1.1: the engine
 		// refuses it. (Past the advertised size: TestE2EH2HPACKBomb.)
@@ -892,14 +894,21 @@ func TestE2EH2RapidReset(t *testing.T) {
 		t.Logf("GOAWAY %v", h.goAway.ErrCode)
 	}
 	proxy.WaitFor(t, 5*time.Second, "no request in flight", func() bool { return rp.P.Stats().InFlight == 0 })
+	// Counted for /metrics: the client's resets, and the GOAWAY.
+	h2 := rp.P.Stats().H2
+	if h2[config.H2ClientResets] == 0 || h2[config.H2GoAwaySent+int(http2.ErrCodeEnhanceYourCalm)] != 1 {
+		t.Errorf("client resets counted %d, GOAWAY ENHANCE_YOUR_CALM %d, want some and 1",
+			h2[config.H2ClientResets], h2[config.H2GoAwaySent+int(http2.ErrCodeEnhanceYourCalm)])
+	}
 	if m := be.maxInflight.Load(); m > 8 {
 		t.Errorf("upstream handled %d requests at once, want at most max_concurrent_streams 8", m)
 	}
 	// A stream whose handler started before its reset was read may reach
 	// the upstream (and is cut there at once); the flood must not turn
-	// into as many upstream requests. (x/net starts at most 8 handlers at
-	// a time and gives up on the connection once more than 4*8 streams
-	// wait for one: a few dozen get in, depending on timing.)
+	// into as many upstream requests. (At most 8 handlers run at a time,
+	// a stream reset while it waits for one never starts, and the
+	// connection is given up on once more than 4*8 streams wait: a few
+	// get in at most, depending on timing.)
 	reached := 0
 	for _, r := range be.requests() {
 		if strings.HasPrefix(r.URI, "/rr") {
@@ -949,6 +958,10 @@ func TestE2EH2MaxConcurrentStreams(t *testing.T) {
 	}
 	if m := be.maxInflight.Load(); m != 4 {
 		t.Errorf("upstream handled %d requests at once, want max_concurrent_streams 4", m)
+	}
+	// Counted for /metrics: 6 refused on each of the two connections.
+	if n := rp.P.Stats().H2[config.H2ResetSent+int(http2.ErrCodeRefusedStream)]; n != 12 {
+		t.Errorf("RST_STREAM REFUSED_STREAM counted %d times, want 12", n)
 	}
 	// x/net's client, which keeps to the limit (opening another
 	// connection when one is full), gets every request answered. (Not
@@ -1111,11 +1124,10 @@ func TestE2EH2HPACKBomb(t *testing.T) {
 }
 
 // SETTINGS and PING floods, from a client that sends them and never
-// reads: each asks for an answer. x/net coalesces SETTINGS acks into one
-// (nothing piles up: the connection may stay open, the heap does not
-// grow with the flood); PING acks pile up until its bound on queued
-// control frames, when the connection is closed, long before send_timeout
-// would. Over h2c only: TLS changes nothing here.
+// reads: each asks for an answer. The answers pile up until the bound on
+// what may wait to be sent, when the connection is closed, long before
+// send_timeout would; meanwhile the heap does not grow with the flood.
+// Over h2c only: TLS changes nothing here.
 func TestE2EH2ControlFrameFloods(t *testing.T) {
 	// Not parallel: it measures the heap, which other tests would move.
 	be := startRecBackend(t)
@@ -1126,7 +1138,7 @@ func TestE2EH2ControlFrameFloods(t *testing.T) {
 		times     int // thousands of frames sent at most
 		mustClose bool
 	}{
-		{"SETTINGS", func(fr *http2.Framer) { fr.WriteSettings() }, 500, false},
+		{"SETTINGS", func(fr *http2.Framer) { fr.WriteSettings() }, 500, true},
 		{"PING", func(fr *http2.Framer) { fr.WritePing(false, [8]byte{1, 2, 3}) }, 2000, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1144,6 +1156,8 @@ func TestE2EH2ControlFrameFloods(t *testing.T) {
 			}
 			if n < tc.times {
 				t.Logf("connection closed after about %d frames, %v (%v)", n*1000, time.Since(start), err)
+				calm := func() uint64 { return rp.P.Stats().H2[config.H2GoAwaySent+int(http2.ErrCodeEnhanceYourCalm)] }
+				proxy.WaitFor(t, 5*time.Second, "the hang-up counted as ENHANCE_YOUR_CALM", func() bool { return calm() > 0 })
 				return
 			}
 			if tc.mustClose {

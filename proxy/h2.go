@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/pingora-go/pingora/config"
 )
 
 // HTTP/2 to clients. The server side of the protocol is ours (h2_conn.go:
@@ -60,14 +63,17 @@ type h2Server struct {
 	conns    map[*h2Conn]struct{}
 	draining bool
 
+	stats *[config.H2CounterCount]atomic.Uint64 // the proxy's
+
 	// streams pools the listener's h2Streams; readBufs, h2cConn's
 	// read buffers; writeBufs, h2Writer's queues.
 	streams, readBufs, writeBufs sync.Pool
 }
 
-func newH2Server(ls *listenerState) *h2Server {
+func newH2Server(ls *listenerState, stats *[config.H2CounterCount]atomic.Uint64) *h2Server {
 	cfg := &ls.cfg
 	return &h2Server{
+		stats:       stats,
 		maxStreams:  uint32(cfg.MaxConcurrentStreams),
 		maxList:     uint32(cfg.MaxHeaderSize + 10*32),
 		idleTimeout: cfg.KeepaliveTimeout,

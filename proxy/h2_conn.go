@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/pingora-go/pingora/config"
 )
 
 // One HTTP/2 connection, server side (RFC 9113). A goroutine reads the
@@ -132,6 +134,7 @@ func (c *h2Conn) newFramer() {
 // serve reads and acts on the client's frames until the connection ends
 // or parks.
 func (c *h2Conn) serve() (parked bool) {
+	c.count(config.H2Connections, 0)
 	c.w.frames(true, func(b []byte) []byte {
 		b = appendFrameHeader(b, 4*6, h2FrameSettings, 0, 0)
 		b = appendSetting(b, http2.SettingMaxConcurrentStreams, c.srv.maxStreams)
@@ -216,7 +219,19 @@ func (c *h2Conn) fail(code http2.ErrCode) {
 	last := c.maxID
 	c.goingAway = true
 	c.mu.Unlock()
+	c.count(config.H2GoAwaySent, code)
 	c.w.frames(true, func(b []byte) []byte { return appendGoAway(b, last, code) })
+}
+
+// count adds one to an HTTP/2 counter; code, for those by error code.
+func (c *h2Conn) count(counter int, code http2.ErrCode) {
+	if counter >= config.H2ResetSent {
+		if code >= config.H2ErrCodeCount {
+			return
+		}
+		counter += int(code)
+	}
+	c.srv.stats[counter].Add(1)
 }
 
 // goAway takes no new stream (graceful GOAWAY: a drain, or the client's
@@ -229,6 +244,7 @@ func (c *h2Conn) goAway() {
 	}
 	c.goingAway, c.goAwayID = true, c.maxID
 	last := c.maxID
+	c.count(config.H2GoAwaySent, http2.ErrCodeNo)
 	c.w.frames(true, func(b []byte) []byte { return appendGoAway(b, last, http2.ErrCodeNo) })
 	c.armIdleLocked()
 }
@@ -264,6 +280,9 @@ func (c *h2Conn) end() {
 	c.mu.Unlock()
 	for _, st := range queued {
 		c.srv.putStream(st)
+	}
+	if errors.Is(c.w.failure(), errH2Calm) {
+		c.count(config.H2GoAwaySent, http2.ErrCodeEnhanceYourCalm) // hung up on, without a GOAWAY
 	}
 	c.w.Close()
 	c.handlers.Wait()
@@ -302,6 +321,7 @@ func (c *h2Conn) process(f http2.Frame) error {
 			return http2.ConnectionError(http2.ErrCodeProtocol) // idle (RFC 9113 6.4)
 		}
 		if st := c.streams[f.StreamID]; st != nil {
+			c.count(config.H2ClientResets, 0)
 			c.abortLocked(st, errH2StreamReset)
 		}
 	case *http2.PriorityFrame:
@@ -492,6 +512,7 @@ func (c *h2Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		c.srv.putStream(st)
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
+	c.count(config.H2Streams, 0)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st.sendWin, st.recvWin = c.initWin, h2StreamWindow
@@ -577,6 +598,7 @@ func (c *h2Conn) resetLocked(id uint32, code http2.ErrCode) {
 	if st := c.streams[id]; st != nil {
 		c.abortLocked(st, errH2StreamReset)
 	}
+	c.count(config.H2ResetSent, code)
 	c.w.frames(true, func(b []byte) []byte { return appendRSTStream(b, id, code) })
 }
 

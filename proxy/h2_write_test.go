@@ -8,11 +8,14 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/pingora-go/pingora/config"
 )
 
 // recConn records what is written to it.
@@ -73,7 +76,7 @@ func readSent(t *testing.T, b []byte) *sentStream {
 // newTestStream is stream 1 of a connection whose frames rec records.
 func newTestStream() (*h2Stream, *h2Conn, *recConn) {
 	rec := &recConn{}
-	srv := newH2Server(&listenerState{})
+	srv := newH2Server(&listenerState{}, new([config.H2CounterCount]atomic.Uint64))
 	cc := &clientConn{p: &Proxy{}} // a proxy not draining
 	c := newH2Conn(cc, srv, &h2In{Conn: rec, pool: &sync.Pool{}})
 	c.sendWin = 1 << 20

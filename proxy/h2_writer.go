@@ -91,6 +91,13 @@ func (w *h2Writer) frames(control bool, fill func(b []byte) []byte) error {
 	return nil
 }
 
+// failure is the error that failed the writer, if any.
+func (w *h2Writer) failure() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
 // Write queues p as it is (tests; the preface of a connection).
 func (w *h2Writer) Write(p []byte) (int, error) {
 	if err := w.frames(false, func(b []byte) []byte { return append(b, p...) }); err != nil {

@@ -225,7 +225,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			}
 		}
 		if l.H2C || (ls.tls != nil && slices.Contains(ls.tls.NextProtos, config.ALPNHTTP2)) {
-			ls.h2 = newH2Server(ls)
+			ls.h2 = newH2Server(ls, &p.stats.h2)
 		}
 		p.listeners[l.Name] = ls
 	}

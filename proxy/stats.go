@@ -24,6 +24,9 @@ type Stats struct {
 	// TLS counts handshakes by outcome and protocol version, indexed by
 	// config.TLSHandshakeFull ... config.TLSVersion13.
 	TLS [config.TLSCounterCount]uint64
+	// H2 counts HTTP/2 connections, streams, and resets and GOAWAYs by
+	// error code, indexed by config.H2Connections ... config.H2GoAwaySent+code.
+	H2 [config.H2CounterCount]uint64
 
 	// RequestLatency is from the request head to the end of the response;
 	// UpstreamLatency from the start of the attempt that answered to its
@@ -106,6 +109,7 @@ type counters struct {
 	rateLimited atomic.Uint64
 	upstreamErr atomic.Uint64
 	tls         [config.TLSCounterCount]atomic.Uint64
+	h2          [config.H2CounterCount]atomic.Uint64
 	reqLatency  histogram
 	upLatency   histogram
 }
@@ -134,6 +138,9 @@ func (p *Proxy) Stats() Stats {
 	}
 	for i := range s.TLS {
 		s.TLS[i] = p.stats.tls[i].Load()
+	}
+	for i := range s.H2 {
+		s.H2[i] = p.stats.h2[i].Load()
 	}
 	s.RequestLatency = p.stats.reqLatency.snapshot()
 	s.UpstreamLatency = p.stats.upLatency.snapshot()

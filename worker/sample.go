@@ -48,6 +48,7 @@ func (s *sampler) sample(st proxy.Stats) *wire.WorkerSample {
 		RateLimited:    st.RateLimited,
 		UpstreamErrors: st.UpstreamErr,
 		TLS:            st.TLS,
+		H2:             st.H2,
 		ActiveConns:    st.ActiveConns,
 		ParkedConns:    st.ParkedConns,
 		InFlight:       st.InFlight,

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestH2WithCurlAndOpenSSL: clients nobody here wrote speak HTTP/2 to the
@@ -23,12 +24,16 @@ func TestH2WithCurlAndOpenSSL(t *testing.T) {
 	in := newInstance(t, 1)
 	tlsAddr := in.addTLSListener()
 	h2cPort := freePort(t)
+	admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	in.Params.Extra += fmt.Sprintf(`
 listener "cleartext-h2" {
   address = "127.0.0.1:%d"
   h2c     = true
 }
-`, h2cPort)
+admin {
+  address = %q
+}
+`, h2cPort, admin)
 	in.WriteConfig(in.Params)
 	in.Start()
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
@@ -58,6 +63,15 @@ listener "cleartext-h2" {
 			t.Errorf("curl %s: %q over HTTP/%s, want \"gen 0\" over HTTP/%s", c.name, body, version, c.want)
 		}
 	}
+
+	// The master's /metrics counts them: two HTTP/2 connections, a
+	// stream each (workers report every few seconds).
+	waitFor(t, 15*time.Second, "the HTTP/2 requests counted in /metrics", func() (bool, string) {
+		m := scrape(t, admin)
+		conns, _ := m.sum("pingora_http2_connections_total")
+		streams, _ := m.sum("pingora_http2_streams_total")
+		return conns >= 2 && streams >= 2, fmt.Sprintf("connections %g, streams %g", conns, streams)
+	})
 
 	cmd := exec.Command("openssl", "s_client", "-connect", tlsAddr, "-servername", "a.example", "-alpn", "h2")
 	cmd.Stdin = strings.NewReader("")

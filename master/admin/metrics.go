@@ -19,18 +19,19 @@ var classes = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 // descs are the metrics' descriptions: fixed, so Describe can list them and
 // the registry checks every Collect against them.
 type descs struct {
-	requests, requestDuration, upstreamDuration            *prometheus.Desc
-	bytesReceived, bytesSent, activeConns, inFlight        *prometheus.Desc
-	parkedConns                                            *prometheus.Desc
-	serverHealthy, serverInFlight, serverRequests          *prometheus.Desc
-	serverFailures, rateLimited, upstreamErrors            *prometheus.Desc
-	serverChecks, serverDisabled                           *prometheus.Desc
-	workerRestarts, reloads, upgrades, generation, workers *prometheus.Desc
-	workersReporting, certExpiry                           *prometheus.Desc
-	tlsHandshakes, tlsVersions, tlsALPN                    *prometheus.Desc
-	zoneSlots, zoneUsed, zoneEvictions                     *prometheus.Desc
-	storeUp, storeErrors                                   *prometheus.Desc
-	healthSlots, healthUsed, healthOverflows               *prometheus.Desc
+	requests, requestDuration, upstreamDuration             *prometheus.Desc
+	bytesReceived, bytesSent, activeConns, inFlight         *prometheus.Desc
+	parkedConns                                             *prometheus.Desc
+	serverHealthy, serverInFlight, serverRequests           *prometheus.Desc
+	serverFailures, rateLimited, upstreamErrors             *prometheus.Desc
+	serverChecks, serverDisabled                            *prometheus.Desc
+	workerRestarts, reloads, upgrades, generation, workers  *prometheus.Desc
+	workersReporting, certExpiry                            *prometheus.Desc
+	tlsHandshakes, tlsVersions, tlsALPN                     *prometheus.Desc
+	h2Conns, h2Streams, h2ClientResets, h2Resets, h2GoAways *prometheus.Desc
+	zoneSlots, zoneUsed, zoneEvictions                      *prometheus.Desc
+	storeUp, storeErrors                                    *prometheus.Desc
+	healthSlots, healthUsed, healthOverflows                *prometheus.Desc
 }
 
 func newDescs() *descs {
@@ -64,6 +65,11 @@ func newDescs() *descs {
 		tlsHandshakes:    d("tls_handshakes_total", "TLS handshakes on client connections: full, resumed, or failed by reason (timeout, closed, protocol).", "result", "reason"),
 		tlsVersions:      d("tls_connections_total", "Completed TLS handshakes by protocol version.", "version"),
 		tlsALPN:          d("tls_alpn_total", "Completed TLS handshakes by the application protocol chosen by ALPN (none counts as http/1.1).", "protocol"),
+		h2Conns:          d("http2_connections_total", "Client connections that began HTTP/2."),
+		h2Streams:        d("http2_streams_total", "HTTP/2 streams (requests) opened by clients."),
+		h2ClientResets:   d("http2_client_resets_total", "HTTP/2 streams the client reset (RST_STREAM) before their response ended."),
+		h2Resets:         d("http2_resets_sent_total", "RST_STREAM frames sent to HTTP/2 clients, by error code (REFUSED_STREAM: over max_concurrent_streams; PROTOCOL_ERROR: a malformed request).", "code"),
+		h2GoAways:        d("http2_goaways_sent_total", "GOAWAY frames sent to HTTP/2 clients, by error code (NO_ERROR: a drain or keepalive_timeout; ENHANCE_YOUR_CALM: rapid resets, or control frames whose answers the client does not read).", "code"),
 		zoneSlots:        d("rate_limit_zone_slots", "Keys the shared rate-limit zone can hold (rate_limit_zone_size / 16 bytes, less a header)."),
 		zoneUsed:         d("rate_limit_zone_used_slots", "Slots of the shared rate-limit zone holding a bucket that is not full (estimated from a sample of slots in a large zone)."),
 		zoneEvictions:    d("rate_limit_evictions_total", "Keys the shared rate-limit zone forgot while their bucket was not full, to make room for another key, since the zone was created (kept across reloads and upgrades)."),
@@ -90,7 +96,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.activeConns, d.parkedConns, d.inFlight, d.serverHealthy, d.serverInFlight, d.serverRequests, d.serverChecks, d.serverDisabled,
 		d.serverFailures, d.rateLimited, d.upstreamErrors, d.workerRestarts, d.reloads,
 		d.upgrades, d.generation, d.workers, d.workersReporting, d.certExpiry,
-		d.tlsHandshakes, d.tlsVersions, d.tlsALPN, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
+		d.tlsHandshakes, d.tlsVersions, d.tlsALPN, d.h2Conns, d.h2Streams, d.h2ClientResets, d.h2Resets, d.h2GoAways, d.zoneSlots, d.zoneUsed, d.zoneEvictions,
 		d.healthSlots, d.healthUsed, d.healthOverflows,
 		d.storeUp, d.storeErrors,
 	} {
@@ -142,6 +148,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.tlsVersions, t.tls[config.TLSVersion13], "TLSv1.3")
 	counter(d.tlsALPN, t.tls[config.TLSALPNHTTP2], "h2")
 	counter(d.tlsALPN, t.tls[config.TLSALPNHTTP1], "http/1.1")
+	counter(d.h2Conns, t.h2[config.H2Connections])
+	counter(d.h2Streams, t.h2[config.H2Streams])
+	counter(d.h2ClientResets, t.h2[config.H2ClientResets])
+	for code := range config.H2ErrCodeCount {
+		counter(d.h2Resets, t.h2[config.H2ResetSent+code], config.H2ErrCodeName(code))
+		counter(d.h2GoAways, t.h2[config.H2GoAwaySent+code], config.H2ErrCodeName(code))
+	}
 
 	conns, servers := s.gauges()
 	gauge(d.activeConns, float64(conns.active))

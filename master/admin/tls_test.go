@@ -104,3 +104,27 @@ func TestStatusTLS(t *testing.T) {
 		t.Errorf("tls %+v without a TLS listener", st.TLS)
 	}
 }
+
+// The workers' HTTP/2 counts are summed into pingora_http2_*: connections,
+// streams, client resets, and resets and GOAWAYs sent, by error code.
+func TestMetricsHTTP2(t *testing.T) {
+	var a Aggregator
+	base := serve(t, &a)
+	w1, w2 := traffic(101, 1, t0, 2), traffic(102, 1, t0, 2)
+	w1.H2[config.H2Connections], w1.H2[config.H2Streams], w1.H2[config.H2ClientResets] = 2, 30, 4
+	w2.H2[config.H2Connections], w2.H2[config.H2Streams] = 1, 12
+	w1.H2[config.H2ResetSent+0x7], w2.H2[config.H2ResetSent+0x7], w2.H2[config.H2ResetSent+0x1] = 3, 2, 1
+	w1.H2[config.H2GoAwaySent+0x0], w2.H2[config.H2GoAwaySent+0xb] = 2, 1
+	mustObserve(t, &a, w1, w2)
+	a.SetMaster(fixtureMaster(1, Worker{PID: 101, Generation: 1, State: "ready", Started: t0}, Worker{PID: 102, Generation: 1, State: "ready", Started: t0}))
+	checkSeries(t, "http2", series(scrape(t, base)), map[string]float64{
+		"pingora_http2_connections_total{}":                        3,
+		"pingora_http2_streams_total{}":                            42,
+		"pingora_http2_client_resets_total{}":                      4,
+		"pingora_http2_resets_sent_total{code=REFUSED_STREAM}":     5,
+		"pingora_http2_resets_sent_total{code=PROTOCOL_ERROR}":     1,
+		"pingora_http2_resets_sent_total{code=INTERNAL_ERROR}":     0,
+		"pingora_http2_goaways_sent_total{code=NO_ERROR}":          2,
+		"pingora_http2_goaways_sent_total{code=ENHANCE_YOUR_CALM}": 1,
+	})
+}

@@ -12,6 +12,7 @@ type counters struct {
 	rateLimited     uint64
 	upstreamErrors  uint64
 	tls             [config.TLSCounterCount]uint64
+	h2              [config.H2CounterCount]uint64
 	unrouted        [5]uint64
 	routes          map[string][5]uint64
 	requestLatency  hist
@@ -64,6 +65,9 @@ func (c *counters) add(s *WorkerSample) {
 	c.upstreamErrors += s.UpstreamErrors
 	for i, n := range s.TLS {
 		c.tls[i] += n
+	}
+	for i, n := range s.H2 {
+		c.h2[i] += n
 	}
 	for i, n := range s.Unrouted {
 		c.unrouted[i] += n

@@ -32,6 +32,10 @@ type WorkerSample struct {
 	// TLS counts handshakes by outcome and version, indexed by
 	// config.TLSHandshakeFull ... config.TLSVersion13.
 	TLS [config.TLSCounterCount]uint64 `json:"tls"`
+	// H2 counts HTTP/2 connections, streams, client resets, and the
+	// resets and GOAWAYs sent by error code, indexed by
+	// config.H2Connections ... config.H2GoAwaySent+code.
+	H2 [config.H2CounterCount]uint64 `json:"h2"`
 
 	ActiveConns int64 `json:"active_connections"` // gauge: open client connections
 	ParkedConns int64 `json:"parked_connections"` // gauge: of those, idle ones parked without a goroutine
