@@ -116,8 +116,8 @@ func (w *h2Writer) flush() {
 		w.mu.Unlock()
 		err := w.writeAll(*b)
 		w.mu.Lock()
-		if err != nil {
-			w.err = err
+		if err != nil && w.err == nil {
+			w.err = err // the first failure stays (a hang-up: errH2Calm)
 		}
 		if cap(*b) <= 2*h2WriteQueueMax {
 			*b = (*b)[:0]
