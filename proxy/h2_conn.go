@@ -205,8 +205,8 @@ func (c *h2Conn) handleError(err error, f http2.Frame) bool {
 		idle := len(c.streams) == 0 && !c.goingAway
 		c.mu.Unlock()
 		if idle {
-			// keepalive_timeout without a stream: GOAWAY, as x/net
-			// did, and close.
+			// keepalive_timeout without a stream: GOAWAY, so that a
+			// request that crosses the close is known unprocessed.
 			c.fail(http2.ErrCodeNo)
 		}
 	}
