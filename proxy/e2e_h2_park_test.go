@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/pingora-go/pingora/proxy"
 )
 
@@ -33,7 +35,8 @@ func TestE2EH2ConnectionParksAndResumes(t *testing.T) {
 			get(h, 3, "/after-parking")
 			parked("the connection parked again")
 
-			// Its keep-alive time runs on while parked.
+			// Its keep-alive time runs on while parked; at its end it is
+			// sent GOAWAY, then closed.
 			idleFrom := time.Now()
 			if !h.closedWithin(5 * time.Second) {
 				t.Fatal("a parked connection outlived keepalive_timeout")
@@ -41,6 +44,10 @@ func TestE2EH2ConnectionParksAndResumes(t *testing.T) {
 			if idle := time.Since(idleFrom); idle < time.Second {
 				t.Fatalf("closed after %v idle, before keepalive_timeout", idle)
 			}
+			if h.goAway == nil || h.goAway.ErrCode != http2.ErrCodeNo || h.goAway.LastStreamID != 3 {
+				t.Fatalf("closed at keepalive_timeout with GOAWAY %v, want NO_ERROR with last stream 3", h.goAway)
+			}
+			h.goAway = nil
 			proxy.WaitFor(t, 5*time.Second, "no connection left", func() bool {
 				s := rp.P.Stats()
 				return s.ActiveConns == 0 && s.ParkedConns == 0

@@ -205,9 +205,12 @@ func (c *h2Conn) handleError(err error, f http2.Frame) bool {
 		idle := len(c.streams) == 0 && !c.goingAway
 		c.mu.Unlock()
 		if idle {
-			// keepalive_timeout without a stream: GOAWAY, so that a
-			// request that crosses the close is known unprocessed.
-			c.fail(http2.ErrCodeNo)
+			// keepalive_timeout without a stream: GOAWAY, then the
+			// linger, so that a request crossing the close is known
+			// unprocessed, and the client reads the GOAWAY rather
+			// than a reset.
+			c.goAway()
+			return true
 		}
 	}
 	return false

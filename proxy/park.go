@@ -533,6 +533,25 @@ func (p *Proxy) sweepIdle(lot *parkingLot) {
 	}
 }
 
+// wakeExpired hands a parked HTTP/2 connection whose keep-alive time is
+// over to a goroutine, as a readable one is: its reader meets the deadline
+// that passed, and says GOAWAY before it closes (h2_conn.go), where a
+// plain close could reset a request crossing it. False when the proxy is
+// closing: the caller closes it.
+func (p *Proxy) wakeExpired(fc *fileConn) bool {
+	p.mu.Lock()
+	if p.closing.Load() || p.cutting {
+		p.mu.Unlock()
+		return false
+	}
+	cc := p.getClientConn()
+	cc.resume(fc)
+	p.conns[cc] = struct{}{}
+	p.mu.Unlock()
+	go p.serveConns(cc)
+	return true
+}
+
 // aLongTimeAgo is a read deadline that has passed: setting it wakes a
 // goroutine waiting to read.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -565,7 +584,9 @@ func (p *Proxy) sweep(lot *parkingLot, now time.Time, asked []*clientConn, expir
 		asked[i] = nil
 	}
 	for i, fc := range expired {
-		p.closeParked(fc)
+		if fc.parked.h2 == nil || !p.wakeExpired(fc) {
+			p.closeParked(fc)
+		}
 		expired[i] = nil
 	}
 	if release {
