@@ -111,25 +111,11 @@ func TestSharedRateLimitAcrossInstances(t *testing.T) {
 }
 
 // floodShared floods the instances sharing one limit through the store
-// and checks that they admitted sharedLimitRate together (± 5%). Over the
-// limit is the failure the test is for, and fails at once; under it, a
-// flood starved of CPU on a loaded machine, is tried again, up to three
-// floods in all.
+// and checks that they admitted sharedLimitRate together (± 5%).
 func floodShared(t *testing.T, ins []*instance, what string) {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		f := floodLimited(t, ins, 3, 2*time.Second)
-		want := sharedLimitRate * f.elapsed.Seconds()
-		t.Logf("%s, flood %d: admitted %d in %v (%.0f expected)", what, attempt, f.admitted, f.elapsed, want)
-		switch {
-		case float64(f.admitted) > 1.05*want:
-			t.Fatalf("%s: admitted %d in %v through %d instances, want %d/s shared: %.0f ± 5%%", what, f.admitted, f.elapsed, len(ins), sharedLimitRate, want)
-		case float64(f.admitted) >= 0.95*want:
-			return
-		case attempt == 3:
-			t.Fatalf("%s: admitted %d in %v, under %d/s shared (%.0f ± 5%%) three floods running", what, f.admitted, f.elapsed, sharedLimitRate, want)
-		}
-	}
+	floodCounted(t, ins, 3, 2*time.Second, fmt.Sprintf("%s, %d instances sharing %d/s", what, len(ins), sharedLimitRate), 0.05,
+		func(f floodResult) float64 { return sharedLimitRate * f.elapsed.Seconds() })
 }
 
 // TestConfigCheckRefusesBadStore: -t fails on a store URL the client
