@@ -2,18 +2,13 @@ package proxy_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
 
 	"golang.org/x/net/http2"
-
-	"github.com/pingora-go/pingora/proxy"
 )
 
 // TestH2BufferedBodyReturnsItsBuffers: an HTTP/2 stream whose body is
@@ -25,25 +20,10 @@ import (
 // skipped: bodies over 16 KiB then failed at random with status 0.)
 func TestH2BufferedBodyReturnsItsBuffers(t *testing.T) {
 	be := startBackend(t, "b1")
-	run := startProxy(t, expand(`
-listener "plain" {
-  address = "127.0.0.1:1"
-  h2c     = true
-}
-upstream "app" {
-  server "@BE@" {}
-}
-route "all" { upstream = "app" }
-`, map[string]string{"BE": be.Addr}), proxy.Options{})
-	addr := run.Addr("plain")
-
-	h2 := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}
+	run := h2Proxy(t, h2Setup{BE: be.Addr})
+	addr := run.Addr("h2c")
+	cl, _ := h2Client(t, run, "h2c")
+	h2 := cl.Transport.(*http2.Transport)
 	defer h2.CloseIdleConnections()
 	h1 := newClient()
 	defer h1.CloseIdleConnections()
