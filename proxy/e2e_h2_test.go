@@ -112,29 +112,11 @@ func h2Client(t *testing.T, rp *proxy.Running, mode string) (*http.Client, strin
 // over HTTP/2.
 func h2Do(t *testing.T, c *http.Client, method, url, host string, body io.Reader, hdr map[string]string) result {
 	t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		t.Fatal(err)
+	r := do(t, c, method, url, host, body, hdr)
+	if r.Proto != "HTTP/2.0" {
+		t.Fatalf("%s %s: answered over %s, want HTTP/2", method, url, r.Proto)
 	}
-	if host != "" {
-		req.Host = host
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s (Host %s): %v", method, url, host, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, url, err)
-	}
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("%s %s: answered over %s, want HTTP/2", method, url, resp.Proto)
-	}
-	return result{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	return r
 }
 
 // ---- a recording upstream ----

@@ -97,6 +97,7 @@ type result struct {
 	Status int
 	Header http.Header
 	Body   string
+	Proto  string // "HTTP/1.1", "HTTP/2.0"
 }
 
 // do sends one request with the given Host and returns the read response.
@@ -152,7 +153,7 @@ func tryDo(c *http.Client, method, url, host string, body io.Reader, hdr map[str
 	if err != nil {
 		return result{}, fmt.Errorf("read body: %w", err)
 	}
-	return result{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}, nil
+	return result{Status: resp.StatusCode, Header: resp.Header, Body: string(b), Proto: resp.Proto}, nil
 }
 
 // clip shortens a body for a failure message.
