@@ -1388,3 +1388,40 @@ func mustRead(r io.Reader) []byte {
 	b, _ := io.ReadAll(r)
 	return b
 }
+
+// HTTP/2 over TLS 1.2 takes an AEAD suite with an ephemeral key exchange
+// (RFC 9113 9.2.2): a client offering only a CBC suite, which the
+// listener still grants HTTP/1.1 clients, is refused with GOAWAY
+// INADEQUATE_SECURITY; one offering GCM is served.
+func TestE2EH2RefusesProhibitedCipherSuites(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2Proxy(t, h2Setup{BE: be.Addr})
+	dial := func(suite uint16) *http2.Framer {
+		c, err := tls.Dial("tcp", rp.Addr("h2"), &tls.Config{RootCAs: certPool(t), ServerName: "a.example",
+			MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatalf("TLS 1.2 with %s: %v", tls.CipherSuiteName(suite), err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+			t.Fatalf("%s: ALPN chose %q, want h2", tls.CipherSuiteName(suite), p)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, http2.ClientPreface)
+		fr := http2.NewFramer(c, c)
+		fr.WriteSettings()
+		return fr
+	}
+	fr := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA)
+	f, err := fr.ReadFrame()
+	if g, ok := f.(*http2.GoAwayFrame); err != nil || !ok || g.ErrCode != http2.ErrCodeInadequateSecurity {
+		t.Fatalf("HTTP/2 over a CBC suite: first frame %v (%v), want GOAWAY INADEQUATE_SECURITY", f, err)
+	}
+	fr = dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+	if f, err := fr.ReadFrame(); err != nil {
+		t.Fatalf("HTTP/2 over a GCM suite: %v", err)
+	} else if _, ok := f.(*http2.SettingsFrame); !ok {
+		t.Fatalf("HTTP/2 over a GCM suite: first frame %v, want SETTINGS", f)
+	}
+}

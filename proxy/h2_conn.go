@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -135,6 +136,13 @@ func (c *h2Conn) newFramer() {
 // or parks.
 func (c *h2Conn) serve() (parked bool) {
 	c.count(config.H2Connections, 0)
+	if tc, ok := c.c.(*tls.Conn); ok && !h2CipherSuite(tc.ConnectionState()) {
+		// A TLS 1.2 suite HTTP/2 prohibits (RFC 9113 9.2.2): a client
+		// offering nothing better was chosen one for HTTP/1.1's sake.
+		c.fail(http2.ErrCodeInadequateSecurity)
+		c.end()
+		return false
+	}
 	c.w.frames(true, func(b []byte) []byte {
 		b = appendFrameHeader(b, 4*6, h2FrameSettings, 0, 0)
 		b = appendSetting(b, http2.SettingMaxConcurrentStreams, c.srv.maxStreams)
@@ -159,6 +167,23 @@ func (c *h2Conn) serve() (parked bool) {
 		return false
 	}
 	return c.readFrames()
+}
+
+// h2CipherSuite reports whether HTTP/2 may run over the connection's TLS:
+// TLS 1.3, or TLS 1.2 with an ephemeral key exchange and an AEAD cipher
+// (RFC 9113 9.2.2 prohibits the rest, among them the CBC suites Go still
+// offers for TLS 1.2 clients).
+func h2CipherSuite(cs tls.ConnectionState) bool {
+	if cs.Version >= tls.VersionTLS13 {
+		return true
+	}
+	switch cs.CipherSuite {
+	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256:
+		return true
+	}
+	return false
 }
 
 // readFrames is the reading loop; it returns when the connection parks

@@ -10,8 +10,8 @@ import (
 )
 
 // HTTP/2 over TLS end to end, streams in parallel on one connection: each
-// gets its own answer whole, and the connection is HTTP/2 with the TLS
-// state x/net checks (TLS 1.2 or later; it refuses HTTP/2 otherwise).
+// gets its own answer whole, and the connection is HTTP/2 (its TLS
+// passes the check of TestE2EH2RefusesProhibitedCipherSuites).
 func TestH2OverTLSParallelStreams(t *testing.T) {
 	be := startBackend(t, "b")
 	rp := oneCertProxy(t, be, "", "", proxy.Options{})
