@@ -1363,6 +1363,27 @@ func TestE2EH2SmugglingConnectionFields(t *testing.T) {
 	t.Errorf("the te: trailers request did not reach the upstream")
 }
 
+// A request whose target is ambiguous is malformed (RFC 9113 8.3.1) and
+// never reaches the upstream: a host field naming another authority, two
+// host fields, userinfo or a path in :authority, and a :path that is not
+// origin-form (an absolute URI the engine could route by).
+func TestE2EH2SmugglingAuthorityAndPath(t *testing.T) {
+	t.Parallel()
+	be := startRecBackend(t)
+	rp := h2SmugglingProxy(t, be)
+	target := func(authority, path string, extra ...string) []string {
+		return append([]string{":method", "GET", ":scheme", "https", ":authority", authority, ":path", path}, extra...)
+	}
+	runSmuggleCases(t, rp, be, []smuggleCase{
+		{name: "host naming another authority", fields: target("h2.example", "/stream/a", "host", "smuggled.example")},
+		{name: "two host fields", fields: target("h2.example", "/stream/a", "host", "h2.example", "host", "h2.example")},
+		{name: "userinfo in :authority", fields: target("smuggled@h2.example", "/stream/a")},
+		{name: "a path in :authority", fields: target("h2.example/smuggled", "/stream/a")},
+		{name: "absolute-form :path", fields: target("h2.example", "http://smuggled.example/stream/a")},
+		{name: ":path without a slash", fields: target("h2.example", "smuggled")},
+	})
+}
+
 // A stream whose body outgrew the connection's read buffer (buffered in a
 // body buffer) leaves nothing behind for the next stream served by the
 // same pooled state: bodies of every kind keep arriving whole.

@@ -7,9 +7,11 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 )
 
@@ -240,16 +242,23 @@ func (st *h2Stream) prepare(f *http2.MetaHeadersFrame) error {
 	} else if method == "" || path == "" || scheme != "http" && scheme != "https" {
 		return errH2Malformed
 	}
-	if authority == "" {
-		for _, hf := range f.RegularFields() {
-			if hf.Name == "host" {
-				authority = hf.Value
-				break
+	// A host field must name what :authority does (RFC 9113 8.3.1), once;
+	// userinfo has no place in either.
+	hosts := 0
+	for _, hf := range f.RegularFields() {
+		if hf.Name == "host" {
+			if hosts++; hosts > 1 || authority != "" && hf.Value != authority {
+				return errH2Malformed
 			}
+			authority = hf.Value
 		}
 	}
-	if !validToken(method) || !validTarget(path) || !validTarget(authority) {
+	if !validToken(method) || !validTarget(path) || strings.IndexByte(authority, '@') >= 0 ||
+		authority != "" && !httpguts.ValidHostHeader(authority) {
 		return errH2Malformed
+	}
+	if method != "CONNECT" && path[0] != '/' && path != "*" {
+		return errH2Malformed // origin-form or "*" only: no absolute-form to route by
 	}
 	b := append(st.reqBuf[:0], method...)
 	b = append(append(append(b, ' '), path...), " HTTP/1.1\r\nhost: "...)
@@ -334,8 +343,8 @@ func isTokenChar(c byte) bool {
 	return false
 }
 
-// validTarget reports a :path or :authority that stays one token of the
-// rendered request line or Host field: no space, control byte or DEL.
+// validTarget reports a :path that stays one token of the rendered
+// request line: no space, control byte or DEL.
 func validTarget(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c == 0x7f {
