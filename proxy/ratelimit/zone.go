@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pingora-go/pingora/proxy/internal/shm"
 )
 
 // Zone is the machine-wide rate-limit table: a fixed-size open-addressing
@@ -99,21 +101,13 @@ func ZoneSlots(size int64) int64 {
 // MapZone maps the zone the master passed (a memfd) and attaches to it.
 // The mapping lives as long as the process.
 func MapZone(f *os.File) (*Zone, error) {
-	st, err := f.Stat()
+	mem, err := shm.Map(f, "rate-limit zone", headerSize+minSlots*slotSize, math.MaxInt32*int64(slotSize))
 	if err != nil {
-		return nil, fmt.Errorf("rate-limit zone: %w", err)
-	}
-	size := st.Size()
-	if size < headerSize+minSlots*slotSize || size > math.MaxInt32*int64(slotSize) {
-		return nil, fmt.Errorf("rate-limit zone: size %d is out of range", size)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("rate-limit zone: mmap: %w", err)
+		return nil, err
 	}
 	z, err := attach(mem)
 	if err != nil {
-		unix.Munmap(mem)
+		shm.Unmap(mem)
 		return nil, err
 	}
 	return z, nil

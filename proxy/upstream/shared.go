@@ -8,7 +8,7 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/pingora-go/pingora/proxy/internal/shm"
 )
 
 // HealthTable is the health of every upstream server of a machine: a
@@ -129,21 +129,13 @@ func unpackPassive(w uint64) (n int64, windowStart int64) {
 // MapHealthTable maps the table the master passed (a memfd) and attaches
 // to it. The mapping lives as long as the process.
 func MapHealthTable(f *os.File) (*HealthTable, error) {
-	st, err := f.Stat()
+	mem, err := shm.Map(f, "health zone", tableHeaderSize+minTableSlots*slotBytes, 1<<30)
 	if err != nil {
-		return nil, fmt.Errorf("health zone: %w", err)
-	}
-	size := st.Size()
-	if size < tableHeaderSize+minTableSlots*slotBytes || size > 1<<30 {
-		return nil, fmt.Errorf("health zone: size %d is out of range", size)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("health zone: mmap: %w", err)
+		return nil, err
 	}
 	t, err := attachTable(mem)
 	if err != nil {
-		unix.Munmap(mem)
+		shm.Unmap(mem)
 		return nil, err
 	}
 	return t, nil
