@@ -32,9 +32,8 @@ var lastChunk = []byte("0\r\n\r\n")
 // engine, a net.Conn whose Read yields the request and whose Write takes
 // the response.
 type h2Stream struct {
-	conn   *h2Conn
-	parent *clientConn
-	id     uint32
+	conn *h2Conn
+	id   uint32
 	// rst: the stream was reset, by either side, or its connection
 	// ended: nothing more is sent on it.
 	rst atomic.Bool
@@ -93,7 +92,7 @@ func (h *h2Server) getStream() *h2Stream {
 
 // putStream pools st; what it grew large is dropped.
 func (h *h2Server) putStream(st *h2Stream) {
-	st.conn, st.parent, st.sc = nil, nil, nil
+	st.conn, st.sc = nil, nil
 	if cap(st.recv) > 16<<10 {
 		st.recv = nil
 	}
@@ -103,7 +102,7 @@ func (h *h2Server) putStream(st *h2Stream) {
 // open readies a pooled stream for stream id of c, keeping the capacity
 // of its buffers.
 func (st *h2Stream) open(c *h2Conn, id uint32, hasBody bool) {
-	st.conn, st.parent, st.id = c, c.cc, id
+	st.conn, st.id = c, id
 	st.rst.Store(false)
 	st.closed.Store(false)
 	st.inTable, st.clientEnded, st.localEnded = true, false, false
@@ -554,7 +553,7 @@ func (st *h2Stream) writeHead(head []byte) error {
 	}
 	st.final = true
 	end := st.isHead || noBodyStatus(resp.status) || st.length == 0
-	if st.parent.p.draining.Load() {
+	if st.conn.cc.p.draining.Load() {
 		// A connection that became HTTP/2 after the drain's GOAWAY went
 		// to the others gets its own with this response, as HTTP/1.1
 		// gets Connection: close.
@@ -650,8 +649,8 @@ func (st *h2Stream) Close() error {
 	return nil
 }
 
-func (st *h2Stream) LocalAddr() net.Addr  { return st.parent.c.LocalAddr() }
-func (st *h2Stream) RemoteAddr() net.Addr { return st.parent.c.RemoteAddr() }
+func (st *h2Stream) LocalAddr() net.Addr  { return st.conn.cc.c.LocalAddr() }
+func (st *h2Stream) RemoteAddr() net.Addr { return st.conn.cc.c.RemoteAddr() }
 
 func (st *h2Stream) SetDeadline(t time.Time) error {
 	st.SetReadDeadline(t)

@@ -98,14 +98,6 @@ func (w *h2Writer) failure() error {
 	return w.err
 }
 
-// Write queues p as it is (tests; the preface of a connection).
-func (w *h2Writer) Write(p []byte) (int, error) {
-	if err := w.frames(false, func(b []byte) []byte { return append(b, p...) }); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
 // flush sends what is queued until nothing is.
 func (w *h2Writer) flush() {
 	runtime.Gosched() // let what is ready queue its frames first

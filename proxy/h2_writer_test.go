@@ -45,15 +45,23 @@ func (g *gateConn) Close() error {
 	return nil
 }
 
-// What x/net writes while a write is under way goes out after it in one
+// queue appends p to w's queue as a stream's frames are.
+func queue(w *h2Writer, p []byte) (int, error) {
+	if err := w.frames(false, func(b []byte) []byte { return append(b, p...) }); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// What the streams queue while a write is under way goes out after it in one
 // write, in order; Close returns once all of it is sent.
 func TestH2WriterCoalesces(t *testing.T) {
 	g := newGateConn()
 	w := newH2Writer(g, time.Second, &sync.Pool{})
-	w.Write([]byte("HEADERS1"))
+	queue(w, []byte("HEADERS1"))
 	<-g.entered // the flusher is writing the first flush
 	for _, s := range []string{"DATA1", "HEADERS2", "DATA2"} {
-		if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
+		if n, err := queue(w, []byte(s)); n != len(s) || err != nil {
 			t.Fatalf("Write(%q) = %d, %v", s, n, err)
 		}
 	}
@@ -71,7 +79,7 @@ func TestH2WriterCoalesces(t *testing.T) {
 	if !g.closed {
 		t.Fatal("Close left the connection open")
 	}
-	if _, err := w.Write([]byte("late")); err == nil {
+	if _, err := queue(w, []byte("late")); err == nil {
 		t.Fatal("a Write after Close succeeded")
 	}
 }
@@ -83,19 +91,19 @@ func TestH2WriterFailure(t *testing.T) {
 	boom := errors.New("connection reset")
 	g.fail = boom
 	w := newH2Writer(g, time.Second, &sync.Pool{})
-	w.Write(make([]byte, h2WriteQueueMax))
+	queue(w, make([]byte, h2WriteQueueMax))
 	<-g.entered
-	w.Write(make([]byte, h2WriteQueueMax)) // queued: the queue is full now
+	queue(w, make([]byte, h2WriteQueueMax)) // queued: the queue is full now
 	blocked := make(chan error)
 	go func() {
-		_, err := w.Write([]byte("more"))
+		_, err := queue(w, []byte("more"))
 		blocked <- err
 	}()
 	close(g.gate)
 	if err := <-blocked; !errors.Is(err, boom) {
 		t.Fatalf("the Write waiting for room: %v, want %v", err, boom)
 	}
-	if _, err := w.Write([]byte("x")); !errors.Is(err, boom) {
+	if _, err := queue(w, []byte("x")); !errors.Is(err, boom) {
 		t.Fatalf("a later Write: %v, want %v", err, boom)
 	}
 	g.mu.Lock()
